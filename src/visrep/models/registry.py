@@ -54,7 +54,11 @@ def _get(name: str) -> Callable[..., nn.Module]:
     _ensure_builtin()
     if name not in _BACKBONES:
         close = difflib.get_close_matches(name, _BACKBONES, n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(_BACKBONES))}"
+        hint = (
+            f"did you mean {', '.join(close)}?"
+            if close
+            else f"known: {', '.join(sorted(_BACKBONES))}"
+        )
         raise ConfigError(f"unknown backbone {name!r}; {hint}")
     return _BACKBONES[name]
 

@@ -1,0 +1,6 @@
+"""Tasks: LightningModules that own a task's loss, metrics and optimisation around a plain model."""
+
+from visrep.tasks.classification import ClassificationTask
+from visrep.tasks.optim import OptimConfig, build_optimizer, build_scheduler, lr_factor
+
+__all__ = ["ClassificationTask", "OptimConfig", "build_optimizer", "build_scheduler", "lr_factor"]

@@ -25,7 +25,9 @@ def load_pretrained(model: nn.Module, path: str | Path) -> nn.Module:
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for corrupt files
-        raise CheckpointError(f"cannot read pretrained weights {str(p)!r}: {type(e).__name__}") from e
+        raise CheckpointError(
+            f"cannot read pretrained weights {str(p)!r}: {type(e).__name__}"
+        ) from e
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -34,8 +36,12 @@ def load_pretrained(model: nn.Module, path: str | Path) -> nn.Module:
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     skipped = sorted(set(state) - set(usable))
     if not usable:
-        raise CheckpointError(f"pretrained weights {str(p)!r} share no tensor names/shapes with the model")
+        raise CheckpointError(
+            f"pretrained weights {str(p)!r} share no tensor names/shapes with the model"
+        )
     model.load_state_dict(usable, strict=False)
     if skipped:
-        log.warning("pretrained %s: skipped %d tensors (%s)", p.name, len(skipped), ", ".join(skipped[:5]))
+        log.warning(
+            "pretrained %s: skipped %d tensors (%s)", p.name, len(skipped), ", ".join(skipped[:5])
+        )
     return model

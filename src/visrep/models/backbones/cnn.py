@@ -39,7 +39,9 @@ class SmallCNN(nn.Module):
         c = in_chans
         for out in channels:
             for _ in range(convs_per_stage):
-                blocks.append(nn.Conv2d(c, out, kernel_size, padding=kernel_size // 2, bias=not batch_norm))
+                blocks.append(
+                    nn.Conv2d(c, out, kernel_size, padding=kernel_size // 2, bias=not batch_norm)
+                )
                 if batch_norm:
                     blocks.append(nn.BatchNorm2d(out))
                 blocks.append(get_activation(activation))
@@ -83,8 +85,16 @@ def small_cnn(
 ) -> SmallCNN:
     """LeNet-style CNN; see :class:`SmallCNN`."""
     return SmallCNN(
-        in_chans, num_classes, tuple(channels), convs_per_stage, kernel_size, batch_norm,
-        activation, pool, dropout, head_dropout,
+        in_chans,
+        num_classes,
+        tuple(channels),
+        convs_per_stage,
+        kernel_size,
+        batch_norm,
+        activation,
+        pool,
+        dropout,
+        head_dropout,
     )
 
 

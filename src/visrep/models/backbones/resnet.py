@@ -55,7 +55,13 @@ def _register(name: str, timm_name: str) -> None:
         pretrained_path: str | None = None,
     ) -> nn.Module:
         return _resnet(
-            timm_name, in_chans, num_classes, img_size, small_stem, drop_rate, drop_path_rate,
+            timm_name,
+            in_chans,
+            num_classes,
+            img_size,
+            small_stem,
+            drop_rate,
+            drop_path_rate,
             pretrained_path,
         )
 

@@ -23,7 +23,9 @@ def normalize(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     tensor([1., 0.])
     """
     if x.dim() < 2 or x.shape[1] != mean.numel():
-        raise ShapeError(f"normalize: input has shape {tuple(x.shape)}, expected (B, {mean.numel()}, ...)")
+        raise ShapeError(
+            f"normalize: input has shape {tuple(x.shape)}, expected (B, {mean.numel()}, ...)"
+        )
     view = (1, -1) + (1,) * (x.dim() - 2)
     return (x - mean.view(view)) / std.view(view)
 
@@ -34,7 +36,9 @@ class Normalize(nn.Module):
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         if len(mean) != len(std) or any(s <= 0 for s in std):
-            raise ShapeError(f"Normalize: need equal-length mean/std with std > 0, got {mean}, {std}")
+            raise ShapeError(
+                f"Normalize: need equal-length mean/std with std > 0, got {mean}, {std}"
+            )
         self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32))
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32))
 

@@ -1,0 +1,292 @@
+"""The single ``visrep`` entry point.
+
+``visrep fit|validate|test|predict`` run through LightningCLI (jsonargparse): ``--config
+NAME_OR_PATH``, dotted overrides, ``--print_config``. Tool commands (``visrep report ...``) use
+jsonargparse parsers too, so ``--help`` and ``--config`` behave alike everywhere. User mistakes
+end with one line ``error: ...`` and exit code 2.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import logging
+import re
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jsonargparse import ActionYesNo, ArgumentError
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+
+from visrep.configs import list_configs, resolve_config
+from visrep.errors import CheckpointError, ConfigError, VisrepError
+from visrep.trainer.callbacks import MetricsFile, PredictionCSV, RunArtifacts
+from visrep.trainer.checkpoint_io import SafeCheckpointIO, load_checkpoint
+from visrep.trainer.rundir import RunDir
+
+TRAIN_COMMANDS = {
+    "fit": "train a model (then validate and test its best checkpoint)",
+    "validate": "evaluate a checkpoint on the validation split",
+    "test": "evaluate a checkpoint on the test split",
+    "predict": "predict classes of images with a checkpoint, written as CSV",
+}
+# name -> (module with main(argv), one-line description)
+TOOL_COMMANDS: dict[str, tuple[str, str]] = {
+    "report": ("visrep.report.cli", "rebuild the plots and report.html of a run directory"),
+}
+
+
+class _SaveConfig(SaveConfigCallback):
+    """Saves ``config.yaml`` for fit; other subcommands save ``config.<subcommand>.yaml`` beside it."""
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if stage != "fit":
+            self.config_filename = f"config.{stage}.yaml"
+        super().setup(trainer, pl_module, stage)
+
+
+class VisrepCLI(LightningCLI):
+    """LightningCLI with visrep's run directory, checkpointing and defaults (digits + small CNN)."""
+
+    def __init__(self, args: list[str] | None) -> None:
+        no_exit = {"exit_on_error": False}
+        super().__init__(
+            model_class=None,
+            datamodule_class=None,
+            save_config_callback=_SaveConfig,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"exit_on_error": False, **{c: dict(no_exit) for c in TRAIN_COMMANDS}},
+            seed_everything_default=0,
+            auto_configure_optimizers=False,
+            args=args,
+        )
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        parser.add_argument(
+            "--run_dir",
+            type=str | None,
+            default=None,
+            help="Run directory (default: runs/<config>-<timestamp>, or the checkpoint's run).",
+        )
+        parser.add_argument(
+            "--resume",
+            action=ActionYesNo,
+            default=False,
+            help="Continue the run in --run_dir from its checkpoints/last.ckpt.",
+        )
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=True,
+            help="After fit, validate and test the best checkpoint.",
+        )
+        parser.set_defaults(
+            {
+                "model": {"class_path": "visrep.tasks.ClassificationTask"},
+                "data": {"class_path": "visrep.data.DigitsDataModule"},
+            }
+        )
+
+    def _parse_ckpt_path(self) -> None:
+        sub = self.config.get("subcommand")
+        ckpt = self.config[sub].get("ckpt_path") if sub else None
+        if ckpt and ckpt not in ("best", "last"):
+            load_checkpoint(ckpt)  # one-line CheckpointError when missing or corrupt
+        super()._parse_ckpt_path()
+
+    # -- run directory -----------------------------------------------------------------------
+    def before_instantiate_classes(self) -> None:
+        sub = self.subcommand
+        cfg = self.config[sub]
+        run_dir = cfg.get("run_dir")
+        ckpt = cfg.get("ckpt_path")
+        if run_dir is None and sub != "fit" and ckpt and Path(ckpt).parent.name == "checkpoints":
+            run_dir = str(Path(ckpt).parent.parent)
+        if run_dir is None:
+            if cfg.get("resume"):
+                raise ConfigError("--resume needs --run_dir (the run to continue)")
+            configs = cfg.get("config") or []
+            name = Path(str(configs[-1])).stem if configs else "run"
+            run_dir = str(Path("runs") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}")
+        run = RunDir(run_dir)
+        if sub == "fit":
+            if cfg.get("resume"):
+                if not run.last_ckpt.is_file():
+                    raise CheckpointError(
+                        f"--resume: {run.last_ckpt} does not exist (nothing to resume)"
+                    )
+                cfg.ckpt_path = str(run.last_ckpt)
+            elif run.checkpoints.is_dir() and any(run.checkpoints.iterdir()):
+                raise ConfigError(
+                    f"run directory {run_dir!r} already holds checkpoints; pass --resume to continue it "
+                    "or choose another --run_dir"
+                )
+        cfg.run_dir = run_dir
+        cfg.trainer.default_root_dir = run_dir
+        if cfg.trainer.get("logger") is None:
+            cfg.trainer.logger = False
+        self.run = run
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
+        monitor, mode = getattr(type(self.model), "monitor", ("val/loss", "min"))
+        ours = [
+            ModelCheckpoint(
+                dirpath=self.run.checkpoints,
+                filename="best",
+                monitor=monitor,
+                mode=mode,
+                save_last=True,
+                save_top_k=1,
+                auto_insert_metric_name=False,
+                enable_version_counter=False,
+            ),
+            MetricsFile(self.run.root),
+            RunArtifacts(self.run.root),
+        ]
+        if self.subcommand == "predict":
+            ours.append(PredictionCSV(self.run.root / "predictions.csv"))
+        config = dict(config)
+        config["plugins"] = [SafeCheckpointIO(), *(config.get("plugins") or [])]
+        return super()._instantiate_trainer(config, [*callbacks, *ours])
+
+    def after_fit(self) -> None:
+        if not self.config.fit.get("test_after_fit", True):
+            return
+        has_best = bool(
+            self.trainer.checkpoint_callback and self.trainer.checkpoint_callback.best_model_path
+        )
+        ckpt = "best" if has_best else None
+        self.trainer.validate(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
+
+    def before_predict(self) -> None:
+        if self.trainer.world_size > 1:
+            raise ConfigError(
+                "visrep predict runs on one device: drop --trainer.devices/--trainer.strategy"
+            )
+
+
+# -- argv handling ---------------------------------------------------------------------------------
+def _resolve_configs(argv: list[str]) -> list[str]:
+    """Replace ``--config NAME`` by the shipped config's path; unknown names fail clearly."""
+    out = list(argv)
+    for i, a in enumerate(out):
+        value_at, value = None, None
+        if a in ("--config", "-c") and i + 1 < len(out):
+            value_at, value = i + 1, out[i + 1]
+        elif a.startswith("--config="):
+            value_at, value = i, a.split("=", 1)[1]
+        if value is None:
+            continue
+        path = resolve_config(value)
+        if path is None:
+            raise ConfigError(
+                f"--config {value!r} is neither a file nor a shipped config ({', '.join(list_configs())})"
+            )
+        out[value_at] = path if value_at != i else f"--config={path}"
+    return out
+
+
+def _predict_defaults(argv: list[str]) -> list[str]:
+    """``predict --data.path P`` without a data class predicts on image files."""
+    if argv[0] != "predict" or not any(a.startswith("--data.path") for a in argv):
+        return argv
+    if any(a == "--data" or a.startswith("--data=") for a in argv):
+        return argv
+    i = next(i for i, a in enumerate(argv) if a.startswith("--data.path"))
+    return [*argv[:i], "--data=visrep.data.ImageFilesDataModule", *argv[i:]]
+
+
+def _one_line(msg: str) -> str:
+    text = re.sub(r"\s+", " ", str(msg)).strip()
+    # jsonargparse explains a bad subclass option through every Union member; keep the reason.
+    m = re.search(
+        r'Parser key "([^"]+)".*?Problem with given class_path \'([^\']+)\': (.+?) - Expected', text
+    )
+    if m:
+        text = f"{m.group(1)} ({m.group(2)}): {m.group(3)}"
+    return text if len(text) <= 600 else text[:597] + "..."
+
+
+def _visrep_cause(e: BaseException) -> VisrepError | None:
+    """The VisrepError behind an exception that a library (jsonargparse, Lightning) wrapped."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, VisrepError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+def _help() -> str:
+    width = max(map(len, [*TRAIN_COMMANDS, *TOOL_COMMANDS])) + 2
+    lines = [
+        "usage: visrep <command> [--config NAME_OR_PATH] [--section.option VALUE ...]",
+        "",
+        "Visual representation learning: train, evaluate and inspect models.",
+        "",
+        "training and evaluation (LightningCLI; `visrep <command> --help` for every option):",
+        *[f"  {c:<{width}}{d}" for c, d in TRAIN_COMMANDS.items()],
+        "",
+        "tools:",
+        *[f"  {c:<{width}}{d}" for c, (_, d) in TOOL_COMMANDS.items()],
+        "",
+        f"shipped configs: {', '.join(list_configs())}",
+        "example: visrep fit --config quickstart --trainer.max_epochs 5",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``visrep`` command line; returns the exit code.
+
+    With ``argv=None`` the arguments come from ``sys.argv`` (needed for DDP, which relaunches the
+    script from ``sys.argv``); a list runs in-process, as tests and notebooks do.
+    """
+    from_sys = argv is None
+    args = list(sys.argv[1:] if from_sys else argv)
+    try:
+        if not args or args[0] in ("-h", "--help"):
+            print(_help())
+            return 0
+        if args[0] == "--version":
+            from visrep import __version__
+
+            print(f"visrep {__version__}")
+            return 0
+        cmd = args[0]
+        if cmd in TRAIN_COMMANDS:
+            args = _predict_defaults(_resolve_configs(args))
+            logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropTips())
+            if from_sys:  # DDP relaunches the script from sys.argv: give it the resolved arguments
+                sys.argv = [sys.argv[0], *args]
+            VisrepCLI(None if from_sys else args)
+            return 0
+        if cmd in TOOL_COMMANDS:
+            module = importlib.import_module(TOOL_COMMANDS[cmd][0])
+            return int(module.main(_resolve_configs(args[1:])) or 0)
+        close = difflib.get_close_matches(cmd, [*TRAIN_COMMANDS, *TOOL_COMMANDS], n=2)
+        hint = f"; did you mean {' or '.join(close)}?" if close else "; see `visrep --help`"
+        raise ConfigError(f"unknown command {cmd!r}{hint}")
+    except (VisrepError, ArgumentError) as e:
+        print(f"error: {_one_line(str(e))}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        cause = _visrep_cause(e)
+        if cause is None:
+            raise
+        print(f"error: {_one_line(str(cause))}", file=sys.stderr)
+        return 2
+
+
+def entry() -> None:
+    sys.exit(main())

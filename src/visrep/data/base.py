@@ -1,0 +1,188 @@
+"""The base of every image DataModule: seeded splits, training-split statistics, loaders, augmentation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightning as L
+import numpy as np
+from sklearn.model_selection import train_test_split
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from visrep.data.augment import AugmentConfig, augment_batch
+from visrep.data.datasets import ArrayImageDataset
+from visrep.errors import ConfigError, DataError
+
+
+@dataclass
+class Splits:
+    """What a concrete DataModule loads: a training set and, where the source has them, val/test."""
+
+    train: Dataset
+    train_targets: np.ndarray
+    class_names: list[str]
+    test: Dataset | None = None
+    val: Dataset | None = None
+
+
+def _split(targets: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.arange(len(targets))
+    if fraction <= 0:
+        return idx, idx[:0]
+    counts = np.bincount(targets)
+    stratify = targets if counts[counts > 0].min() >= 2 else None
+    keep, held = train_test_split(idx, test_size=fraction, random_state=seed, stratify=stratify)
+    return np.sort(keep), np.sort(held)
+
+
+def channel_stats(
+    dataset: Dataset, max_samples: int = 10_000, seed: int = 0
+) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of a dataset's images (a seeded subset of at most ``max_samples``)."""
+    base, indices = dataset, np.arange(len(dataset))
+    if isinstance(dataset, Subset):
+        base, indices = dataset.dataset, np.asarray(dataset.indices)
+    if isinstance(base, ArrayImageDataset):
+        return base.channel_stats(indices)
+    if len(indices) > max_samples:
+        indices = np.random.default_rng(seed).choice(indices, max_samples, replace=False)
+    loader = DataLoader(Subset(base, indices.tolist()), batch_size=256)
+    s = s2 = None
+    n = 0
+    for x, _ in loader:
+        x = x.double()
+        bs, bs2 = x.sum((0, 2, 3)), (x**2).sum((0, 2, 3))
+        s = bs if s is None else s + bs
+        s2 = bs2 if s2 is None else s2 + bs2
+        n += x.shape[0] * x.shape[2] * x.shape[3]
+    mean = s / n
+    std = (s2 / n - mean**2).clamp_min(1e-12).sqrt()
+    return mean.tolist(), std.tolist()
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Seeded train/val/test splits of an image classification source.
+
+    Subclasses implement :meth:`load`. Sources without a test split get a stratified one
+    (``test_fraction``); the validation split is always carved from the training data
+    (``val_fraction``). Normalisation statistics come from the training split only, and the
+    model keeps them (:class:`visrep.models.layers.Normalize`), so images stay in [0, 1] here.
+
+    Args:
+        batch_size: training batch size.
+        eval_batch_size: validation/test batch size (default: ``batch_size``).
+        num_workers: loader worker processes.
+        val_fraction: fraction of the training data held out for validation.
+        test_fraction: fraction held out for testing when the source has no test split.
+        seed: seed of the splits.
+        augment: training augmentations, applied per batch on the device.
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        seed: int = 0,
+        augment: AugmentConfig | None = None,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
+        for name, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not 0 <= f < 1:
+                raise ConfigError(f"data.{name} must be in [0, 1), got {f}")
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.seed = seed
+        self.augment = augment or AugmentConfig()
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+        self.class_names: list[str] = []
+        self.mean: list[float] = []
+        self.std: list[float] = []
+        self.image_shape: tuple[int, int, int] = (0, 0, 0)
+
+    def load(self) -> Splits:
+        """Read the source; implemented by each concrete DataModule."""
+        raise NotImplementedError
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        s = self.load()
+        targets = np.asarray(s.train_targets, dtype=np.int64)
+        if len(targets) == 0:
+            raise DataError(f"{type(self).__name__}: the training data is empty")
+        train_idx = np.arange(len(targets))
+        test = s.test
+        if test is None:
+            train_idx, test_idx = _split(targets, self.test_fraction, self.seed)
+            if len(test_idx) == 0:
+                raise ConfigError("the source has no test split: data.test_fraction must be > 0")
+            test = Subset(s.train, test_idx.tolist())
+        val = s.val
+        if val is None and self.val_fraction > 0:
+            keep, held = _split(targets[train_idx], self.val_fraction, self.seed + 1)
+            val = Subset(s.train, train_idx[held].tolist())
+            train_idx = train_idx[keep]
+        self.train_set = Subset(s.train, train_idx.tolist())
+        self.val_set, self.test_set = val, test
+        self.class_names = list(s.class_names)
+        x0, _ = self.train_set[0]
+        self.image_shape = tuple(x0.shape)
+        self.mean, self.std = channel_stats(self.train_set, seed=self.seed)
+
+    def _loader(self, ds: Dataset | None, train: bool) -> DataLoader:
+        if ds is None:
+            raise ConfigError(f"{type(self).__name__} has no such split")
+        on_gpu = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            drop_last=train and len(ds) > self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=on_gpu,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, train=False) if self.val_set is not None else []
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, train=False)
+
+    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple:
+        if self.trainer is not None and self.trainer.training and self.augment.enabled:
+            x, y = batch
+            return augment_batch(x, self.augment), y
+        return batch
+
+    def describe(self) -> dict:
+        """What the model needs to know about the data (filled after :meth:`setup`)."""
+        return {
+            "num_classes": self.num_classes,
+            "in_chans": self.image_shape[0],
+            "image_size": list(self.image_shape[1:]),
+            "mean": self.mean,
+            "std": self.std,
+            "class_names": self.class_names,
+        }

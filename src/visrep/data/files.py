@@ -1,0 +1,55 @@
+"""Prediction inputs: one image file or a folder of them (``visrep predict --data.path``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from visrep.data.datasets import IMAGE_EXTENSIONS, ImageFileDataset
+from visrep.errors import DataError
+
+
+def list_images(path: str | Path) -> list[str]:
+    """``path`` itself if it is an image file, else every image below the folder (sorted)."""
+    p = Path(path)
+    if p.is_file():
+        if p.suffix.lower() not in IMAGE_EXTENSIONS:
+            raise DataError(f"data.path {str(p)!r} is not an image ({', '.join(IMAGE_EXTENSIONS)})")
+        return [str(p)]
+    if not p.is_dir():
+        raise DataError(f"data.path {str(p)!r} does not exist")
+    files = sorted(
+        str(f) for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file()
+    )
+    if not files:
+        raise DataError(f"data.path {str(p)!r} holds no image files")
+    return files
+
+
+class ImageFilesDataModule(L.LightningDataModule):
+    """Images to predict on, resized and converted to what the trained model expects.
+
+    The channel count and size are read from the model (``in_chans``, ``image_size`` in its
+    hyper-parameters), so ``visrep predict --ckpt_path CKPT --data.path DIR`` needs nothing else.
+    """
+
+    def __init__(self, path: str, batch_size: int = 256, num_workers: int = 0) -> None:
+        super().__init__()
+        self.path = path
+        self.files = list_images(path)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+
+    def predict_dataloader(self) -> DataLoader:
+        hp = self.trainer.lightning_module.hparams
+        size = tuple(hp["image_size"]) if hp.get("image_size") else None
+        ds = ImageFileDataset(
+            self.files, [-1] * len(self.files), int(hp.get("in_chans") or 3), size
+        )
+        return DataLoader(ds, batch_size=self.batch_size, num_workers=self.num_workers)
+
+    def sample_names(self) -> list[str]:
+        """One name per prediction sample, in loader order."""
+        return self.files

@@ -1,0 +1,98 @@
+"""numpy ``.npz`` archives of images and labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from visrep.data.augment import AugmentConfig
+from visrep.data.base import ImageDataModule, Splits
+from visrep.data.datasets import ArrayImageDataset, to_nchw
+from visrep.errors import DataError
+
+
+def _array(path: Path, key: str | None, what: str) -> np.ndarray:
+    if not path.is_file():
+        raise DataError(f"npz file {str(path)!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = list(z.keys())
+            if key is not None and key in keys:
+                return z[key]
+            if len(keys) == 1:  # e.g. KMNIST's 'arr_0'
+                return z[keys[0]]
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read npz file {str(path)!r}: {e}") from e
+    raise DataError(
+        f"npz file {str(path)!r} has no {what} array {key!r}; it holds {', '.join(keys)}"
+    )
+
+
+def load_npz_split(
+    images_path: Path, labels_path: Path | None, images_key: str, labels_key: str
+) -> ArrayImageDataset:
+    """One split: images (and labels, from the same file unless ``labels_path`` is given)."""
+    images = to_nchw(_array(images_path, images_key, "image"), str(images_path))
+    labels = _array(labels_path or images_path, labels_key, "label")
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(
+            f"{images_path}: labels must be a 1-D integer array, got {labels.dtype} {labels.shape}"
+        )
+    if images.dtype != np.uint8:
+        if not np.issubdtype(images.dtype, np.floating) or images.min() < 0 or images.max() > 1:
+            raise DataError(f"{images_path}: images must be uint8 (0-255) or float in [0, 1]")
+        images = images.astype(np.float32)
+    return ArrayImageDataset(images, labels)
+
+
+class NpzDataModule(ImageDataModule):
+    """Images and labels in ``.npz`` files.
+
+    Either one archive per split holding ``images_key`` and ``labels_key`` arrays, or separate
+    image and label archives (the KMNIST layout: ``kmnist-test-imgs.npz`` + ``kmnist-test-labels.npz``,
+    single-array files are read whatever their key). Images are (N, H, W), (N, H, W, C) or
+    (N, C, H, W), uint8 or float in [0, 1].
+
+    Args:
+        train_path: training images (and labels) archive.
+        test_path: test archive; without it a stratified ``test_fraction`` is held out.
+        train_labels_path / test_labels_path: separate label archives.
+        images_key / labels_key: array names inside the archives.
+    """
+
+    def __init__(
+        self,
+        train_path: str,
+        test_path: str | None = None,
+        train_labels_path: str | None = None,
+        test_labels_path: str | None = None,
+        images_key: str = "x",
+        labels_key: str = "y",
+        class_names: list[str] | None = None,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        seed: int = 0,
+        augment: AugmentConfig | None = None,
+    ) -> None:
+        super().__init__(
+            batch_size, eval_batch_size, num_workers, val_fraction, test_fraction, seed, augment
+        )
+        self.paths = (train_path, test_path, train_labels_path, test_labels_path)
+        self.keys = (images_key, labels_key)
+        self.names = class_names
+
+    def load(self) -> Splits:
+        tr, te, trl, tel = (Path(p) if p else None for p in self.paths)
+        train = load_npz_split(tr, trl, *self.keys)
+        test = load_npz_split(te, tel, *self.keys) if te else None
+        hi = (
+            int(train.targets.max())
+            if test is None
+            else int(max(train.targets.max(), test.targets.max()))
+        )
+        names = self.names or [str(i) for i in range(hi + 1)]
+        return Splits(train, train.targets, names, test=test)
