@@ -43,8 +43,9 @@ class _SaveConfig(SaveConfigCallback):
     """Saves ``config.yaml`` for fit; other subcommands save ``config.<subcommand>.yaml`` beside it."""
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        if stage != "fit":
-            self.config_filename = f"config.{stage}.yaml"
+        name = getattr(stage, "value", stage)
+        if name != "fit":
+            self.config_filename = f"config.{name}.yaml"
         super().setup(trainer, pl_module, stage)
 
 
@@ -132,17 +133,13 @@ class VisrepCLI(LightningCLI):
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
         monitor, mode = getattr(type(self.model), "monitor", ("val/loss", "min"))
+        common = {"dirpath": self.run.checkpoints, "save_top_k": 1, "enable_version_counter": False}
         ours = [
-            ModelCheckpoint(
-                dirpath=self.run.checkpoints,
-                filename="best",
-                monitor=monitor,
-                mode=mode,
-                save_last=True,
-                save_top_k=1,
-                auto_insert_metric_name=False,
-                enable_version_counter=False,
-            ),
+            # best.ckpt comes first: trainer.checkpoint_callback (and ckpt_path="best") is this one.
+            ModelCheckpoint(filename="best", monitor=monitor, mode=mode, **common),
+            # last.ckpt after every epoch. Not save_last=True: since Lightning 2.6 that writes only
+            # when a top-k checkpoint was written in the same step, so a kill could lose epochs.
+            ModelCheckpoint(filename="last", monitor=None, **common),
             MetricsFile(self.run.root),
             RunArtifacts(self.run.root),
         ]

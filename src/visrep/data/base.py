@@ -31,7 +31,11 @@ def _split(targets: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray,
     if fraction <= 0:
         return idx, idx[:0]
     counts = np.bincount(targets)
-    stratify = targets if counts[counts > 0].min() >= 2 else None
+    classes = int((counts > 0).sum())
+    n_held = int(np.ceil(fraction * len(targets)))
+    # Stratify when every class can appear on both sides; tiny sets fall back to a plain split.
+    can = counts[counts > 0].min() >= 2 and classes <= n_held <= len(targets) - classes
+    stratify = targets if can else None
     keep, held = train_test_split(idx, test_size=fraction, random_state=seed, stratify=stratify)
     return np.sort(keep), np.sort(held)
 

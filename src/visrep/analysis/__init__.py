@@ -1,0 +1,47 @@
+"""Analysis: convolution arithmetic, per-layer model statistics and batch-norm folding (seed 002).
+
+``arithmetic`` holds pure integer functions (output sizes, padding, parameters, MACs/FLOPs,
+receptive fields); ``model_stats`` measures them on a live model; ``bn_fold`` fuses inference-mode
+BatchNorm into the preceding Conv/Linear layer.
+"""
+
+from visrep.analysis.arithmetic import (
+    LayerSpec,
+    ReceptiveField,
+    conv_flops,
+    conv_macs,
+    conv_output_size,
+    conv_params,
+    conv_transpose_output_size,
+    linear_macs,
+    linear_params,
+    pool_output_size,
+    receptive_field,
+    receptive_field_size,
+    same_padding,
+)
+from visrep.analysis.bn_fold import find_conv_bn_pairs, fold_batchnorm, fuse_conv_bn_weights
+from visrep.analysis.model_stats import GLOBAL, LayerStats, ModelStats, model_stats
+
+__all__ = [
+    "GLOBAL",
+    "LayerSpec",
+    "LayerStats",
+    "ModelStats",
+    "ReceptiveField",
+    "conv_flops",
+    "conv_macs",
+    "conv_output_size",
+    "conv_params",
+    "conv_transpose_output_size",
+    "find_conv_bn_pairs",
+    "fold_batchnorm",
+    "fuse_conv_bn_weights",
+    "linear_macs",
+    "linear_params",
+    "model_stats",
+    "pool_output_size",
+    "receptive_field",
+    "receptive_field_size",
+    "same_padding",
+]

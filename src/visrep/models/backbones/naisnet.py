@@ -1,0 +1,253 @@
+"""NAIS-Net backbones: cascades of stable non-autonomous blocks (seed 000).
+
+Ciccone et al., "NAIS-Net: Stable Deep Networks from Non-Autonomous Differential Equations",
+NeurIPS 2018. Each block is unrolled ``steps`` times in training and, at inference, per sample
+until ``||x(k+1) - x(k)||_2 < tol`` or ``max_steps`` (pattern-dependent processing depth); each
+block stores the depths of the last batch in ``block.last_depth`` ``(B,)``. The forward pass is
+well behaved by construction, so batch norm appears only where the dimensionality changes
+(seed 000: "we need it only when the input dimensionality changes").
+
+Train with :class:`visrep.trainer.naisnet_callback.NaisNetReprojection` (or call
+:func:`visrep.models.layers.naisnet.reproject_` after each optimiser step) to keep the
+stability constraints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch  # noqa: F401  (doctest)
+from torch import Tensor, nn
+
+from visrep.errors import ConfigError
+from visrep.models.backbones._size import to_hw
+from visrep.models.heads import ClassifierHead
+from visrep.models.layers.naisnet import NaisNetConvBlock, NaisNetFCBlock, iter_naisnet_blocks
+from visrep.models.registry import register_backbone
+
+__all__ = ["NaisNet", "NaisNetFC"]
+
+
+class _DepthMixin:
+    def last_depths(self) -> dict[str, Tensor]:
+        """Per-block processing depth of the last forward pass, ``name -> (B,)``."""
+        return {n: b.last_depth for n, b in iter_naisnet_blocks(self) if b.last_depth is not None}
+
+
+class NaisNet(_DepthMixin, nn.Module):
+    """Convolutional NAIS-Net: stem, then stages of NAIS-Net conv blocks.
+
+    Every stage starts with a transition (a 3x3 projection conv, stride 2 after the first
+    stage, and batch norm), the only places where the number of maps or the resolution changes;
+    then ``blocks_per_stage`` convolutional NAIS-Net blocks at constant width.
+
+    Shape: input ``(B, in_chans, H, W)``; features ``(B, channels[-1], H / 2^(S-1), W / 2^(S-1))``.
+    """
+
+    def __init__(
+        self,
+        in_chans: int,
+        num_classes: int,
+        channels: Sequence[int] = (16, 32, 64),
+        blocks_per_stage: int = 1,
+        steps: int = 5,
+        max_steps: int | None = None,
+        tol: float | None = 1e-3,
+        h: float = 1.0,
+        activation: Literal["tanh", "relu"] = "relu",
+        kernel_size: int = 3,
+        eps: float = 0.01,
+        eta: float = 0.05,
+        unconstrained: bool = False,
+        adaptive_train: bool = False,
+        head_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if not channels or min(channels) < 1 or blocks_per_stage < 1:
+            raise ConfigError(
+                f"channels must be non-empty positive and blocks_per_stage >= 1, got "
+                f"channels={tuple(channels)}, blocks_per_stage={blocks_per_stage}"
+            )
+        layers: list[nn.Module] = []
+        c_in = in_chans
+        for i, c in enumerate(channels):
+            stride = 1 if i == 0 else 2
+            layers += [nn.Conv2d(c_in, c, 3, stride, 1, bias=False), nn.BatchNorm2d(c)]
+            for _ in range(blocks_per_stage):
+                layers.append(
+                    NaisNetConvBlock(
+                        c,
+                        c,
+                        kernel_size,
+                        steps,
+                        max_steps,
+                        tol,
+                        h,
+                        activation,
+                        eps,
+                        eta,
+                        unconstrained,
+                        adaptive_train,
+                    )
+                )
+            c_in = c
+        self.features = nn.Sequential(*layers)
+        self.num_features = c_in
+        self.head = ClassifierHead(c_in, num_classes, dropout=head_dropout)
+        self.num_classes = num_classes
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.head.reset(num_classes)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.features(x)
+
+    def forward_head(self, z: Tensor, pre_logits: bool = False) -> Tensor:
+        return self.head(z, pre_logits=pre_logits)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+class NaisNetFC(_DepthMixin, nn.Module):
+    """Fully connected NAIS-Net on flattened inputs: a cascade of FC blocks and a linear head.
+
+    The first block reads the flat input through its input matrix ``B``, so no transition
+    layer is needed.
+
+    Shape: input ``(B, C, H, W)`` or ``(B, D)``; features ``(B, width)``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        width: int = 128,
+        num_blocks: int = 2,
+        steps: int = 10,
+        max_steps: int | None = None,
+        tol: float | None = 1e-3,
+        h: float = 1.0,
+        activation: Literal["tanh", "relu"] = "tanh",
+        eps: float = 0.01,
+        unconstrained: bool = False,
+        adaptive_train: bool = False,
+    ) -> None:
+        super().__init__()
+        if num_blocks < 1 or width < 1:
+            raise ConfigError(f"num_blocks and width must be >= 1, got {num_blocks} and {width}")
+        self.in_features = in_features
+        self.blocks = nn.Sequential(
+            *(
+                NaisNetFCBlock(
+                    in_features if i == 0 else width,
+                    width,
+                    None,
+                    steps,
+                    max_steps,
+                    tol,
+                    h,
+                    activation,
+                    eps,
+                    unconstrained,
+                    adaptive_train,
+                )
+                for i in range(num_blocks)
+            )
+        )
+        self.num_features = width
+        self.fc: nn.Module = nn.Identity()
+        self.reset_classifier(num_classes)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.blocks(x.flatten(1))
+
+    def forward_head(self, z: Tensor, pre_logits: bool = False) -> Tensor:
+        return z if pre_logits else self.fc(z)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+@register_backbone("naisnet")
+def naisnet(
+    in_chans: int,
+    num_classes: int,
+    img_size: int | tuple[int, int] | None = None,
+    channels: Sequence[int] = (16, 32, 64),
+    blocks_per_stage: int = 1,
+    steps: int = 5,
+    max_steps: int | None = None,
+    tol: float | None = 1e-3,
+    h: float = 1.0,
+    activation: Literal["tanh", "relu"] = "relu",
+    kernel_size: int = 3,
+    eps: float = 0.01,
+    eta: float = 0.05,
+    unconstrained: bool = False,
+    adaptive_train: bool = False,
+    head_dropout: float = 0.0,
+) -> NaisNet:
+    """Convolutional NAIS-Net, sized for 8x8 to 32x32 inputs; see :class:`NaisNet`."""
+    return NaisNet(
+        in_chans,
+        num_classes,
+        tuple(channels),
+        blocks_per_stage,
+        steps,
+        max_steps,
+        tol,
+        h,
+        activation,
+        kernel_size,
+        eps,
+        eta,
+        unconstrained,
+        adaptive_train,
+        head_dropout,
+    )
+
+
+@register_backbone("naisnet_fc")
+def naisnet_fc(
+    in_chans: int,
+    num_classes: int,
+    img_size: int | tuple[int, int] | None,
+    width: int = 128,
+    num_blocks: int = 2,
+    steps: int = 10,
+    max_steps: int | None = None,
+    tol: float | None = 1e-3,
+    h: float = 1.0,
+    activation: Literal["tanh", "relu"] = "tanh",
+    eps: float = 0.01,
+    unconstrained: bool = False,
+    adaptive_train: bool = False,
+) -> NaisNetFC:
+    """Fully connected NAIS-Net on the flattened ``in_chans x H x W`` input; see :class:`NaisNetFC`.
+
+    >>> m = naisnet_fc(in_chans=1, num_classes=10, img_size=8, width=16, steps=3)
+    >>> m(torch.zeros(2, 1, 8, 8)).shape
+    torch.Size([2, 10])
+    """
+    hh, ww = to_hw(img_size, "naisnet_fc")
+    return NaisNetFC(
+        in_chans * hh * ww,
+        num_classes,
+        width,
+        num_blocks,
+        steps,
+        max_steps,
+        tol,
+        h,
+        activation,
+        eps,
+        unconstrained,
+        adaptive_train,
+    )

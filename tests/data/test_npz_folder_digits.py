@@ -1,0 +1,125 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import SHARED_DATA
+from visrep.data import DigitsDataModule, ImageFolderDataModule, NpzDataModule, list_images
+from visrep.errors import DataError
+
+
+def test_digits_split_is_seeded_stratified_and_disjoint():
+    a, b = DigitsDataModule(seed=3), DigitsDataModule(seed=3)
+    a.setup()
+    b.setup()
+    assert a.test_set.indices == b.test_set.indices
+    tr, va, te = (set(s.indices) for s in (a.train_set, a.val_set, a.test_set))
+    assert not (tr & va or tr & te or va & te) and len(tr | va | te) == 1797
+    assert len(te) == 360
+    c = DigitsDataModule(seed=4)
+    c.setup()
+    assert c.test_set.indices != a.test_set.indices
+
+
+def test_npz_single_archive_and_layouts(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (30, 6, 6, 3), dtype=np.uint8)  # NHWC
+    y = np.arange(30) % 2
+    np.savez(tmp_path / "train.npz", x=x, y=y)
+    dm = NpzDataModule(train_path=str(tmp_path / "train.npz"))
+    dm.setup()
+    assert dm.image_shape == (3, 6, 6) and dm.num_classes == 2
+    img, _ = dm.train_set.dataset[0]
+    np.testing.assert_allclose(img.numpy(), x[0].transpose(2, 0, 1) / 255, atol=1e-6)
+
+
+def test_npz_separate_label_files_kmnist_layout(tmp_path):
+    np.savez(tmp_path / "imgs.npz", np.zeros((10, 4, 4), np.uint8))
+    np.savez(tmp_path / "labels.npz", np.arange(10) % 5)
+    dm = NpzDataModule(
+        train_path=str(tmp_path / "imgs.npz"), train_labels_path=str(tmp_path / "labels.npz")
+    )
+    dm.setup()
+    assert dm.num_classes == 5
+
+
+def test_npz_errors(tmp_path):
+    np.savez(tmp_path / "a.npz", images=np.zeros((3, 4, 4)), other=np.zeros(3))
+    with pytest.raises(DataError, match="no image array 'x'"):
+        NpzDataModule(train_path=str(tmp_path / "a.npz")).setup()
+    np.savez(tmp_path / "b.npz", x=np.full((3, 4, 4), 7.0), y=np.zeros(3, int))
+    with pytest.raises(DataError, match=r"uint8 .* or float in"):
+        NpzDataModule(train_path=str(tmp_path / "b.npz")).setup()
+    (tmp_path / "c.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="cannot read npz file"):
+        NpzDataModule(train_path=str(tmp_path / "c.npz")).setup()
+
+
+def test_folder_tree_held_out_splits(folder_tree):
+    dm = ImageFolderDataModule(
+        root=str(folder_tree), test_fraction=0.25, val_fraction=0.2, batch_size=4
+    )
+    dm.setup()
+    assert dm.class_names == ["cat", "dog", "owl"] and dm.image_shape == (3, 10, 10)
+    assert len(dm.test_set) == 6
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (4, 3, 10, 10)
+    # the dominant channel is the class
+    assert (x.mean((2, 3)).argmax(1) == y).all()
+
+
+def test_folder_cache_matches_streaming(folder_tree):
+    a = ImageFolderDataModule(root=str(folder_tree), cache=True, channels=1, image_size=8)
+    b = ImageFolderDataModule(root=str(folder_tree), cache=False, channels=1, image_size=8)
+    a.setup()
+    b.setup()
+    assert a.image_shape == (1, 8, 8)
+    for i in (0, 5):
+        xa, ya = a.train_set[i]
+        xb, yb = b.train_set[i]
+        assert ya == yb and (xa - xb).abs().max() < 1 / 255 + 1e-6
+
+
+def test_folder_with_split_dirs(tmp_path):
+    for split, n in (("train", 4), ("test", 2)):
+        for c in ("a", "b"):
+            (tmp_path / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.new("L", (5, 5), 40 * i).save(tmp_path / split / c / f"{i}.png")
+    dm = ImageFolderDataModule(root=str(tmp_path), val_fraction=0.25)
+    dm.setup()
+    assert len(dm.test_set) == 4 and dm.image_shape == (1, 5, 5)
+
+
+def test_folder_errors(tmp_path):
+    (tmp_path / "empty" / "cls").mkdir(parents=True)
+    with pytest.raises(DataError, match="has no images in class sub-folders"):
+        ImageFolderDataModule(root=str(tmp_path / "empty")).setup()
+    with pytest.raises(DataError, match="is not a folder"):
+        ImageFolderDataModule(root=str(tmp_path / "missing"))
+    bad = tmp_path / "bad" / "cls"
+    bad.mkdir(parents=True)
+    (bad / "x.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"cannot read image .*x\.png"):
+        ImageFolderDataModule(root=str(tmp_path / "bad")).setup()
+
+
+def test_list_images(tmp_path, folder_tree):
+    assert len(list_images(folder_tree)) == 24
+    assert list_images(folder_tree / "cat" / "0.png") == [str(folder_tree / "cat" / "0.png")]
+    with pytest.raises(DataError, match="does not exist"):
+        list_images(tmp_path / "nope")
+    (tmp_path / "t.txt").write_text("x")
+    with pytest.raises(DataError, match="is not an image"):
+        list_images(tmp_path / "t.txt")
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "kmnist").is_dir(), reason="../shared/data/kmnist absent")
+def test_real_kmnist_npz():
+    root = SHARED_DATA / "kmnist" / "KMNIST"
+    dm = NpzDataModule(
+        train_path=str(root / "kmnist-test-imgs.npz"),
+        train_labels_path=str(root / "kmnist-test-labels.npz"),
+    )
+    dm.setup()
+    assert dm.image_shape == (1, 28, 28) and dm.num_classes == 10
+    assert len(dm.train_set) + len(dm.val_set) + len(dm.test_set) == 10_000
