@@ -25,6 +25,7 @@ from visrep.configs import list_configs, resolve_config
 from visrep.errors import CheckpointError, ConfigError, VisrepError
 from visrep.trainer.callbacks import MetricsFile, PredictionCSV, RunArtifacts
 from visrep.trainer.checkpoint_io import SafeCheckpointIO, load_checkpoint
+from visrep.trainer.naisnet_callback import NaisNetReprojection
 from visrep.trainer.rundir import RunDir
 
 TRAIN_COMMANDS = {
@@ -35,6 +36,16 @@ TRAIN_COMMANDS = {
 }
 # name -> (module with main(argv), one-line description)
 TOOL_COMMANDS: dict[str, tuple[str, str]] = {
+    "inspect": (
+        "visrep.analysis.inspect_cli",
+        "per-layer shapes, receptive fields, params, FLOPs; NAIS-Net stability",
+    ),
+    "explain": (
+        "visrep.analysis.explain_cli",
+        "Grad-CAM, occlusion, saliency, neighbours, PCA / t-SNE of a run",
+    ),
+    "attack": ("visrep.analysis.attack_cli", "FGSM, PGD and DeepFool robustness of a run"),
+    "events": ("visrep.events.cli", "event files: info, show a representation, convert, simulate"),
     "report": ("visrep.report.cli", "rebuild the plots and report.html of a run directory"),
 }
 
@@ -142,6 +153,7 @@ class VisrepCLI(LightningCLI):
             ModelCheckpoint(filename="last", monitor=None, **common),
             MetricsFile(self.run.root),
             RunArtifacts(self.run.root),
+            NaisNetReprojection(),  # keeps NAIS-Net blocks stable; a no-op for other models
         ]
         if self.subcommand == "predict":
             ours.append(PredictionCSV(self.run.root / "predictions.csv"))
