@@ -13,6 +13,7 @@ import importlib
 import logging
 import re
 import sys
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -278,7 +279,11 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropTips())
             if from_sys:  # DDP relaunches the script from sys.argv: give it the resolved arguments
                 sys.argv = [sys.argv[0], *args]
-            VisrepCLI(None if from_sys else args)
+            with (
+                warnings.catch_warnings()
+            ):  # in-process use passes args while sys.argv is the host's
+                warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+                VisrepCLI(None if from_sys else args)
             return 0
         if cmd in TOOL_COMMANDS:
             module = importlib.import_module(TOOL_COMMANDS[cmd][0])
