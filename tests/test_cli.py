@@ -236,22 +236,22 @@ def test_resume_after_kill_finishes_planned_epochs(tmp_path):
     ]
     proc = subprocess.Popen(args, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     csv = run / "metrics.csv"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if (
-            csv.is_file()
-            and len(csv.read_text().strip().splitlines()) >= 3
-            and (run / "checkpoints" / "last.ckpt").is_file()
-        ):
-            break
-        time.sleep(0.05)
+
+    def epochs_done() -> int:
+        return len(csv.read_text().strip().splitlines()) - 1 if csv.is_file() else 0
+
+    deadline = time.time() + 600  # generous: a loaded machine can be slow to start
+    while proc.poll() is None and not (
+        epochs_done() >= 2 and (run / "checkpoints" / "last.ckpt").is_file()
+    ):
+        assert time.time() < deadline, "no epoch finished within 10 minutes"
+        time.sleep(0.02)
     assert proc.poll() is None, "the run finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = len(csv.read_text().strip().splitlines()) - 1
-    assert 2 <= done < 8
+    assert 2 <= epochs_done() < 8
     res = subprocess.run(
-        [*args, "--resume"], env=_env(), capture_output=True, text=True, timeout=300
+        [*args, "--resume"], env=_env(), capture_output=True, text=True, timeout=900
     )
     assert res.returncode == 0, res.stderr[-2000:]
     epochs = [r.split(",")[0] for r in csv.read_text().strip().splitlines()[1:]]
@@ -280,7 +280,7 @@ def test_ddp_two_cpu_processes(tmp_path):
         "--trainer.enable_progress_bar",
         "false",
     ]
-    res = subprocess.run(args, env=_env(), capture_output=True, text=True, timeout=300)
+    res = subprocess.run(args, env=_env(), capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and "test/acc" in metrics

@@ -11,11 +11,14 @@ function                    module              channels
 :func:`to_time_surface`     :class:`TimeSurface`    2
 :func:`to_voxel_grid`       :class:`VoxelGrid`      ``bins``
 :func:`to_hats`             :class:`HATS`           2, on a grid of cells
+:func:`to_est`              :class:`EST`            ``2 * bins``, learnable kernel
+:func:`to_matrix_lstm`      :class:`MatrixLSTM`     ``bins * hidden``, learnable LSTM
 ==========================  ==================  ===========================================
 """
 
 from __future__ import annotations
 
+from visrep.events.representations.est import EST, to_est, trilinear_kernel
 from visrep.events.representations.frames import (
     EventCount,
     LastTimestamp,
@@ -23,18 +26,24 @@ from visrep.events.representations.frames import (
     to_last_timestamp,
 )
 from visrep.events.representations.hats import HATS, to_hats
+from visrep.events.representations.matrix_lstm import MatrixLSTM, to_matrix_lstm
 from visrep.events.representations.time_surface import TimeSurface, to_time_surface
 from visrep.events.representations.voxel_grid import VoxelGrid, to_voxel_grid
 
 __all__ = [
+    "EST",
     "HATS",
     "EventCount",
     "LastTimestamp",
+    "MatrixLSTM",
     "TimeSurface",
     "VoxelGrid",
+    "to_est",
     "to_event_count",
     "to_hats",
     "to_last_timestamp",
+    "to_matrix_lstm",
     "to_time_surface",
     "to_voxel_grid",
+    "trilinear_kernel",
 ]
