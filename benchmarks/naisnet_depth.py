@@ -4,7 +4,9 @@ Trains a NAIS-Net briefly on the 8x8 digits (scikit-learn's bundled copy, no net
 reprojection after every step, then times eval-mode forward passes twice in the same process:
 every block unrolled for ``K_max`` stages (``tol=None``), and every block stopping each sample
 once ``||x(k+1) - x(k)||_2 < tol`` (Ciccone et al., NeurIPS 2018). Prints the throughput ratio,
-the mean depth per block and the largest output difference between the two.
+the mean depth per block, the largest output difference between the two and the share of the
+model's FLOPs that adaptive depth saves (counted by ``visrep.analysis.stability.compute_profile``),
+so the measured speed-up can be set against the arithmetic one.
 
     python benchmarks/naisnet_depth.py [--model both|naisnet|naisnet_fc] [--kmax 60] [--tol 1e-2]
 """
@@ -18,6 +20,7 @@ import torch
 from sklearn.datasets import load_digits
 from torch import nn
 
+from visrep.analysis.stability import compute_profile
 from visrep.models import create_backbone
 from visrep.models.layers.naisnet import iter_naisnet_blocks, reproject_
 
@@ -88,6 +91,7 @@ def _run(name: str, a: argparse.Namespace, x: torch.Tensor, y: torch.Tensor) -> 
         out = model(x)
     depths = {n: b.last_depth.float().mean().item() for n, b in iter_naisnet_blocks(model)}
     adaptive = _throughput(model, x, a.batch_size, a.repeats)
+    profile = compute_profile(model, x[:1], depths)
 
     print(
         f"model={name} device={x.device} threads={a.threads} train_acc={acc:.3f} "
@@ -101,6 +105,11 @@ def _run(name: str, a: argparse.Namespace, x: torch.Tensor, y: torch.Tensor) -> 
     print(
         f"fixed K_max: {fixed:.0f} samples/s   adaptive: {adaptive:.0f} samples/s   "
         f"ratio adaptive/fixed = {adaptive / fixed:.2f}x"
+    )
+    print(
+        f"FLOPs/sample: fixed {profile.flops_fixed:,.0f}  adaptive {profile.flops_adaptive:,.0f}  "
+        f"saved {100 * profile.saved_fraction:.1f}%  (FLOP ratio fixed/adaptive = "
+        f"{profile.flops_fixed / profile.flops_adaptive:.2f}x)"
     )
 
 

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from visrep.analysis.model_stats import model_stats
 from visrep.analysis.stability import (
     block_trajectory,
+    compute_profile,
     constraint_margins,
     conv_gershgorin_margins,
     dense_spectral_radius,
@@ -19,10 +21,12 @@ from visrep.analysis.stability import (
     model_spectral_radii,
     model_trajectories,
     noise_response,
+    step_flops,
+    unroll_settings,
 )
 from visrep.errors import ConfigError, ShapeError
 from visrep.models import create_backbone
-from visrep.models.layers.naisnet import NaisNetConvBlock, NaisNetFCBlock
+from visrep.models.layers.naisnet import NaisNetConvBlock, NaisNetFCBlock, iter_naisnet_blocks
 
 
 @pytest.fixture(autouse=True)
@@ -83,6 +87,30 @@ def test_power_iteration_matches_dense_eigenvalues(kind: str) -> None:
     est = jacobian_spectral_radius(b, u, x, n_iter=400, generator=_gen())
     ref = dense_spectral_radius(b, u, x)
     assert torch.allclose(est, ref, rtol=1e-2)
+
+
+@pytest.mark.parametrize("kind", ["fc", "conv"])
+def test_active_subspace_radius_of_relu_blocks(kind: str) -> None:
+    if kind == "fc":
+        b = NaisNetFCBlock(3, 6, eps=0.1, activation="relu").double()
+        u, x = torch.randn(2, 3), torch.randn(2, 6)
+    else:
+        b = NaisNetConvBlock(2, 2, eps=0.1, eta=0.2, activation="relu").double()
+        u, x = torch.randn(2, 2, 3, 3), torch.randn(2, 2, 3, 3)
+    u, x = u.double(), x.double()
+    full = jacobian_spectral_radius(b, u, x, n_iter=400, generator=_gen())
+    act = jacobian_spectral_radius(b, u, x, n_iter=400, generator=_gen(), active=True)
+    assert torch.allclose(full, torch.ones(2, dtype=torch.float64), atol=1e-6)  # inactive units
+    with torch.no_grad():
+        pre = (b.operator()(x) + b.drive(u)).flatten(1)
+    for i in range(2):  # reference: rho(I + h A_SS) from the dense Jacobian on the active set S
+        J = torch.autograd.functional.jacobian(
+            lambda s, i=i: b.step(s, b.drive(u[i : i + 1])), x[i : i + 1]
+        )
+        J = J.reshape(pre.shape[1], pre.shape[1])
+        S = (pre[i] > 0).nonzero().squeeze(1)
+        ref = torch.linalg.eigvals(J[S][:, S]).abs().max()
+        assert torch.isclose(act[i], ref, rtol=1e-2) and act[i] < 1
 
 
 @pytest.mark.parametrize("kind", ["fc", "conv"])
@@ -182,3 +210,43 @@ def test_depth_histogram_per_class() -> None:
     assert mean.shape == (3,) and np.all((mean >= 1) & (mean <= 60))
     with pytest.raises(ConfigError, match="no NAIS-Net"):
         depth_histogram(torch.nn.Linear(2, 2), batches)
+
+
+# --------------------------------------------------------------------------- compute
+def test_step_flops_by_hand() -> None:
+    fc = NaisNetFCBlock(3, 6)
+    assert step_flops(fc, (6,)) == 2 * 6 * 6 + 6  # A x, then tanh per element
+    conv = NaisNetConvBlock(2, 4, kernel_size=3)
+    assert step_flops(conv, (4, 5, 5)) == 2 * (4 * 9) * 100 + 100
+
+
+def test_compute_profile_matches_model_stats_and_depth() -> None:
+    m = create_backbone("naisnet_fc", in_chans=1, num_classes=3, img_size=4, width=8, steps=3)
+    x = torch.randn(1, 1, 4, 4)
+    full = {"blocks.0": 3.0, "blocks.1": 3.0}
+    p = compute_profile(m, x, full)
+    assert p.block_steps_fixed == 6 and p.saved_fraction == 0 and p.flops_fixed == p.flops_adaptive
+    # model_stats counts each stage's matmul (2 n^2) and the R^T R products (2 n^3 per block),
+    # not the tanh; the profile counts the tanh (n per stage) and no weight preparation
+    total = model_stats(m, x).total_flops
+    assert p.flops_fixed == total + 2 * 3 * 8 - 2 * 2 * 8**3
+    half = compute_profile(m, x, {"blocks.0": 1.0, "blocks.1": 2.0})
+    saved = 3 * p.step_flops["blocks.0"]
+    assert half.flops_adaptive == p.flops_fixed - saved
+    assert half.saved_fraction == pytest.approx(saved / p.flops_fixed)
+    assert half.block_steps_adaptive == 3.0
+    with pytest.raises(ConfigError, match="no NAIS-Net"):
+        compute_profile(torch.nn.Linear(2, 2), torch.randn(1, 2), {})
+
+
+def test_unroll_settings_restores_on_error() -> None:
+    m = create_backbone("naisnet_fc", in_chans=1, num_classes=3, img_size=4, width=8, steps=3)
+    blocks = [b for _, b in iter_naisnet_blocks(m)]
+    with pytest.raises(RuntimeError), unroll_settings(m, tol=None, max_steps=7):
+        assert all(b.tol is None and b.max_steps == 7 for b in blocks)
+        raise RuntimeError
+    assert all(b.tol == 1e-3 and b.max_steps == 3 for b in blocks)
+    with unroll_settings(m, max_steps=9):  # tol kept
+        assert all(b.tol == 1e-3 and b.max_steps == 9 for b in blocks)
+    with pytest.raises(ConfigError, match="max_steps"), unroll_settings(m, max_steps=0):
+        pass

@@ -6,20 +6,22 @@ NeurIPS 2018. A block is stable when the state-transfer Jacobian
 on the region of interest (Sec. 4); the parametrisations of Sec. 5 guarantee it through the
 sufficient conditions measured by :func:`constraint_margins`.
 
-Library functions only: each returns plain dataclasses, dicts and tensors (plots come later).
+Library functions only: each returns plain dataclasses, dicts and tensors; the plots and the
+``visrep inspect stability`` command live in :mod:`visrep.analysis.stability_cli`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 import torch
-import torch.autograd.forward_ad as fwAD
 from torch import Tensor, nn
 
+from visrep.analysis.model_stats import model_stats
 from visrep.errors import ConfigError, ShapeError
 from visrep.models.layers.naisnet import (
     NaisNetBlock,
@@ -30,10 +32,12 @@ from visrep.models.layers.naisnet import (
 
 __all__ = [
     "BlockMargin",
+    "ComputeProfile",
     "DepthHistogram",
     "NoiseResponse",
     "block_inputs",
     "block_trajectory",
+    "compute_profile",
     "constraint_margins",
     "conv_gershgorin_margins",
     "dense_spectral_radius",
@@ -43,7 +47,11 @@ __all__ = [
     "model_spectral_radii",
     "model_trajectories",
     "noise_response",
+    "step_flops",
+    "unroll_settings",
 ]
+
+_KEEP = "keep"
 
 
 # --------------------------------------------------------------------------- constraint margins
@@ -120,20 +128,35 @@ def constraint_margins(model: nn.Module) -> list[BlockMargin]:
 
 
 # --------------------------------------------------------------------------- Jacobian spectra
+def _activation_grad(pre: Tensor, activation: str) -> Tensor:
+    """``sigma'(pre)`` of the two units of Sec. 3 (ReLU: the a.e. derivative, 0 at 0)."""
+    if activation == "tanh":
+        return 1.0 - torch.tanh(pre) ** 2
+    return (pre > 0).to(pre.dtype)
+
+
+@torch.no_grad()
 def jacobian_spectral_radius(
     block: NaisNetBlock,
     u: Tensor,
     x: Tensor | None = None,
     n_iter: int = 100,
     generator: torch.Generator | None = None,
+    active: bool = False,
 ) -> Tensor:
     """Per-sample spectral radius of ``J = dx(k+1)/dx(k)`` at states ``x`` by power iteration.
 
-    Only Jacobian-vector products (forward-mode autograd) are used, never a dense Jacobian. The
-    samples' Jacobians are independent, so one batched jvp advances all chains. Because ``J``
-    need not be symmetric (conv blocks, unconstrained blocks) the estimate is the geometric mean
-    growth ``(||J^n v|| / ||J^m v||)^(1/(n-m))`` over the second half of the iterations, which
-    converges to ``rho(J)`` also for complex or sign-alternating dominant eigenvalues.
+    Only Jacobian-vector products ``J v = v + h sigma'(A x + B u + b) * (A v)`` (Sec. 4) are
+    formed, one state product each, never a dense Jacobian; the samples' Jacobians are
+    independent, so one batched product advances all chains. Because ``J`` need not be symmetric
+    (conv blocks, unconstrained blocks) the estimate is the geometric mean growth
+    ``(||J^n v|| / ||J^m v||)^(1/(n-m))`` over the second half of the iterations, which converges
+    to ``rho(J)`` also for complex or sign-alternating dominant eigenvalues. For ReLU blocks
+    every inactive unit contributes an eigenvalue of exactly 1 (its state does not move), so
+    ``rho = 1`` wherever a unit is off; ``active=True`` measures the rest: with ``S`` the units
+    where ``sigma' > 0``, ``J = [[I + h A_SS, h A_SN], [0, I]]`` has the eigenvalues of
+    ``I + h A_SS`` and ones, and iterating on vectors supported on ``S`` gives ``rho(I + h A_SS)``
+    (0 for a sample with no active unit), the contraction of the moving part of the state.
 
     Args:
         block: a NAIS-Net block.
@@ -141,32 +164,35 @@ def jacobian_spectral_radius(
         x: states ``(B, ...)`` of the block's state shape; default: random normal states.
         n_iter: power iterations (>= 2).
         generator: for the random start vector and default states.
+        active: restrict to the units with ``sigma' > 0`` (see above).
 
     Returns:
         ``(B,)`` estimates of ``rho(J(x_i, u_i))``.
     """
     if n_iter < 2:
         raise ConfigError(f"n_iter must be >= 2, got {n_iter}")
-    with torch.no_grad():
-        drive = block.drive(u)
+    drive = block.drive(u)
     if x is None:
         x = torch.randn(drive.shape, generator=generator, dtype=drive.dtype).to(drive.device)
     elif x.shape != drive.shape:
         raise ShapeError(
             f"x must have the block's state shape {tuple(drive.shape)}, got {tuple(x.shape)}"
         )
+    op = block.operator()
+    gain = block.h * _activation_grad(op(x) + drive, block.activation)
     v = torch.randn(drive.shape, generator=generator, dtype=drive.dtype).to(drive.device)
-    v = v / v.flatten(1).norm(dim=1).view(-1, *[1] * (v.dim() - 1))
+    if active:  # J maps vectors supported on S to vectors supported on S
+        v = v * (gain > 0).to(v.dtype)
+    tiny = torch.finfo(drive.dtype).tiny
+    v = v / v.flatten(1).norm(dim=1).clamp_min(tiny).view(-1, *[1] * (v.dim() - 1))
     half = n_iter // 2
     log_growth = torch.zeros(drive.shape[0], dtype=drive.dtype, device=drive.device)
-
-    with torch.no_grad(), fwAD.dual_level():
-        for i in range(n_iter):
-            jv = fwAD.unpack_dual(block.step(fwAD.make_dual(x, v), drive)).tangent
-            nrm = jv.flatten(1).norm(dim=1)
-            if i >= half:
-                log_growth += nrm.clamp_min(torch.finfo(nrm.dtype).tiny).log()
-            v = jv / nrm.clamp_min(torch.finfo(nrm.dtype).tiny).view(-1, *[1] * (jv.dim() - 1))
+    for i in range(n_iter):
+        jv = v + gain * op(v)
+        nrm = jv.flatten(1).norm(dim=1).clamp_min(tiny)
+        if i >= half:
+            log_growth += nrm.log()
+        v = jv / nrm.view(-1, *[1] * (jv.dim() - 1))
     return (log_growth / (n_iter - half)).exp()
 
 
@@ -253,6 +279,7 @@ def model_spectral_radii(
     at_steps: Sequence[int] = (0,),
     n_iter: int = 50,
     generator: torch.Generator | None = None,
+    active: bool = False,
 ) -> dict[str, Tensor]:
     """Jacobian spectral radius of every block at the states visited along its unroll.
 
@@ -262,6 +289,7 @@ def model_spectral_radii(
         at_steps: unroll indices ``k`` at which ``J(x(k), u)`` is evaluated (``x(0) = 0``).
         n_iter: power iterations.
         generator: for the power iteration start vectors.
+        active: only the units with ``sigma' > 0`` (:func:`jacobian_spectral_radius`).
 
     Returns:
         ``name -> (len(at_steps), B)`` spectral radius estimates.
@@ -277,7 +305,7 @@ def model_spectral_radii(
                 states[k] = s
                 s = b.step(s, drive)
         out[n] = torch.stack(
-            [jacobian_spectral_radius(b, u, states[k], n_iter, generator) for k in at_steps]
+            [jacobian_spectral_radius(b, u, states[k], n_iter, generator, active) for k in at_steps]
         )
     return out
 
@@ -382,3 +410,126 @@ def depth_histogram(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]) 
         m.index_put_((rows, d), torch.ones_like(d), accumulate=True)
         counts[n] = m.numpy()
     return DepthHistogram(classes, counts)
+
+
+@contextmanager
+def unroll_settings(
+    model: nn.Module, tol: float | str | None = _KEEP, max_steps: int | None = None
+) -> Iterator[None]:
+    """Temporarily set the inference ``tol`` and ``K_max`` of every NAIS-Net block in ``model``.
+
+    Args:
+        model: a model containing NAIS-Net blocks.
+        tol: the stopping threshold (``None``: fixed depth ``K_max``); ``"keep"`` leaves it.
+        max_steps: ``K_max``; ``None`` leaves it.
+    """
+    blocks = [b for _, b in iter_naisnet_blocks(model)]
+    saved = [(b.tol, b.max_steps) for b in blocks]
+    if max_steps is not None and max_steps < 1:
+        raise ConfigError(f"max_steps must be >= 1, got {max_steps}")
+    if tol != _KEEP and tol is not None and not float(tol) > 0:
+        raise ConfigError(f"tol must be > 0 or None, got {tol}")
+    try:
+        for b in blocks:
+            b.tol = b.tol if tol == _KEEP else tol
+            b.max_steps = max_steps or b.max_steps
+        yield
+    finally:
+        for b, (t, k) in zip(blocks, saved, strict=True):
+            b.tol, b.max_steps = t, k
+
+
+# --------------------------------------------------------------------------- compute
+def step_flops(block: NaisNetBlock, state_shape: Sequence[int]) -> int:
+    """FLOPs of one unroll stage ``x + h sigma(A x + drive)`` for one sample.
+
+    Counted with :mod:`visrep.analysis.model_stats`' conventions: ``2 * MACs`` of the state
+    product ``A x`` (FC: ``n`` MACs per state element; conv: ``C k^2``) plus one FLOP per element
+    for the activation; the element-wise additions are not counted. The drive ``B u + b`` is
+    computed once per block whatever the depth, so it is not part of a stage.
+
+    Args:
+        block: a NAIS-Net block.
+        state_shape: the state of one sample, ``(n,)`` or ``(C, H, W)``.
+    """
+    numel = int(np.prod(state_shape))
+    if isinstance(block, NaisNetFCBlock):
+        macs_per_element = block.features
+    else:
+        macs_per_element = block.channels * block.state_kernel().shape[-1] ** 2
+    return 2 * macs_per_element * numel + numel
+
+
+@dataclass(frozen=True)
+class ComputeProfile:
+    """Per-sample FLOPs of a NAIS-Net model at fixed depth ``K_max`` and at its adaptive depth.
+
+    Attributes:
+        base_flops: everything but the unrolled stages (stem, transitions, drives, head).
+        step_flops: ``block -> FLOPs`` of one stage (:func:`step_flops`).
+        max_steps: ``block -> K_max``.
+        mean_depth: ``block -> mean number of stages run`` with the stopping criterion.
+    """
+
+    base_flops: int
+    step_flops: dict[str, int]
+    max_steps: dict[str, int]
+    mean_depth: dict[str, float]
+
+    @property
+    def flops_fixed(self) -> float:
+        return self.base_flops + sum(self.step_flops[n] * k for n, k in self.max_steps.items())
+
+    @property
+    def flops_adaptive(self) -> float:
+        return self.base_flops + sum(self.step_flops[n] * d for n, d in self.mean_depth.items())
+
+    @property
+    def saved_fraction(self) -> float:
+        """``1 - flops_adaptive / flops_fixed``: the share of the whole model's compute saved."""
+        return 1.0 - self.flops_adaptive / self.flops_fixed
+
+    @property
+    def block_steps_fixed(self) -> int:
+        return sum(self.max_steps.values())
+
+    @property
+    def block_steps_adaptive(self) -> float:
+        return float(sum(self.mean_depth.values()))
+
+
+def compute_profile(model: nn.Module, x: Tensor, mean_depth: dict[str, float]) -> ComputeProfile:
+    """Split a NAIS-Net model's per-sample FLOPs into the unrolled stages and the rest.
+
+    The rest is measured by :func:`visrep.analysis.model_stats.model_stats` on one sample
+    (what it attributes to the blocks themselves, i.e. their state products, is replaced by the
+    exact per-stage count of :func:`step_flops`), so ``flops_fixed`` and ``flops_adaptive`` are
+    comparable with the FLOPs ``model_stats`` reports for any other model.
+
+    Args:
+        model: a model containing NAIS-Net blocks, called as ``model(x)``.
+        x: one example input ``(1, ...)``.
+        mean_depth: ``block name -> mean depth`` measured with the stopping criterion.
+    """
+    blocks = dict(iter_naisnet_blocks(model))
+    if not blocks:
+        raise ConfigError("model has no NAIS-Net blocks to profile")
+    x = x[:1]
+    with unroll_settings(model, tol=None):
+        inputs = block_inputs(model, x)
+        stats = model_stats(model, x)
+    own = sum(
+        r.flops
+        for r in stats.rows
+        if any(r.name == n or r.name.startswith(f"{n} (") for n in blocks)
+    )
+    steps = {}
+    for n, b in blocks.items():
+        with torch.no_grad():
+            steps[n] = step_flops(b, b.drive(inputs[n]).shape[1:])
+    return ComputeProfile(
+        stats.total_flops - own,
+        steps,
+        {n: b.max_steps for n, b in blocks.items()},
+        {n: float(mean_depth[n]) for n in blocks},
+    )

@@ -4,7 +4,14 @@ Each exposes timm's interface: ``forward_features(x)`` (unpooled features),
 ``forward_head(z, pre_logits=False)``, ``num_features`` and ``reset_classifier(n)``.
 """
 
-from visrep.models.backbones import cnn, mlp, naisnet, resnet, vit  # noqa: F401  (registration)
+from visrep.models.backbones import (  # noqa: F401  (registration)
+    cnn,
+    mlp,
+    naisnet,
+    resnet,
+    resnet_small,
+    vit,
+)
 from visrep.models.backbones.cnn import SmallCNN
 from visrep.models.backbones.mlp import MLP
 
