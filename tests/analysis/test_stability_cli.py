@@ -166,15 +166,23 @@ def test_stability_analysis_of_an_fc_naisnet() -> None:
     "name", ["naisnet_digits", "resnet_digits", "naisnet_kmnist", "resnet_kmnist"]
 )
 def test_shipped_comparison_configs_parse(name: str) -> None:
+    paths = (
+        ["--data.train_path", "i.npz", "--data.train_labels_path", "l.npz"]
+        if "kmnist" in name
+        else []
+    )
     with pytest.raises(SystemExit) as e:
-        visrep_main(["fit", "--config", name, "--print_config"])
+        visrep_main(["fit", "--config", name, *paths, "--print_config"])
     assert e.value.code == 0
 
 
 def test_kmnist_config_is_one_command(tmp_path: Path) -> None:
     if not (SHARED_DATA / "kmnist" / "KMNIST" / "kmnist-test-imgs.npz").is_file():
         pytest.skip("KMNIST not under the shared data folder")
-    run = _fit_config(tmp_path, "naisnet_kmnist", "--trainer.limit_train_batches", "2",
+    kmnist = SHARED_DATA / "kmnist" / "KMNIST"
+    run = _fit_config(tmp_path, "naisnet_kmnist", "--data.train_path", str(kmnist / "kmnist-test-imgs.npz"),
+                      "--data.train_labels_path", str(kmnist / "kmnist-test-labels.npz"),
+                      "--trainer.limit_train_batches", "2",
                       "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1")  # fmt: skip
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs"] == 1 and "test/acc" in metrics

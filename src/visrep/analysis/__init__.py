@@ -3,6 +3,8 @@
 ``arithmetic`` holds pure integer functions (output sizes, padding, parameters, MACs/FLOPs,
 receptive fields); ``model_stats`` measures them on a live model; ``bn_fold`` fuses inference-mode
 BatchNorm into the preceding Conv/Linear layer.
+``interpret`` explains a classifier: Grad-CAM, occlusion, saliency, integrated gradients,
+feature-space neighbours, PCA / t-SNE (seed 004).
 """
 
 from visrep.analysis.arithmetic import (
@@ -21,6 +23,21 @@ from visrep.analysis.arithmetic import (
     same_padding,
 )
 from visrep.analysis.bn_fold import find_conv_bn_pairs, fold_batchnorm, fuse_conv_bn_weights
+from visrep.analysis.interpret import (
+    default_gradcam_layer,
+    embed,
+    gradcam,
+    integrated_gradients,
+    nearest_neighbours,
+    normalize_maps,
+    occlusion,
+    pca,
+    plot_attributions,
+    plot_embedding,
+    plot_neighbours,
+    saliency,
+    tsne,
+)
 from visrep.analysis.model_stats import GLOBAL, LayerStats, ModelStats, model_stats
 
 __all__ = [
@@ -34,14 +51,27 @@ __all__ = [
     "conv_output_size",
     "conv_params",
     "conv_transpose_output_size",
+    "default_gradcam_layer",
+    "embed",
     "find_conv_bn_pairs",
     "fold_batchnorm",
     "fuse_conv_bn_weights",
+    "gradcam",
+    "integrated_gradients",
     "linear_macs",
     "linear_params",
     "model_stats",
+    "nearest_neighbours",
+    "normalize_maps",
+    "occlusion",
+    "pca",
+    "plot_attributions",
+    "plot_embedding",
+    "plot_neighbours",
     "pool_output_size",
     "receptive_field",
     "receptive_field_size",
+    "saliency",
     "same_padding",
+    "tsne",
 ]

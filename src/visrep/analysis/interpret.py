@@ -1,0 +1,547 @@
+"""Model interpretation (seed 004): where a classifier looks, and what its feature space holds.
+
+Attribution maps for a batch of images and target classes:
+    * :func:`gradcam`: Grad-CAM (Selvaraju et al., ICCV 2017, Eq. 1-2) on a CNN feature map or
+      on ViT patch tokens reshaped to their grid.
+    * :func:`occlusion`: occlusion sensitivity (Zeiler & Fergus, ECCV 2014, Sec. 4.2), the drop
+      of the class probability when a sliding window is replaced by a baseline (captum).
+    * :func:`saliency`, :func:`integrated_gradients`: gradient saliency (Simonyan et al. 2014)
+      and integrated gradients (Sundararajan et al. 2017) through captum.
+
+Feature space (the ``net.embed`` representation): :func:`embed` a data set in batches,
+:func:`nearest_neighbours` by cosine or L2 distance with matrix products, :func:`pca` and
+:func:`tsne` (van der Maaten & Hinton 2008) projections to 2-D. ``plot_*`` write PNGs.
+
+``net`` is a :class:`~visrep.models.ImageClassifier` (pixels in [0, 1] in, logits out) or any
+model with timm's ``forward_features`` / ``forward_head``; put it in eval mode first.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from visrep.errors import ConfigError, ShapeError
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+def _head(net: nn.Module) -> Callable[[Tensor], Tensor]:
+    """``forward_head`` of ``net`` (an ImageClassifier keeps it on its backbone)."""
+    inner = getattr(net, "backbone", net)
+    return inner.forward_head if hasattr(inner, "forward_head") else net.forward_head
+
+
+def _targets(net: nn.Module, x: Tensor, target: Tensor | int | None) -> Tensor:
+    """``(B,)`` class indices: ``target`` broadcast, or the predicted classes when None."""
+    if target is None:
+        with torch.no_grad():
+            return net(x).argmax(-1)
+    t = torch.as_tensor(target, device=x.device).long().reshape(-1)
+    return t.expand(x.shape[0]) if t.numel() == 1 else t
+
+
+def _check_images(x: Tensor, name: str = "x") -> None:
+    if not isinstance(x, Tensor) or x.dim() != 4:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ShapeError(f"{name} must be images of shape (B, C, H, W), got {shape}")
+
+
+def resolve_layer(net: nn.Module, name: str) -> nn.Module:
+    """The submodule ``name`` of ``net``, or of ``net.backbone`` (``layer4`` = ``backbone.layer4``)."""
+    for root in (net, getattr(net, "backbone", None)):
+        if root is None:
+            continue
+        try:
+            return root.get_submodule(name)
+        except AttributeError:
+            continue
+    names = [n for n, _ in net.named_modules() if n]
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}?" if close else f"e.g. {', '.join(names[-3:])}"
+    raise ConfigError(f"layer {name!r} is not a module of the model; {hint}")
+
+
+def default_gradcam_layer(net: nn.Module, x: Tensor | None = None) -> str | None:
+    """Grad-CAM's default layer (None means the ``forward_features`` output, the last feature map).
+
+    Two exceptions: a ViT whose head reads only the class token uses the patch tokens entering
+    the last block (its ``norm1``), since the final patch tokens never reach the logits (the
+    usual choice, as in pytorch-grad-cam); and when ``x`` is given and the last feature map is
+    1x1 (small inputs such as 8x8 digits), where Grad-CAM would be constant, the last backbone
+    module with a map larger than 1x1, preferring the shallowest such modules (whole stages).
+    """
+    bb = getattr(net, "backbone", net)
+    prefix = "backbone." if bb is not net else ""
+    blocks = getattr(bb, "blocks", None)
+    if getattr(bb, "global_pool", None) == "token" and isinstance(blocks, nn.Sequential):
+        return f"{prefix}blocks.{len(blocks) - 1}.norm1"
+    if x is None:
+        return None
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def record(name: str, out: object) -> None:
+        shapes.pop(name, None)  # keep the order of the last call
+        shapes[name] = tuple(getattr(out, "shape", ()))
+
+    hooks = [
+        m.register_forward_hook(lambda m, i, o, n=n: record(n, o))
+        for n, m in bb.named_modules()
+        if n
+    ]
+    try:
+        with torch.no_grad():
+            last = tuple(net.forward_features(x[:1]).shape)
+    finally:
+        for h in hooks:
+            h.remove()
+    if len(last) != 4 or last[-2:] != (1, 1):
+        return None
+    spatial = [n for n, s in shapes.items() if len(s) == 4 and s[-2] * s[-1] > 1]
+    if not spatial:
+        return None
+    top = min(n.count(".") for n in spatial)  # a whole stage (layer3) rather than a layer in one
+    return prefix + [n for n in spatial if n.count(".") == top][-1]
+
+
+def tokens_to_grid(a: Tensor, net: nn.Module) -> Tensor:
+    """ViT tokens ``(B, P + N, D)`` without the ``P`` prefix (class) tokens -> ``(B, D, h, w)``.
+
+    The grid is ``patch_embed.grid_size`` when the model has one, else the square ``N``.
+    """
+    bb = getattr(net, "backbone", net)
+    grid = getattr(getattr(bb, "patch_embed", None), "grid_size", None)
+    prefix = getattr(bb, "num_prefix_tokens", None)
+    if prefix is None:
+        prefix = 0 if math.isqrt(a.shape[1]) ** 2 == a.shape[1] else 1
+    n = a.shape[1] - prefix
+    h, w = tuple(grid) if grid is not None else (math.isqrt(n), math.isqrt(n))
+    if h * w != n:
+        raise ShapeError(f"cannot lay {n} tokens of shape {tuple(a.shape)} on a {h}x{w} grid")
+    return a[:, prefix:].transpose(1, 2).reshape(a.shape[0], a.shape[2], h, w)
+
+
+# -- attribution maps -------------------------------------------------------------------------------
+def gradcam(
+    net: nn.Module,
+    x: Tensor,
+    target: Tensor | int | None = None,
+    layer: str | None = None,
+    upsample: bool = True,
+) -> Tensor:
+    """Grad-CAM class-activation maps (Selvaraju et al. 2017).
+
+    Eq. 1: ``alpha_k^c = 1/Z sum_ij dy^c / dA^k_ij`` (spatially averaged gradients of the class
+    score, the logit, w.r.t. the layer's activations ``A``); Eq. 2: ``L^c = ReLU(sum_k alpha_k^c
+    A^k)``, bilinearly upsampled to the input. The samples of the batch are independent (eval
+    mode), so one backward pass of the summed scores gives every sample's gradients.
+
+    Args:
+        net: classifier, eval mode.
+        x: images ``(B, C, H, W)``.
+        target: class per image ``(B,)`` or one int; None: the predicted classes.
+        layer: a module name (of ``net`` or ``net.backbone``) whose output is a feature map
+            ``(B, K, h, w)`` or ViT tokens ``(B, P + N, D)``; None: ``default_gradcam_layer(net,
+            x)``.
+        upsample: resize to ``(H, W)``; False returns the ``(h, w)`` map.
+
+    Returns:
+        Non-negative maps ``(B, H, W)`` (unnormalised; see :func:`normalize_maps`).
+
+    Raises:
+        ShapeError: the layer has no spatial layout (e.g. an MLP's ``(B, D)`` features).
+    """
+    _check_images(x)
+    t = _targets(net, x, target)
+    layer = layer if layer is not None else default_gradcam_layer(net, x)
+    x = x.detach().requires_grad_(True)  # keeps a graph even when the weights are frozen
+    with torch.enable_grad():
+        if layer is None:
+            a = net.forward_features(x)
+            logits = _head(net)(a)
+        else:
+            seen: list[Tensor] = []
+            handle = resolve_layer(net, layer).register_forward_hook(
+                lambda m, i, o: seen.append(o[0] if isinstance(o, tuple) else o)
+            )
+            try:
+                logits = net(x)
+            finally:
+                handle.remove()
+            if not seen:
+                raise ConfigError(f"layer {layer!r} is not called in the forward pass")
+            a = seen[-1]
+        if a.dim() not in (3, 4):
+            where = f"layer {layer!r}" if layer else "forward_features"
+            raise ShapeError(
+                f"Grad-CAM needs a spatial feature map (B, K, h, w) or tokens (B, N, D); "
+                f"{where} gives {tuple(a.shape)}"
+            )
+        score = logits.gather(1, t[:, None]).sum()
+        (g,) = torch.autograd.grad(score, a)
+    if a.dim() == 3:
+        a, g = tokens_to_grid(a, net), tokens_to_grid(g, net)
+    alpha = g.mean((2, 3), keepdim=True)  # Eq. 1
+    cam = F.relu((alpha * a).sum(1)).detach()  # Eq. 2
+    if upsample and cam.shape[-2:] != x.shape[-2:]:
+        cam = F.interpolate(cam[:, None], x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    return cam
+
+
+def normalize_maps(maps: Tensor, eps: float = 1e-7) -> Tensor:
+    """Min-max scale each map of ``(B, ...)`` to [0, 1]: ``(m - min) / (max - min + eps)``."""
+    flat = maps.flatten(1)
+    lo, hi = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
+    return ((flat - lo) / (hi - lo + eps)).view_as(maps)
+
+
+def occlusion(
+    net: nn.Module,
+    x: Tensor,
+    target: Tensor | int | None = None,
+    window: int | tuple[int, int] = 4,
+    stride: int | tuple[int, int] = 2,
+    baseline: float = 0.0,
+    output: str = "prob",
+    batch_size: int = 256,
+) -> Tensor:
+    """Occlusion sensitivity (Zeiler & Fergus 2014): the score drop when a window is occluded.
+
+    A ``window`` square (all channels) slides with ``stride``; each position is replaced by
+    ``baseline`` and the drop ``s(x) - s(x_occluded)`` of the target's score is added to every
+    pixel it covers, then averaged over the windows covering that pixel (captum's
+    ``Occlusion``; the last window of a row may be cut by the border).
+
+    Args:
+        net: classifier, eval mode.
+        x: images ``(B, C, H, W)``.
+        target: class per image or one int; None: the predicted classes.
+        window, stride: window size and step in pixels (int or ``(h, w)``).
+        baseline: the value occluded pixels take.
+        output: ``"prob"`` (softmax probability drop) or ``"logit"``.
+        batch_size: images per forward pass (occluded copies are batched).
+
+    Returns:
+        Maps ``(B, H, W)``; positive where occluding lowers the score.
+    """
+    from captum.attr import Occlusion
+
+    _check_images(x)
+    if output not in ("prob", "logit"):
+        raise ConfigError(f"occlusion output must be 'prob' or 'logit', got {output!r}")
+    wh, ww = (window, window) if isinstance(window, int) else tuple(window)
+    sh, sw = (stride, stride) if isinstance(stride, int) else tuple(stride)
+    h, w = x.shape[-2:]
+    if not (1 <= wh <= h and 1 <= ww <= w) or not (1 <= sh <= wh and 1 <= sw <= ww):
+        raise ConfigError(
+            f"occlusion window {wh}x{ww} must fit the {h}x{w} image and the stride {sh}x{sw} "
+            "must be between 1 and the window"
+        )
+    t = _targets(net, x, target)
+
+    def forward(z: Tensor) -> Tensor:
+        out = net(z)
+        return out.softmax(-1) if output == "prob" else out
+
+    n_windows = (math.ceil((h - wh) / sh) + 1) * (math.ceil((w - ww) / sw) + 1)
+    per_eval = max(1, min(n_windows, batch_size // x.shape[0]))
+    with torch.no_grad():
+        attr = Occlusion(forward).attribute(
+            x,
+            sliding_window_shapes=(x.shape[1], wh, ww),
+            strides=(1, sh, sw),
+            baselines=baseline,
+            target=t,
+            perturbations_per_eval=per_eval,
+        )
+    return attr[:, 0].float()  # the window spans every channel: the channels are equal
+
+
+def saliency(net: nn.Module, x: Tensor, target: Tensor | int | None = None) -> Tensor:
+    """Gradient saliency (Simonyan et al. 2014, Sec. 3.1): ``M_ij = max_c |d S_c / d x_cij|``.
+
+    Returns:
+        Non-negative maps ``(B, H, W)``.
+    """
+    from captum.attr import Saliency
+
+    _check_images(x)
+    t = _targets(net, x, target)
+    with torch.enable_grad():
+        g = Saliency(net).attribute(x.detach().requires_grad_(True), target=t, abs=True)
+    return g.amax(1).detach()
+
+
+def integrated_gradients(
+    net: nn.Module,
+    x: Tensor,
+    target: Tensor | int | None = None,
+    baseline: float = 0.0,
+    steps: int = 32,
+    batch_size: int = 256,
+) -> Tensor:
+    """Integrated gradients (Sundararajan et al. 2017, Eq. 1): ``(x - x') * int_0^1 dF/dx dalpha``
+    along the straight path from the baseline ``x'`` (a constant image), via captum.
+
+    By completeness the attributions of an image sum to ``F(x) - F(x')`` of the target logit
+    (up to the ``steps``-point quadrature).
+
+    Returns:
+        Attributions ``(B, C, H, W)`` (sum over ``C`` for a map).
+    """
+    from captum.attr import IntegratedGradients
+
+    _check_images(x)
+    t = _targets(net, x, target)
+    with torch.enable_grad():
+        attr = IntegratedGradients(net).attribute(
+            x.detach(),
+            baselines=baseline,
+            target=t,
+            n_steps=steps,
+            internal_batch_size=max(batch_size, x.shape[0]),
+        )
+    return attr.detach().float()
+
+
+# -- feature space ----------------------------------------------------------------------------------
+@torch.no_grad()
+def embed(
+    net: nn.Module,
+    data: Dataset | Tensor,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+) -> tuple[Tensor, Tensor | None]:
+    """The representations ``net.embed(x)`` of a data set of ``(image, target)`` or an image tensor.
+
+    Returns:
+        ``(Z, y)``: embeddings ``(N, D)`` on the CPU and targets ``(N,)`` (None for a tensor).
+    """
+    dev = device or next(net.parameters()).device
+    if isinstance(data, Tensor):
+        _check_images(data, "data")
+        return torch.cat(
+            [net.embed(b.to(dev)).flatten(1).cpu() for b in data.split(batch_size)]
+        ), None
+    zs, ys = [], []
+    for x, y in DataLoader(data, batch_size=batch_size, shuffle=False):
+        zs.append(net.embed(x.to(dev)).flatten(1).cpu())
+        ys.append(torch.as_tensor(y))
+    if not zs:
+        raise ShapeError("cannot embed an empty data set")
+    return torch.cat(zs), torch.cat(ys)
+
+
+def nearest_neighbours(
+    queries: Tensor, bank: Tensor, k: int = 5, metric: str = "cosine", chunk: int = 1024
+) -> tuple[Tensor, Tensor]:
+    """The ``k`` nearest rows of ``bank`` for each query, by matrix products (AlexNet's feature-
+    space neighbours, Krizhevsky et al. 2012, Fig. 4).
+
+    ``cosine``: distance ``1 - <q, b> / (|q| |b|)``; ``l2``: ``sqrt(|q|^2 - 2 <q, b> + |b|^2)``.
+    Queries are processed ``chunk`` at a time, so memory is ``chunk x N``.
+
+    Args:
+        queries: ``(Q, D)``.
+        bank: ``(N, D)``.
+        k: neighbours per query (at most ``N``).
+        metric: ``"cosine"`` or ``"l2"``.
+
+    Returns:
+        ``(distances, indices)``, both ``(Q, k)``, nearest first.
+
+    >>> nearest_neighbours(torch.tensor([[0.9, 0.2, 0.0]]), torch.eye(3), k=2)[1]
+    tensor([[0, 1]])
+    """
+    if queries.dim() != 2 or bank.dim() != 2 or queries.shape[1] != bank.shape[1]:
+        raise ShapeError(
+            f"queries (Q, D) and bank (N, D) must share D, got {tuple(queries.shape)} and "
+            f"{tuple(bank.shape)}"
+        )
+    if metric not in ("cosine", "l2"):
+        raise ConfigError(f"metric must be 'cosine' or 'l2', got {metric!r}")
+    if not 1 <= k <= bank.shape[0]:
+        raise ConfigError(f"k must be between 1 and the bank size {bank.shape[0]}, got {k}")
+    q, b = queries.float(), bank.float()
+    if metric == "cosine":
+        q, b = F.normalize(q, dim=1), F.normalize(b, dim=1)
+    b_sq = (b * b).sum(1)
+    idxs = []
+    for qc in q.split(chunk):
+        dots = qc @ b.T
+        # Ranking key: cosine -> -<q, b>; l2 -> |b|^2 - 2 <q, b> (|q|^2 is constant per row).
+        key = -dots if metric == "cosine" else b_sq - 2 * dots
+        idxs.append(key.topk(k, dim=1, largest=False).indices)
+    idx = torch.cat(idxs)
+    # Distances of the k chosen rows only, computed directly: the expanded |q - b|^2 cancels
+    # badly near 0, and this costs Q x k x D.
+    near = b[idx]  # (Q, k, D)
+    if metric == "cosine":
+        return 1 - (near * q[:, None]).sum(-1), idx
+    return (near - q[:, None]).norm(dim=-1), idx
+
+
+def pca(z: Tensor | np.ndarray, n_components: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Principal component projection (full SVD, scikit-learn).
+
+    Returns:
+        ``(points (N, n_components), explained_variance_ratio (n_components,))``.
+    """
+    from sklearn.decomposition import PCA
+
+    z = np.asarray(z, dtype=np.float64)
+    if z.ndim != 2 or min(z.shape) < n_components:
+        raise ShapeError(
+            f"PCA to {n_components} components needs (N, D) with N, D >= it, got {z.shape}"
+        )
+    model = PCA(n_components, svd_solver="full")
+    return model.fit_transform(z), model.explained_variance_ratio_
+
+
+def tsne(
+    z: Tensor | np.ndarray, n_components: int = 2, perplexity: float = 30.0, seed: int = 0
+) -> np.ndarray:
+    """t-SNE embedding (van der Maaten & Hinton 2008), scikit-learn, PCA initialisation.
+
+    The perplexity is capped at ``(N - 1) / 3`` so small sets work.
+
+    Returns:
+        Points ``(N, n_components)``.
+    """
+    from sklearn.manifold import TSNE
+
+    z = np.asarray(z, dtype=np.float32)
+    if z.ndim != 2 or z.shape[0] < 4:
+        raise ShapeError(f"t-SNE needs (N, D) features with N >= 4, got {z.shape}")
+    perp = max(1.0, min(perplexity, (z.shape[0] - 1) / 3))
+    return TSNE(n_components, perplexity=perp, init="pca", random_state=seed).fit_transform(z)
+
+
+# -- plots ------------------------------------------------------------------------------------------
+def _image(img: Tensor) -> tuple[np.ndarray, str | None]:
+    """``(C, H, W)`` in [0, 1] -> something ``imshow`` shows: RGB, or grey (other channel counts
+    are averaged)."""
+    a = img.detach().float().cpu().clamp(0, 1)
+    if a.shape[0] == 3:
+        return a.permute(1, 2, 0).numpy(), None
+    return a.mean(0).numpy(), "gray"
+
+
+def _save(fig: plt.Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_attributions(
+    images: Tensor,
+    maps: Mapping[str, Tensor],
+    path: str | Path,
+    titles: Sequence[str] | None = None,
+    alpha: float = 0.55,
+) -> Path:
+    """A grid: one column per image; the image, then one overlay row per method.
+
+    Non-negative maps use ``jet`` from 0 to their maximum per image; signed maps ``bwr``
+    symmetric around 0.
+
+    Args:
+        images: ``(B, C, H, W)`` in [0, 1].
+        maps: method name -> ``(B, H, W)``.
+        titles: one per image (e.g. true and predicted class).
+    """
+    _check_images(images, "images")
+    n, rows = images.shape[0], 1 + len(maps)
+    fig, axes = plt.subplots(rows, n, figsize=(1.6 * n, 1.7 * rows), squeeze=False)
+    for j in range(n):
+        img, cmap = _image(images[j])
+        axes[0, j].imshow(img, cmap=cmap, vmin=0, vmax=1)
+        if titles is not None:
+            axes[0, j].set_title(titles[j], fontsize=8)
+        for i, (name, m) in enumerate(maps.items(), start=1):
+            mj = m[j].detach().float().cpu().numpy()
+            ax = axes[i, j]
+            ax.imshow(img.mean(-1) if img.ndim == 3 else img, cmap="gray", vmin=0, vmax=1)
+            lim = float(np.abs(mj).max()) or 1.0
+            signed = bool((mj < 0).any())
+            ax.imshow(mj, cmap="bwr" if signed else "jet", alpha=alpha,
+                      vmin=-lim if signed else 0.0, vmax=lim)  # fmt: skip
+            if j == 0:
+                ax.set_ylabel(name.replace("_", " "), fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return _save(fig, path)
+
+
+def plot_neighbours(
+    queries: Tensor,
+    neighbours: Tensor,
+    path: str | Path,
+    query_titles: Sequence[str] | None = None,
+    neighbour_titles: Sequence[Sequence[str]] | None = None,
+) -> Path:
+    """One row per query: the query, then its neighbours nearest first.
+
+    Args:
+        queries: ``(Q, C, H, W)``.
+        neighbours: ``(Q, k, C, H, W)``.
+        query_titles, neighbour_titles: labels of the query and of each neighbour ``(Q, k)``.
+    """
+    _check_images(queries, "queries")
+    q, k = neighbours.shape[:2]
+    fig, axes = plt.subplots(q, k + 1, figsize=(1.3 * (k + 1), 1.4 * q), squeeze=False)
+    for i in range(q):
+        img, cmap = _image(queries[i])
+        axes[i, 0].imshow(img, cmap=cmap, vmin=0, vmax=1)
+        if query_titles is not None:
+            axes[i, 0].set_title(query_titles[i], fontsize=7, color="tab:blue")
+        for j in range(k):
+            img, cmap = _image(neighbours[i, j])
+            axes[i, j + 1].imshow(img, cmap=cmap, vmin=0, vmax=1)
+            if neighbour_titles is not None:
+                axes[i, j + 1].set_title(neighbour_titles[i][j], fontsize=7)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return _save(fig, path)
+
+
+def plot_embedding(
+    points: np.ndarray,
+    labels: Sequence[int] | np.ndarray | Tensor,
+    path: str | Path,
+    class_names: Sequence[str] | None = None,
+    title: str = "",
+) -> Path:
+    """A 2-D scatter coloured by class, with a legend of class names (up to 20 classes)."""
+    pts = np.asarray(points)
+    y = np.asarray(labels).astype(int)
+    if pts.ndim != 2 or pts.shape[1] != 2 or len(y) != len(pts):
+        raise ShapeError(f"points must be (N, 2) with N labels, got {pts.shape} and {len(y)}")
+    classes = np.unique(y)
+    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    for i, c in enumerate(classes):
+        sel = y == c
+        name = class_names[c] if class_names is not None and c < len(class_names) else str(c)
+        ax.scatter(pts[sel, 0], pts[sel, 1], s=8, color=cmap(i % cmap.N), label=name, alpha=0.8)
+    if len(classes) <= 20:
+        ax.legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title)
+    return _save(fig, path)
