@@ -13,6 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from visrep.errors import ConfigError
 from visrep.models import ImageClassifier, create_backbone
+from visrep.tasks.adversarial import AdversarialConfig, adversarial_examples, as_adversarial_config
 from visrep.tasks.optim import OptimConfig, as_optim_config, build_optimizer, build_scheduler
 
 # Data facts the model needs; filled from the data module at fit time when not given.
@@ -30,6 +31,8 @@ class ClassificationTask(L.LightningModule):
         label_smoothing: cross-entropy label smoothing (Szegedy et al. 2016).
         optim: optimiser and schedule.
         top_k: also report top-k accuracy when there are more than k classes.
+        adversarial: train on adversarial examples of each batch (PGD, FGSM or DeepFool),
+            or on a clean/adversarial mix (``ratio``); None trains on clean images.
     """
 
     monitor = ("val/acc", "max")
@@ -47,14 +50,17 @@ class ClassificationTask(L.LightningModule):
         label_smoothing: float = 0.0,
         optim: OptimConfig | None = None,
         top_k: int = 5,
+        adversarial: AdversarialConfig | None = None,
     ) -> None:
         super().__init__()
         if not 0 <= label_smoothing < 1:
             raise ConfigError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
         self.optim = as_optim_config(optim)
+        self.adversarial = as_adversarial_config(adversarial)
         self.save_hyperparameters()
         # Checkpoints hold plain values only, so they load with weights_only=True.
         self.hparams["optim"] = asdict(self.optim)
+        self.hparams["adversarial"] = asdict(self.adversarial) if self.adversarial else None
         self.net: ImageClassifier | None = None
         if all(self.hparams.get(k) is not None for k in _DATA_KEYS):
             self._build()
@@ -103,6 +109,8 @@ class ClassificationTask(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
+        if self.adversarial is not None:
+            x = adversarial_examples(self.net, x, y, self.adversarial)
         logits = self.net(x)
         loss = self._loss(logits, y)
         self.train_acc(logits, y)
