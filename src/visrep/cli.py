@@ -11,7 +11,6 @@ from __future__ import annotations
 import difflib
 import importlib
 import logging
-import re
 import sys
 import warnings
 from datetime import datetime
@@ -23,7 +22,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from visrep.configs import list_configs, resolve_config
-from visrep.errors import CheckpointError, ConfigError, VisrepError
+from visrep.errors import CheckpointError, ConfigError, VisrepError, one_line, visrep_cause
 from visrep.trainer.callbacks import MetricsFile, PredictionCSV, RunArtifacts
 from visrep.trainer.checkpoint_io import SafeCheckpointIO, load_checkpoint
 from visrep.trainer.naisnet_callback import NaisNetReprojection
@@ -210,28 +209,6 @@ def _predict_defaults(argv: list[str]) -> list[str]:
     return [*argv[:i], "--data=visrep.data.ImageFilesDataModule", *argv[i:]]
 
 
-def _one_line(msg: str) -> str:
-    text = re.sub(r"\s+", " ", str(msg)).strip()
-    # jsonargparse explains a bad subclass option through every Union member; keep the reason.
-    m = re.search(
-        r'Parser key "([^"]+)".*?Problem with given class_path \'([^\']+)\': (.+?) - Expected', text
-    )
-    if m:
-        text = f"{m.group(1)} ({m.group(2)}): {m.group(3)}"
-    return text if len(text) <= 600 else text[:597] + "..."
-
-
-def _visrep_cause(e: BaseException) -> VisrepError | None:
-    """The VisrepError behind an exception that a library (jsonargparse, Lightning) wrapped."""
-    seen = set()
-    while e is not None and id(e) not in seen:
-        if isinstance(e, VisrepError):
-            return e
-        seen.add(id(e))
-        e = e.__cause__ or e.__context__
-    return None
-
-
 class _DropTips(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return "litlogger" not in record.getMessage()
@@ -292,13 +269,13 @@ def main(argv: list[str] | None = None) -> int:
         hint = f"; did you mean {' or '.join(close)}?" if close else "; see `visrep --help`"
         raise ConfigError(f"unknown command {cmd!r}{hint}")
     except (VisrepError, ArgumentError) as e:
-        print(f"error: {_one_line(str(e))}", file=sys.stderr)
+        print(f"error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except Exception as e:
-        cause = _visrep_cause(e)
+        cause = visrep_cause(e)
         if cause is None:
             raise
-        print(f"error: {_one_line(str(cause))}", file=sys.stderr)
+        print(f"error: {one_line(str(cause))}", file=sys.stderr)
         return 2
 
 

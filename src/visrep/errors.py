@@ -5,6 +5,10 @@ checkpoint) raises a subclass of :class:`VisrepError`. The CLI prints ``error: <
 line and exits with code 2; library users catch :class:`VisrepError`.
 """
 
+from __future__ import annotations
+
+import re
+
 
 class VisrepError(Exception):
     """Base class of all user-facing errors; the message names the thing and what was expected."""
@@ -24,3 +28,26 @@ class CheckpointError(VisrepError):
 
 class ShapeError(VisrepError):
     """A tensor given by the user has the wrong shape or dtype."""
+
+
+def one_line(msg: str) -> str:
+    """A message folded onto one line (at most 600 characters), as the CLI prints it."""
+    text = re.sub(r"\s+", " ", str(msg)).strip()
+    # jsonargparse explains a bad subclass option through every Union member; keep the reason.
+    m = re.search(
+        r'Parser key "([^"]+)".*?Problem with given class_path \'([^\']+)\': (.+?) - Expected', text
+    )
+    if m:
+        text = f"{m.group(1)} ({m.group(2)}): {m.group(3)}"
+    return text if len(text) <= 600 else text[:597] + "..."
+
+
+def visrep_cause(e: BaseException) -> VisrepError | None:
+    """The VisrepError behind an exception that a library (jsonargparse, Lightning) wrapped."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, VisrepError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
