@@ -287,3 +287,21 @@ def test_ddp_two_cpu_processes(tmp_path):
     # 1,293 training images over 2 processes: 647 each; batch 64 with drop_last: 10 steps an epoch
     last = (run / "metrics.csv").read_text().strip().splitlines()[-1].split(",")
     assert last[2] == "20"
+
+
+def test_runs_are_deterministic(tmp_path, cli):
+    rows = []
+    for name in ("a", "b"):
+        code, _, _ = cli(
+            "fit",
+            "--config",
+            "quickstart",
+            "--run_dir",
+            tmp_path / name,
+            *FAST,
+            "--test_after_fit",
+            "false",
+        )
+        assert code == 0
+        rows.append((tmp_path / name / "metrics.csv").read_text())
+    assert rows[0] == rows[1]
