@@ -230,7 +230,9 @@ def test_resume_after_kill_finishes_planned_epochs(tmp_path):
         "--trainer.max_epochs",
         "8",
         "--data.batch_size",
-        "8",
+        "16",
+        "--model.backbone",
+        "mlp",
         "--trainer.enable_progress_bar",
         "false",
     ]

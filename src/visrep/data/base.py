@@ -26,7 +26,10 @@ class Splits:
     val: Dataset | None = None
 
 
-def _split(targets: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    targets: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (kept, held-out) index split holding out ``fraction``, stratified by class when possible."""
     idx = np.arange(len(targets))
     if fraction <= 0:
         return idx, idx[:0]
@@ -132,13 +135,13 @@ class ImageDataModule(L.LightningDataModule):
         train_idx = np.arange(len(targets))
         test = s.test
         if test is None:
-            train_idx, test_idx = _split(targets, self.test_fraction, self.seed)
+            train_idx, test_idx = stratified_split(targets, self.test_fraction, self.seed)
             if len(test_idx) == 0:
                 raise ConfigError("the source has no test split: data.test_fraction must be > 0")
             test = Subset(s.train, test_idx.tolist())
         val = s.val
         if val is None and self.val_fraction > 0:
-            keep, held = _split(targets[train_idx], self.val_fraction, self.seed + 1)
+            keep, held = stratified_split(targets[train_idx], self.val_fraction, self.seed + 1)
             val = Subset(s.train, train_idx[held].tolist())
             train_idx = train_idx[keep]
         self.train_set = Subset(s.train, train_idx.tolist())

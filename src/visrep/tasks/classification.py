@@ -8,7 +8,7 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from visrep.errors import ConfigError
@@ -67,6 +67,20 @@ class ClassificationTask(L.LightningModule):
 
     # -- model -----------------------------------------------------------------------------------
     def _build(self) -> None:
+        self.net = self.build_net()
+        n = self.hparams.num_classes
+        self.train_acc = MulticlassAccuracy(n, average="micro")
+        self.val_acc = MulticlassAccuracy(n, average="micro")
+        self.test_acc = MulticlassAccuracy(n, average="micro")
+        self.k = self.hparams.top_k if n > self.hparams.top_k else 0
+        if self.k:
+            self.val_topk = MulticlassAccuracy(n, top_k=self.k, average="micro")
+            self.test_topk = MulticlassAccuracy(n, top_k=self.k, average="micro")
+        self.test_per_class = MulticlassAccuracy(n, average=None)
+        self.test_confmat = MulticlassConfusionMatrix(n)
+
+    def build_net(self) -> nn.Module:
+        """The plain model, from the (complete) hyper-parameters; subclasses build theirs."""
         hp = self.hparams
         backbone = create_backbone(
             hp.backbone,
@@ -75,17 +89,11 @@ class ClassificationTask(L.LightningModule):
             img_size=tuple(hp.image_size),
             **(hp.backbone_args or {}),
         )
-        self.net = ImageClassifier(backbone, hp.mean, hp.std)
-        n = hp.num_classes
-        self.train_acc = MulticlassAccuracy(n, average="micro")
-        self.val_acc = MulticlassAccuracy(n, average="micro")
-        self.test_acc = MulticlassAccuracy(n, average="micro")
-        self.k = hp.top_k if n > hp.top_k else 0
-        if self.k:
-            self.val_topk = MulticlassAccuracy(n, top_k=self.k, average="micro")
-            self.test_topk = MulticlassAccuracy(n, top_k=self.k, average="micro")
-        self.test_per_class = MulticlassAccuracy(n, average=None)
-        self.test_confmat = MulticlassConfusionMatrix(n)
+        return ImageClassifier(backbone, hp.mean, hp.std)
+
+    def sample_images(self, x: Any, k: int) -> Tensor:
+        """The first ``k`` inputs of a batch as images ``(k, C, H, W)`` in [0, 1] for the test grid."""
+        return x[:k]
 
     def configure_model(self) -> None:
         if self.net is not None:
@@ -114,21 +122,37 @@ class ClassificationTask(L.LightningModule):
         logits = self.net(x)
         loss = self._loss(logits, y)
         self.train_acc(logits, y)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True, prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        n = len(y)  # explicit: Lightning would guess it from the first tensor of the batch
+        self.log(
+            "train/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+            prog_bar=True,
+            batch_size=n,
+        )
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=n)
         return loss
 
     def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str) -> tuple[Tensor, Tensor]:
         x, y = batch
         logits = self.net(x)
-        self.log(f"{stage}/loss", self._loss(logits, y), sync_dist=True, prog_bar=stage == "val")
+        n = len(y)
+        self.log(
+            f"{stage}/loss",
+            self._loss(logits, y),
+            sync_dist=True,
+            prog_bar=stage == "val",
+            batch_size=n,
+        )
         acc = getattr(self, f"{stage}_acc")
         acc(logits, y)
-        self.log(f"{stage}/acc", acc, prog_bar=stage == "val")
+        self.log(f"{stage}/acc", acc, prog_bar=stage == "val", batch_size=n)
         if self.k:
             topk = getattr(self, f"{stage}_topk")
             topk(logits, y)
-            self.log(f"{stage}/acc_top{self.k}", topk)
+            self.log(f"{stage}/acc_top{self.k}", topk, batch_size=n)
         return logits, y
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
@@ -141,8 +165,10 @@ class ClassificationTask(L.LightningModule):
         logits, y = self._eval_step(batch, "test")
         self.test_per_class.update(logits, y)
         self.test_confmat.update(logits, y)
-        if sum(len(s[1]) for s in self._samples) < 32:
-            self._samples.append((batch[0][:32].cpu(), y[:32].cpu(), logits[:32].softmax(-1).cpu()))
+        k = 32 - sum(len(s[1]) for s in self._samples)
+        if k > 0:
+            images = self.sample_images(batch[0], k)
+            self._samples.append((images.cpu(), y[:k].cpu(), logits[:k].softmax(-1).cpu()))
 
     def on_test_epoch_end(self) -> None:
         images, targets, probs = (torch.cat(t)[:32] for t in zip(*self._samples, strict=True))

@@ -81,6 +81,7 @@ class EventCount(nn.Module):
     def __init__(self, bins: int = 1) -> None:
         super().__init__()
         self.bins = check_int(bins, "bins")
+        self.out_channels = 2 * self.bins
 
     def forward(self, batch: EventBatch) -> torch.Tensor:
         return to_event_count(batch, self.bins)
@@ -91,6 +92,8 @@ class EventCount(nn.Module):
 
 class LastTimestamp(nn.Module):
     """Module form of :func:`to_last_timestamp`."""
+
+    out_channels = 2
 
     def forward(self, batch: EventBatch) -> torch.Tensor:
         return to_last_timestamp(batch)

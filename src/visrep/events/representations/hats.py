@@ -157,6 +157,7 @@ class HATS(nn.Module):
         self.radius = check_int(radius, "radius", minimum=0)
         self.tau = check_positive(tau, "tau")
         self.delta_t = check_int(delta_t, "delta_t", minimum=0)
+        self.out_channels = 2
         if 2 * radius + 1 > cell_size:
             raise ConfigError(
                 f"2 * radius + 1 must be <= cell_size, got radius={radius}, cell_size={cell_size}"

@@ -64,6 +64,7 @@ class TimeSurface(nn.Module):
     def __init__(self, tau: float = 50_000.0) -> None:
         super().__init__()
         self.tau = check_positive(tau, "tau")
+        self.out_channels = 2
 
     def forward(self, batch: EventBatch) -> torch.Tensor:
         return to_time_surface(batch, self.tau)

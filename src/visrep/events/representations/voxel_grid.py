@@ -53,6 +53,7 @@ class VoxelGrid(nn.Module):
     def __init__(self, bins: int = 5) -> None:
         super().__init__()
         self.bins = check_int(bins, "bins")
+        self.out_channels = self.bins
 
     def forward(self, batch: EventBatch) -> torch.Tensor:
         return to_voxel_grid(batch, self.bins)
