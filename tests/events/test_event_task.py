@@ -11,6 +11,7 @@ import torch
 
 from tests.events.conftest import random_stream
 from tests.events.test_datasets import digit_stream
+from visrep.data.base import Splits
 from visrep.errors import ConfigError
 from visrep.events import (
     EventBatch,
@@ -19,7 +20,6 @@ from visrep.events import (
     create_representation,
     list_representations,
 )
-from visrep.events.datamodule import EventSplits
 from visrep.events.representations.registry import representation_shape
 from visrep.models import create_backbone
 from visrep.models.event_classifier import EventClassifier, rms_normalize
@@ -34,12 +34,12 @@ FAST = {"est": {"init_steps": 0, "bins": 2}, "matrix_lstm": {"hidden_size": 4}}
 class BandsDataModule(EventDataModule):
     """3 classes of synthetic streams: short lines at 0, 45 and 90 degrees."""
 
-    def load(self) -> EventSplits:
+    def load(self) -> Splits:
         labels = np.arange(120) % 3
         ds = EventStreamDataset(
             [digit_stream(int(c), i, SIZE) for i, c in enumerate(labels)], labels
         )
-        return EventSplits(ds, ds.targets, ["a", "b", "c"])
+        return Splits(ds, ds.targets, ["a", "b", "c"])
 
 
 def _rep(name: str):

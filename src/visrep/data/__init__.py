@@ -10,7 +10,13 @@ from visrep.data.augment import (
     random_crop,
     random_hflip,
 )
-from visrep.data.base import ImageDataModule, Splits, channel_stats
+from visrep.data.base import (
+    ImageDataModule,
+    SplitDataModule,
+    Splits,
+    channel_stats,
+    stratified_split,
+)
 from visrep.data.datasets import ArrayImageDataset, ImageFileDataset, load_image
 from visrep.data.digits import DigitsDataModule
 from visrep.data.files import ImageFilesDataModule, list_images
@@ -28,6 +34,7 @@ __all__ = [
     "ImageFilesDataModule",
     "ImageFolderDataModule",
     "NpzDataModule",
+    "SplitDataModule",
     "Splits",
     "augment_batch",
     "channel_stats",
@@ -38,4 +45,5 @@ __all__ = [
     "random_hflip",
     "read_idx",
     "scan_class_folders",
+    "stratified_split",
 ]

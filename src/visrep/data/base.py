@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import lightning as L
@@ -68,13 +69,12 @@ def channel_stats(
     return mean.tolist(), std.tolist()
 
 
-class ImageDataModule(L.LightningDataModule):
-    """Seeded train/val/test splits of an image classification source.
+class SplitDataModule(L.LightningDataModule):
+    """Seeded train/val/test splits and loaders of a classification source, whatever its samples.
 
-    Subclasses implement :meth:`load`. Sources without a test split get a stratified one
-    (``test_fraction``); the validation split is always carved from the training data
-    (``val_fraction``). Normalisation statistics come from the training split only, and the
-    model keeps them (:class:`visrep.models.layers.Normalize`), so images stay in [0, 1] here.
+    Subclasses implement :meth:`load` (and may extend :meth:`on_splits_ready`). Sources without a
+    test split get a stratified one (``test_fraction``); the validation split is always carved
+    from the training data (``val_fraction``).
 
     Args:
         batch_size: training batch size.
@@ -83,8 +83,9 @@ class ImageDataModule(L.LightningDataModule):
         val_fraction: fraction of the training data held out for validation.
         test_fraction: fraction held out for testing when the source has no test split.
         seed: seed of the splits.
-        augment: training augmentations, applied per batch on the device.
     """
+
+    collate_fn: Callable | None = None  # how samples become a batch (None: torch's default)
 
     def __init__(
         self,
@@ -94,7 +95,6 @@ class ImageDataModule(L.LightningDataModule):
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
         seed: int = 0,
-        augment: AugmentConfig | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -108,14 +108,10 @@ class ImageDataModule(L.LightningDataModule):
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.seed = seed
-        self.augment = augment or AugmentConfig()
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
         self.class_names: list[str] = []
-        self.mean: list[float] = []
-        self.std: list[float] = []
-        self.image_shape: tuple[int, int, int] = (0, 0, 0)
 
     def load(self) -> Splits:
         """Read the source; implemented by each concrete DataModule."""
@@ -147,9 +143,10 @@ class ImageDataModule(L.LightningDataModule):
         self.train_set = Subset(s.train, train_idx.tolist())
         self.val_set, self.test_set = val, test
         self.class_names = list(s.class_names)
-        x0, _ = self.train_set[0]
-        self.image_shape = tuple(x0.shape)
-        self.mean, self.std = channel_stats(self.train_set, seed=self.seed)
+        self.on_splits_ready()
+
+    def on_splits_ready(self) -> None:
+        """Called once the splits exist: derive what the model needs from them."""
 
     def _loader(self, ds: Dataset | None, train: bool) -> DataLoader:
         if ds is None:
@@ -163,12 +160,13 @@ class ImageDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=on_gpu,
+            collate_fn=type(self).collate_fn,
         )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.val_set, train=False) if self.val_set is not None else []
 
     def test_dataloader(self) -> DataLoader:
@@ -176,6 +174,42 @@ class ImageDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, train=False)
+
+
+class ImageDataModule(SplitDataModule):
+    """Seeded splits of an image classification source (see :class:`SplitDataModule`).
+
+    Normalisation statistics come from the training split only, and the model keeps them
+    (:class:`visrep.models.layers.Normalize`), so images stay in [0, 1] here.
+
+    Args:
+        batch_size, eval_batch_size, num_workers, val_fraction, test_fraction, seed: as in
+            :class:`SplitDataModule`.
+        augment: training augmentations, applied per batch on the device.
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        seed: int = 0,
+        augment: AugmentConfig | None = None,
+    ) -> None:
+        super().__init__(
+            batch_size, eval_batch_size, num_workers, val_fraction, test_fraction, seed
+        )
+        self.augment = augment or AugmentConfig()
+        self.mean: list[float] = []
+        self.std: list[float] = []
+        self.image_shape: tuple[int, int, int] = (0, 0, 0)
+
+    def on_splits_ready(self) -> None:
+        x0, _ = self.train_set[0]
+        self.image_shape = tuple(x0.shape)
+        self.mean, self.std = channel_stats(self.train_set, seed=self.seed)
 
     def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple:
         if self.trainer is not None and self.trainer.training and self.augment.enabled:

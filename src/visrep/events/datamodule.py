@@ -13,17 +13,15 @@ batches in the main process before they move to the device, drawing from a gener
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 from scipy import ndimage
 from sklearn.datasets import load_digits
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Subset
 
-from visrep.data.base import stratified_split
+from visrep.data.base import SplitDataModule, Splits
 from visrep.errors import ConfigError, DataError
 from visrep.events.datasets import (
     EventFileDataset,
@@ -39,25 +37,13 @@ __all__ = [
     "DigitsEventsDataModule",
     "EventDataModule",
     "EventFolderDataModule",
-    "EventSplits",
     "NCaltech101DataModule",
     "NCarsDataModule",
     "NMNISTDataModule",
 ]
 
 
-@dataclass
-class EventSplits:
-    """What a concrete module loads: a training set and, where the source has them, val/test."""
-
-    train: Dataset
-    train_targets: np.ndarray
-    class_names: list[str]
-    test: Dataset | None = None
-    val: Dataset | None = None
-
-
-class EventDataModule(L.LightningDataModule):
+class EventDataModule(SplitDataModule):
     """Seeded splits and loaders of an event classification source (subclasses implement
     :meth:`load`).
 
@@ -84,86 +70,19 @@ class EventDataModule(L.LightningDataModule):
         transforms: list[EventTransform] | None = None,
         train_transforms: list[EventTransform] | None = None,
     ) -> None:
-        super().__init__()
-        if batch_size < 1:
-            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
-        for name, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not 0 <= f < 1:
-                raise ConfigError(f"data.{name} must be in [0, 1), got {f}")
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
-        self.val_fraction = val_fraction
-        self.test_fraction = test_fraction
-        self.seed = seed
+        super().__init__(
+            batch_size, eval_batch_size, num_workers, val_fraction, test_fraction, seed
+        )
         self.transforms = check_transforms(transforms, "data.transforms")
         self.train_transforms = check_transforms(train_transforms, "data.train_transforms")
-        self.train_set: Dataset | None = None
-        self.val_set: Dataset | None = None
-        self.test_set: Dataset | None = None
-        self.class_names: list[str] = []
         self.sensor_size: tuple[int, int] = (0, 0)
         self._aug_epoch, self._aug_batch = -1, 0
 
-    def load(self) -> EventSplits:
-        """Read the source; implemented by each concrete module."""
-        raise NotImplementedError
+    collate_fn = staticmethod(collate_events)
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return
-        s = self.load()
-        targets = np.asarray(s.train_targets, dtype=np.int64)
-        if len(targets) == 0:
-            raise DataError(f"{type(self).__name__}: the training data is empty")
-        train_idx = np.arange(len(targets))
-        test = s.test
-        if test is None:
-            train_idx, test_idx = stratified_split(targets, self.test_fraction, self.seed)
-            if len(test_idx) == 0:
-                raise ConfigError("the source has no test split: data.test_fraction must be > 0")
-            test = Subset(s.train, test_idx.tolist())
-        val = s.val
-        if val is None and self.val_fraction > 0:
-            keep, held = stratified_split(targets[train_idx], self.val_fraction, self.seed + 1)
-            val = Subset(s.train, train_idx[held].tolist())
-            train_idx = train_idx[keep]
-        self.train_set = Subset(s.train, train_idx.tolist())
-        self.val_set, self.test_set = val, test
-        self.class_names = list(s.class_names)
+    def on_splits_ready(self) -> None:
         # what the model sees: the source's sensor, or what data.transforms made of it (a crop)
         self.sensor_size = self.train_set[0][0].sensor_size
-
-    def _loader(self, ds: Dataset | None, train: bool) -> DataLoader:
-        if ds is None:
-            raise ConfigError(f"{type(self).__name__} has no such split")
-        on_gpu = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
-        return DataLoader(
-            ds,
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            drop_last=train and len(ds) > self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=on_gpu,
-            collate_fn=collate_events,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, train=True)
-
-    def val_dataloader(self) -> DataLoader | list:
-        return self._loader(self.val_set, train=False) if self.val_set is not None else []
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, train=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, train=False)
 
     def augment(self, batch: EventBatch, rng: np.random.Generator) -> EventBatch:
         """``train_transforms`` applied to each sample of ``batch`` with one generator."""
@@ -249,7 +168,7 @@ class EventFolderDataModule(EventDataModule):
         self.requested_sensor_size = sensor_size or self.default_sensor_size
         self.cache_dir = cache_dir
 
-    def load(self) -> EventSplits:
+    def load(self) -> Splits:
         layout = find_layout(self.root)
         names = layout.class_names()
         index = {n: i for i, n in enumerate(names)}
@@ -265,7 +184,7 @@ class EventFolderDataModule(EventDataModule):
 
         train = dataset(train_items)
         parts = {s: dataset(v) for s, v in layout.splits.items() if s != "train" and v}
-        return EventSplits(train, train.targets, names, parts.get("test"), parts.get("val"))
+        return Splits(train, train.targets, names, parts.get("test"), parts.get("val"))
 
 
 class NMNISTDataModule(EventFolderDataModule):
@@ -349,7 +268,7 @@ class DigitsEventsDataModule(EventDataModule):
         self.log_eps = log_eps
         self.max_samples = max_samples
 
-    def load(self) -> EventSplits:
+    def load(self) -> Splits:
         d = load_digits()
         images, targets = d.images[: self.max_samples] / 16.0, d.target[: self.max_samples]
         if self.scale > 1:
@@ -365,4 +284,4 @@ class DigitsEventsDataModule(EventDataModule):
             rng=self.seed,
         )
         ds = EventStreamDataset(streams, targets, self.transforms)
-        return EventSplits(ds, ds.targets, [str(c) for c in range(10)])
+        return Splits(ds, ds.targets, [str(c) for c in range(10)])
