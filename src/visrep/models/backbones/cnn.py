@@ -7,12 +7,12 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from visrep.models.heads import ClassifierHead
+from visrep.models.heads import ClassifierHead, HeadInterface
 from visrep.models.layers import get_activation
 from visrep.models.registry import register_backbone
 
 
-class SmallCNN(nn.Module):
+class SmallCNN(HeadInterface):
     """Stages of ``convs_per_stage`` (conv -> [BN] -> act) followed by 2x2 pooling.
 
     Pooling uses ``ceil_mode`` so the net also runs on inputs as small as 8x8 (digits): a 1x1 map
@@ -55,18 +55,8 @@ class SmallCNN(nn.Module):
         self.head = ClassifierHead(c, num_classes, dropout=head_dropout)
         self.num_classes = num_classes
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.head.reset(num_classes)
-
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)
-
-    def forward_head(self, z: Tensor, pre_logits: bool = False) -> Tensor:
-        return self.head(z, pre_logits=pre_logits)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_backbone("small_cnn")

@@ -5,11 +5,12 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from visrep.models.backbones._size import to_hw
+from visrep.models.heads import ClassifierHead, HeadInterface
 from visrep.models.layers import get_activation
 from visrep.models.registry import register_backbone
 
 
-class MLP(nn.Module):
+class MLP(HeadInterface):
     """``depth`` hidden layers of ``width`` units: Linear -> [BatchNorm] -> activation -> [Dropout].
 
     Shape: input ``(B, C, H, W)`` or ``(B, D)``; features ``(B, width)``; logits ``(B, num_classes)``.
@@ -38,21 +39,11 @@ class MLP(nn.Module):
             d = width
         self.body = nn.Sequential(*layers)
         self.num_features = d
-        self.fc: nn.Module = nn.Identity()
-        self.reset_classifier(num_classes)
-
-    def reset_classifier(self, num_classes: int) -> None:
+        self.head = ClassifierHead(d, num_classes)
         self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.body(x.flatten(1))
-
-    def forward_head(self, z: Tensor, pre_logits: bool = False) -> Tensor:
-        return z if pre_logits else self.fc(z)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_backbone("mlp")

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from visrep.errors import ConfigError
 from visrep.models.backbones._size import to_hw
-from visrep.models.heads import ClassifierHead
+from visrep.models.heads import ClassifierHead, HeadInterface
 from visrep.models.layers.naisnet import NaisNetConvBlock, NaisNetFCBlock, iter_naisnet_blocks
 from visrep.models.registry import register_backbone
 
@@ -35,7 +35,7 @@ class _DepthMixin:
         return {n: b.last_depth for n, b in iter_naisnet_blocks(self) if b.last_depth is not None}
 
 
-class NaisNet(_DepthMixin, nn.Module):
+class NaisNet(_DepthMixin, HeadInterface):
     """Convolutional NAIS-Net: stem, then stages of NAIS-Net conv blocks.
 
     Every stage starts with a transition (a 3x3 projection conv, stride 2 after the first
@@ -97,21 +97,11 @@ class NaisNet(_DepthMixin, nn.Module):
         self.head = ClassifierHead(c_in, num_classes, dropout=head_dropout)
         self.num_classes = num_classes
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.head.reset(num_classes)
-
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)
 
-    def forward_head(self, z: Tensor, pre_logits: bool = False) -> Tensor:
-        return self.head(z, pre_logits=pre_logits)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
-
-
-class NaisNetFC(_DepthMixin, nn.Module):
+class NaisNetFC(_DepthMixin, HeadInterface):
     """Fully connected NAIS-Net on flattened inputs: a cascade of FC blocks and a linear head.
 
     The first block reads the flat input through its input matrix ``B``, so no transition
@@ -158,21 +148,11 @@ class NaisNetFC(_DepthMixin, nn.Module):
             )
         )
         self.num_features = width
-        self.fc: nn.Module = nn.Identity()
-        self.reset_classifier(num_classes)
-
-    def reset_classifier(self, num_classes: int) -> None:
+        self.head = ClassifierHead(width, num_classes)
         self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.blocks(x.flatten(1))
-
-    def forward_head(self, z: Tensor, pre_logits: bool = False) -> Tensor:
-        return z if pre_logits else self.fc(z)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_backbone("naisnet")

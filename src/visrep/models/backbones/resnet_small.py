@@ -21,7 +21,7 @@ import torch  # noqa: F401  (doctest)
 from torch import Tensor, nn
 
 from visrep.errors import ConfigError
-from visrep.models.heads import ClassifierHead
+from visrep.models.heads import ClassifierHead, HeadInterface
 from visrep.models.registry import register_backbone
 
 __all__ = ["PreActBlock", "ResNetSmall"]
@@ -49,7 +49,7 @@ class PreActBlock(nn.Module):
         return x + self.residual(x)
 
 
-class ResNetSmall(nn.Module):
+class ResNetSmall(HeadInterface):
     """Stem and transitions as in :class:`~visrep.models.backbones.naisnet.NaisNet`, then
     ``blocks_per_stage`` :class:`PreActBlock` per stage and a final BN + ReLU.
 
@@ -86,18 +86,8 @@ class ResNetSmall(nn.Module):
         self.head = ClassifierHead(c_in, num_classes, dropout=head_dropout)
         self.num_classes = num_classes
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.head.reset(num_classes)
-
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)
-
-    def forward_head(self, z: Tensor, pre_logits: bool = False) -> Tensor:
-        return self.head(z, pre_logits=pre_logits)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_backbone("resnet_small")
