@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from typing import Any
 
@@ -165,8 +166,12 @@ class ClassificationTask(L.LightningModule):
         logits, y = self._eval_step(batch, "test")
         self.test_per_class.update(logits, y)
         self.test_confmat.update(logits, y)
-        k = 32 - sum(len(s[1]) for s in self._samples)
-        if k > 0:
+        # Spread the 32 grid samples over the whole test set (test sets are often sorted by class).
+        batches = self.trainer.num_test_batches[0] if self._trainer is not None else 1
+        batches = int(batches) if math.isfinite(batches) and batches > 0 else 1
+        stride, per = max(1, batches // 32), max(1, math.ceil(32 / batches))
+        k = min(per, 32 - sum(len(s[1]) for s in self._samples))
+        if k > 0 and batch_idx % stride == 0:
             images = self.sample_images(batch[0], k)
             self._samples.append((images.cpu(), y[:k].cpu(), logits[:k].softmax(-1).cpu()))
 
