@@ -89,3 +89,22 @@ class Events:
 def unpack(batch: EventBatch) -> Events:
     """Lazy per-event tensors of ``batch``."""
     return Events(batch)
+
+
+def check_sensor_size(sensor_size: object) -> tuple[int, int]:
+    """``(W, H)`` of a representation module, validated."""
+    try:
+        w, h = (int(v) for v in sensor_size)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ConfigError(f"sensor_size must be (W, H), got {sensor_size!r}") from None
+    if w <= 0 or h <= 0:
+        raise ConfigError(f"sensor_size must be positive (W, H), got {sensor_size!r}")
+    return w, h
+
+
+def check_sensor(batch: EventBatch, sensor_size: tuple[int, int]) -> None:
+    """Refuse a batch recorded on another sensor size than the module was built for."""
+    if tuple(batch.sensor_size) != sensor_size:
+        raise ShapeError(
+            f"batch sensor_size {batch.sensor_size} does not match the module's {sensor_size}"
+        )

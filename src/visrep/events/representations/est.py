@@ -19,7 +19,13 @@ import torch
 from torch import nn
 
 from visrep.errors import ConfigError, ShapeError
-from visrep.events.representations._common import check_batch, check_int, unpack
+from visrep.events.representations._common import (
+    check_batch,
+    check_int,
+    check_sensor,
+    check_sensor_size,
+    unpack,
+)
 from visrep.events.types import EventBatch
 
 __all__ = ["EST", "to_est", "trilinear_kernel"]
@@ -189,20 +195,3 @@ class EST(nn.Module):
 
     def extra_repr(self) -> str:
         return f"sensor_size={self.sensor_size}, bins={self.bins}, value={self.value!r}"
-
-
-def check_sensor_size(sensor_size: object) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in sensor_size)  # type: ignore[union-attr]
-    except (TypeError, ValueError):
-        raise ConfigError(f"sensor_size must be (W, H), got {sensor_size!r}") from None
-    if w <= 0 or h <= 0:
-        raise ConfigError(f"sensor_size must be positive (W, H), got {sensor_size!r}")
-    return w, h
-
-
-def check_sensor(batch: EventBatch, sensor_size: tuple[int, int]) -> None:
-    if tuple(batch.sensor_size) != sensor_size:
-        raise ShapeError(
-            f"batch sensor_size {batch.sensor_size} does not match the module's {sensor_size}"
-        )

@@ -28,8 +28,13 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from visrep.errors import ConfigError, ShapeError
-from visrep.events.representations._common import check_batch, check_int, unpack
-from visrep.events.representations.est import check_sensor, check_sensor_size
+from visrep.events.representations._common import (
+    check_batch,
+    check_int,
+    check_sensor,
+    check_sensor_size,
+    unpack,
+)
 from visrep.events.types import EventBatch
 
 __all__ = [
