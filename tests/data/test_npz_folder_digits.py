@@ -3,8 +3,9 @@ import pytest
 from PIL import Image
 
 from tests.conftest import SHARED_DATA
+from visrep.cli import main
 from visrep.data import DigitsDataModule, ImageFolderDataModule, NpzDataModule, list_images
-from visrep.errors import DataError
+from visrep.errors import ConfigError, DataError
 
 
 def test_digits_split_is_seeded_stratified_and_disjoint():
@@ -18,6 +19,32 @@ def test_digits_split_is_seeded_stratified_and_disjoint():
     c = DigitsDataModule(seed=4)
     c.setup()
     assert c.test_set.indices != a.test_set.indices
+
+
+def test_digits_train_samples_is_a_seeded_stratified_subset():
+    full = DigitsDataModule(seed=3)
+    a, b = DigitsDataModule(seed=3, train_samples=100), DigitsDataModule(seed=3, train_samples=100)
+    for dm in (full, a, b):
+        dm.setup()
+    assert len(a.train_set) == 100 and a.train_set.indices == b.train_set.indices
+    assert a.train_set.indices == sorted(a.train_set.indices)
+    assert set(a.train_set.indices) < set(full.train_set.indices)
+    targets = a.train_set.dataset.targets[np.asarray(a.train_set.indices)]
+    assert set(np.asarray(targets).tolist()) == set(range(10))
+    assert a.val_set.indices == full.val_set.indices
+    assert a.test_set.indices == full.test_set.indices
+    everything = DigitsDataModule(seed=3, train_samples=10_000)
+    everything.setup()
+    assert everything.train_set.indices == full.train_set.indices
+    with pytest.raises(ConfigError, match="train_samples"):
+        DigitsDataModule(train_samples=0)
+
+
+def test_cli_accepts_train_samples(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["fit", "--config", "quickstart", "--data.train_samples", "50", "--print_config"])
+    assert e.value.code == 0
+    assert "train_samples: 50" in capsys.readouterr().out
 
 
 def test_npz_single_archive_and_layouts(tmp_path):

@@ -44,6 +44,21 @@ def stratified_split(
     return np.sort(keep), np.sort(held)
 
 
+def stratified_subset(targets: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Sorted seeded indices of exactly ``size`` samples, stratified by class when possible."""
+    idx = np.arange(len(targets))
+    if size >= len(targets):
+        return idx
+    counts = np.bincount(targets)
+    classes = int((counts > 0).sum())
+    # Stratify when every class can appear on both sides; tiny subsets fall back to a plain one.
+    can = counts[counts > 0].min() >= 2 and classes <= size <= len(targets) - classes
+    keep, _ = train_test_split(
+        idx, train_size=size, random_state=seed, stratify=targets if can else None
+    )
+    return np.sort(keep)
+
+
 def channel_stats(
     dataset: Dataset, max_samples: int = 10_000, seed: int = 0
 ) -> tuple[list[float], list[float]]:
@@ -74,7 +89,8 @@ class SplitDataModule(L.LightningDataModule):
 
     Subclasses implement :meth:`load` (and may extend :meth:`on_splits_ready`). Sources without a
     test split get a stratified one (``test_fraction``); the validation split is always carved
-    from the training data (``val_fraction``).
+    from the training data (``val_fraction``); ``train_samples`` then optionally shrinks what is
+    left for training.
 
     Args:
         batch_size: training batch size.
@@ -83,6 +99,8 @@ class SplitDataModule(L.LightningDataModule):
         val_fraction: fraction of the training data held out for validation.
         test_fraction: fraction held out for testing when the source has no test split.
         seed: seed of the splits.
+        train_samples: use a seeded, class-stratified subset of this many training samples
+            (after the validation split is carved out); None (or more than there are) uses all.
     """
 
     collate_fn: Callable | None = None  # how samples become a batch (None: torch's default)
@@ -95,6 +113,7 @@ class SplitDataModule(L.LightningDataModule):
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
         seed: int = 0,
+        train_samples: int | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -102,12 +121,15 @@ class SplitDataModule(L.LightningDataModule):
         for name, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0 <= f < 1:
                 raise ConfigError(f"data.{name} must be in [0, 1), got {f}")
+        if train_samples is not None and train_samples < 1:
+            raise ConfigError(f"data.train_samples must be >= 1 or null, got {train_samples}")
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.seed = seed
+        self.train_samples = train_samples
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -139,6 +161,9 @@ class SplitDataModule(L.LightningDataModule):
         if val is None and self.val_fraction > 0:
             keep, held = stratified_split(targets[train_idx], self.val_fraction, self.seed + 1)
             val = Subset(s.train, train_idx[held].tolist())
+            train_idx = train_idx[keep]
+        if self.train_samples is not None and self.train_samples < len(train_idx):
+            keep = stratified_subset(targets[train_idx], self.train_samples, self.seed + 2)
             train_idx = train_idx[keep]
         self.train_set = Subset(s.train, train_idx.tolist())
         self.val_set, self.test_set = val, test
@@ -183,8 +208,8 @@ class ImageDataModule(SplitDataModule):
     (:class:`visrep.models.layers.Normalize`), so images stay in [0, 1] here.
 
     Args:
-        batch_size, eval_batch_size, num_workers, val_fraction, test_fraction, seed: as in
-            :class:`SplitDataModule`.
+        batch_size, eval_batch_size, num_workers, val_fraction, test_fraction, seed,
+            train_samples: as in :class:`SplitDataModule`.
         augment: training augmentations, applied per batch on the device.
     """
 
@@ -196,10 +221,17 @@ class ImageDataModule(SplitDataModule):
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
         seed: int = 0,
+        train_samples: int | None = None,
         augment: AugmentConfig | None = None,
     ) -> None:
         super().__init__(
-            batch_size, eval_batch_size, num_workers, val_fraction, test_fraction, seed
+            batch_size,
+            eval_batch_size,
+            num_workers,
+            val_fraction,
+            test_fraction,
+            seed,
+            train_samples=train_samples,
         )
         self.augment = augment or AugmentConfig()
         self.mean: list[float] = []

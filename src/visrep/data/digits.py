@@ -15,6 +15,10 @@ class DigitsDataModule(ImageDataModule):
 
     Pixel values 0..16 are scaled to [0, 1]. There is no official test split, so a stratified
     ``test_fraction`` (default 20%) is held out with ``seed``.
+
+    Args:
+        train_samples: use a seeded, class-stratified subset of this many training samples
+            (after the validation split is carved out); None uses all.
     """
 
     def __init__(
@@ -25,10 +29,18 @@ class DigitsDataModule(ImageDataModule):
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
         seed: int = 0,
+        train_samples: int | None = None,
         augment: AugmentConfig | None = None,
     ) -> None:
         super().__init__(
-            batch_size, eval_batch_size, num_workers, val_fraction, test_fraction, seed, augment
+            batch_size,
+            eval_batch_size,
+            num_workers,
+            val_fraction,
+            test_fraction,
+            seed,
+            train_samples=train_samples,
+            augment=augment,
         )
 
     def load(self) -> Splits:

@@ -57,6 +57,8 @@ class ImageFolderDataModule(ImageDataModule):
         image_size: resize every image to this (int or (H, W)); default: the first image's size.
         cache: decode all images once into memory (fast for small images such as CIFAR's);
             otherwise they stream from disk every epoch.
+        train_samples: use a seeded, class-stratified subset of this many training samples
+            (after the validation split is carved out); None uses all.
     """
 
     def __init__(
@@ -71,10 +73,18 @@ class ImageFolderDataModule(ImageDataModule):
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
         seed: int = 0,
+        train_samples: int | None = None,
         augment: AugmentConfig | None = None,
     ) -> None:
         super().__init__(
-            batch_size, eval_batch_size, num_workers, val_fraction, test_fraction, seed, augment
+            batch_size,
+            eval_batch_size,
+            num_workers,
+            val_fraction,
+            test_fraction,
+            seed,
+            train_samples=train_samples,
+            augment=augment,
         )
         self.root = Path(root)
         if not self.root.is_dir():

@@ -92,6 +92,8 @@ class IDXDataModule(ImageDataModule):
         root: folder holding ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
             ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte`` (each optionally ``.gz``).
         class_names: names of the classes (default: their indices).
+        train_samples: use a seeded, class-stratified subset of this many training samples
+            (after the validation split is carved out); None uses all.
     """
 
     def __init__(
@@ -104,10 +106,18 @@ class IDXDataModule(ImageDataModule):
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
         seed: int = 0,
+        train_samples: int | None = None,
         augment: AugmentConfig | None = None,
     ) -> None:
         super().__init__(
-            batch_size, eval_batch_size, num_workers, val_fraction, test_fraction, seed, augment
+            batch_size,
+            eval_batch_size,
+            num_workers,
+            val_fraction,
+            test_fraction,
+            seed,
+            train_samples=train_samples,
+            augment=augment,
         )
         self.root = Path(root)
         if not self.root.is_dir():

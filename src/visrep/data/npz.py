@@ -59,6 +59,8 @@ class NpzDataModule(ImageDataModule):
         test_path: test archive; without it a stratified ``test_fraction`` is held out.
         train_labels_path / test_labels_path: separate label archives.
         images_key / labels_key: array names inside the archives.
+        train_samples: use a seeded, class-stratified subset of this many training samples
+            (after the validation split is carved out); None uses all.
     """
 
     def __init__(
@@ -76,10 +78,18 @@ class NpzDataModule(ImageDataModule):
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
         seed: int = 0,
+        train_samples: int | None = None,
         augment: AugmentConfig | None = None,
     ) -> None:
         super().__init__(
-            batch_size, eval_batch_size, num_workers, val_fraction, test_fraction, seed, augment
+            batch_size,
+            eval_batch_size,
+            num_workers,
+            val_fraction,
+            test_fraction,
+            seed,
+            train_samples=train_samples,
+            augment=augment,
         )
         self.paths = (train_path, test_path, train_labels_path, test_labels_path)
         self.keys = (images_key, labels_key)

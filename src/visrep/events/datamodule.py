@@ -54,6 +54,8 @@ class EventDataModule(SplitDataModule):
         val_fraction: Fraction of the training data held out for validation.
         test_fraction: Fraction held out for testing when the source has no test split.
         seed: Seed of the splits and of the training augmentation.
+        train_samples: Use a seeded, class-stratified subset of this many training samples
+            (after the validation split is carved out); None uses all.
         transforms: Deterministic event transforms for every sample (e.g. ``Denoise``,
             ``MaxEvents``).
         train_transforms: Random event transforms for training batches.
@@ -67,11 +69,18 @@ class EventDataModule(SplitDataModule):
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
         seed: int = 0,
+        train_samples: int | None = None,
         transforms: list[EventTransform] | None = None,
         train_transforms: list[EventTransform] | None = None,
     ) -> None:
         super().__init__(
-            batch_size, eval_batch_size, num_workers, val_fraction, test_fraction, seed
+            batch_size,
+            eval_batch_size,
+            num_workers,
+            val_fraction,
+            test_fraction,
+            seed,
+            train_samples=train_samples,
         )
         self.transforms = check_transforms(transforms, "data.transforms")
         self.train_transforms = check_transforms(train_transforms, "data.train_transforms")
@@ -134,8 +143,8 @@ class EventFolderDataModule(EventDataModule):
         sensor_size: ``(W, H)`` for every sample; default the data set's own
             (:attr:`default_sensor_size`), else what the first training file says.
         cache_dir: Keep decoded streams there as ``.npz`` (useful for slow formats).
-        batch_size, eval_batch_size, num_workers, val_fraction, test_fraction, seed, transforms,
-            train_transforms: see :class:`EventDataModule`.
+        batch_size, eval_batch_size, num_workers, val_fraction, test_fraction, seed,
+            train_samples, transforms, train_transforms: see :class:`EventDataModule`.
     """
 
     default_sensor_size: tuple[int, int] | None = None
@@ -151,6 +160,7 @@ class EventFolderDataModule(EventDataModule):
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
         seed: int = 0,
+        train_samples: int | None = None,
         transforms: list[EventTransform] | None = None,
         train_transforms: list[EventTransform] | None = None,
     ) -> None:
@@ -161,8 +171,9 @@ class EventFolderDataModule(EventDataModule):
             val_fraction,
             test_fraction,
             seed,
-            transforms,
-            train_transforms,
+            train_samples=train_samples,
+            transforms=transforms,
+            train_transforms=train_transforms,
         )
         self.root = Path(root)
         self.requested_sensor_size = sensor_size or self.default_sensor_size
@@ -224,8 +235,8 @@ class DigitsEventsDataModule(EventDataModule):
         threshold_sigma: Per-pixel threshold mismatch.
         log_eps: ``log(I + eps)`` offset (digits are in ``[0, 1]``).
         max_samples: Use only the first ``max_samples`` digits (quick runs).
-        batch_size, eval_batch_size, num_workers, val_fraction, test_fraction, seed, transforms,
-            train_transforms: see :class:`EventDataModule`.
+        batch_size, eval_batch_size, num_workers, val_fraction, test_fraction, seed,
+            train_samples, transforms, train_transforms: see :class:`EventDataModule`.
     """
 
     def __init__(
@@ -243,6 +254,7 @@ class DigitsEventsDataModule(EventDataModule):
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
         seed: int = 0,
+        train_samples: int | None = None,
         transforms: list[EventTransform] | None = None,
         train_transforms: list[EventTransform] | None = None,
     ) -> None:
@@ -253,8 +265,9 @@ class DigitsEventsDataModule(EventDataModule):
             val_fraction,
             test_fraction,
             seed,
-            transforms,
-            train_transforms,
+            train_samples=train_samples,
+            transforms=transforms,
+            train_transforms=train_transforms,
         )
         if scale < 1 or (max_samples is not None and max_samples < 10):
             raise ConfigError(
