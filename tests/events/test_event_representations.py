@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -131,13 +132,42 @@ def test_hats_values() -> None:
     assert h[0, 0].sum() == 0
 
 
-def test_hats_chunking_and_float64() -> None:
-    batch = EventBatch.from_streams([random_stream(400, seed=5), random_stream(300, seed=6)])
+def _hats_direct(stream: EventStream, K: int, R: int, tau: float, delta_t: int) -> np.ndarray:
+    """Eq. 4-5 summed pair by pair (slow reference): (2, Hc * S, Wc * S)."""
+    W, H = stream.sensor_size
+    S, Hc, Wc = 2 * R + 1, -(-H // K), -(-W // K)
+    x, y, t, p = (np.asarray(a, dtype=np.int64) for a in (stream.x, stream.y, stream.t, stream.p))
+    out = np.zeros((2, Hc * S, Wc * S))
+    for i in range(len(t)):
+        for j in range(i + 1):  # earlier in stream order, e_i itself included
+            dx, dy = x[j] - x[i], y[j] - y[i]
+            same_cell = x[j] // K == x[i] // K and y[j] // K == y[i] // K
+            near = abs(dx) <= R and abs(dy) <= R and t[i] - t[j] <= delta_t
+            if p[j] == p[i] and near and same_cell:
+                row, col = (y[i] // K) * S + dy + R, (x[i] // K) * S + dx + R
+                out[p[i], row, col] += math.exp(-(t[i] - t[j]) / tau)
+    cells = np.zeros((2, Hc, Wc))
+    np.add.at(cells, (p, y // K, x // K), 1)
+    return out / np.maximum(cells, 1).repeat(S, 1).repeat(S, 2)
+
+
+def test_hats_matches_the_direct_sum_and_float64() -> None:
+    streams = [random_stream(400, seed=5), random_stream(300, seed=6)]
+    batch = EventBatch.from_streams(streams)
     full = to_hats(batch, cell_size=5, radius=2, tau=2000.0, delta_t=3000)
-    tiny = to_hats(batch, cell_size=5, radius=2, tau=2000.0, delta_t=3000, max_pairs=64)
-    assert torch.allclose(full, tiny, atol=1e-6)
+    for b, s in enumerate(streams):
+        ref = _hats_direct(s, 5, 2, 2000.0, 3000)
+        assert np.allclose(full[b].numpy(), ref, rtol=1e-5, atol=1e-6)
     f64 = to_hats(batch, cell_size=5, radius=2, tau=2000.0, delta_t=3000, dtype=torch.float64)
     assert f64.dtype == torch.float64 and torch.allclose(full.double(), f64, atol=1e-5)
+
+
+def test_hats_long_stream_small_tau_does_not_overflow() -> None:
+    # a span of 2,000 tau: exp(t / tau) would overflow float64 without the per-run offsets
+    long = random_stream(300, seed=7, span=10**7)
+    h = to_hats(EventBatch.from_streams([long]), cell_size=5, radius=2, tau=5000.0, delta_t=10**9)
+    ref = _hats_direct(long, 5, 2, 5000.0, 10**9)
+    assert torch.isfinite(h).all() and np.allclose(h[0].numpy(), ref, rtol=1e-5, atol=1e-6)
 
 
 def test_all_empty_batch() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
+import math
 
 import torch
 from torch import nn
@@ -18,6 +18,8 @@ from visrep.events.types import EventBatch
 
 __all__ = ["HATS", "to_hats"]
 
+_MARGIN = 50.0  # log-space gap between runs: earlier runs weigh < e^-50 in a run's prefix sums
+
 
 def to_hats(
     batch: EventBatch,
@@ -25,7 +27,6 @@ def to_hats(
     radius: int = 3,
     tau: float = 1e5,
     delta_t: int = 100_000,
-    max_pairs: int = 1 << 21,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Histograms of averaged time surfaces, laid out as an image of cells.
@@ -40,12 +41,16 @@ def to_hats(
 
     Vectorisation: the sum over ``j`` is a contiguous run once events are stably sorted by
     (sample, polarity, pixel) -- the run of pixel ``x_i + z`` between the first event with
-    ``t >= t_i - delta_t`` and the last one at or before ``e_i`` in stream order. So for each of
-    the ``(2R + 1)^2`` offsets (a loop over offsets, never over events) two ``searchsorted``
-    calls give every event's run, the runs are expanded into (event, neighbour) pairs with
-    ``repeat_interleave`` and their kernels summed with ``index_add_``. Work and memory are
-    ``O(N (2R + 1)^2 log N + P)`` for ``P`` interacting pairs; pairs are processed in chunks of
-    about ``max_pairs`` so memory stays bounded however dense the stream.
+    ``t >= t_i - delta_t`` and the last one at or before ``e_i`` in stream order -- and an
+    exponential kernel factorises, ``exp(-(t_i - t_j) / tau) = exp(-t_i / tau) exp(t_j / tau)``,
+    so each run sum is a difference of prefix sums of ``exp(t_j / tau)``. The prefix sums are
+    taken in log space (``logcumsumexp``, float64) over every run at once, each run's log-terms
+    offset above all earlier runs' by a margin of ``e^50``, so nothing overflows whatever the
+    stream's length and the earlier runs' mass is below float64 precision. For each of the
+    ``(2R + 1)^2`` offsets (a loop over offsets, never over events) two ``searchsorted`` calls
+    give every event's run bounds and one ``index_add_`` adds the sums: ``O(N (2R + 1)^2 log N)``
+    work and ``O(N)`` memory, however many events interact (the pairs of the direct sum grow
+    with the density of the stream).
 
     Args:
         batch: The events.
@@ -53,7 +58,6 @@ def to_hats(
         radius: Neighbourhood radius ``R``; the surface is ``(2R + 1)^2``, ``2R + 1 <= K``.
         tau: Decay constant in microseconds.
         delta_t: Memory window in microseconds (integer).
-        max_pairs: Largest number of pairs expanded at once.
         dtype: Output dtype.
 
     Returns:
@@ -68,7 +72,6 @@ def to_hats(
     R = check_int(radius, "radius", minimum=0)
     tau = check_positive(tau, "tau")
     delta_t = check_int(delta_t, "delta_t", minimum=0)
-    max_pairs = check_int(max_pairs, "max_pairs")
     S = 2 * R + 1
     if S > K:
         raise ConfigError(f"2 * radius + 1 must be <= cell_size, got radius={R}, cell_size={K}")
@@ -86,64 +89,49 @@ def to_hats(
         raise ConfigError(f"HATS keys overflow int64: {B} samples of {W}x{H} over {span} us")
     g_sorted = group[perm]
     key_order = g_sorted * N + perm  # within a run stream order is time order
-    key_time = g_sorted * span + e.rel[perm]
     rel_sorted = e.rel[perm]
-    cx, cy = e.x // K, e.y // K
-    cell_row = ((e.b * 2 + e.p) * Hc + cy) * S  # row of the cell block in out
+    key_time = g_sorted * span + rel_sorted
+    # log-space prefix sums of exp(t_j / tau) per run, each run offset above all earlier ones
+    new_run = torch.ones(N, dtype=torch.bool, device=dev)
+    new_run[1:] = g_sorted[1:] != g_sorted[:-1]
+    run = new_run.cumsum(0) - 1
+    first = rel_sorted[new_run]
+    last = rel_sorted[torch.cat([new_run[1:], new_run.new_ones(1)])]
+    width = (last - first).double() / tau + _MARGIN
+    base = width.cumsum(0) - width
+    log_prefix = torch.logcumsumexp((rel_sorted - first[run]).double() / tau + base[run], 0)
+    # per-event values in sorted order: the queries below then come sorted, so every
+    # searchsorted walks its keys in order (cache-friendly, 4-6x faster than stream order)
+    xs, ys, ps = e.x[perm], e.y[perm], e.p[perm]
+    cxs, cys = xs // K, ys // K
+    corner = ((e.b[perm] * 2 + ps) * Hc + cys) * S * (Wc * S) + cxs * S  # cell block in out
     for dy in range(-R, R + 1):
         for dx in range(-R, R + 1):
-            qx, qy = e.x + dx, e.y + dy
-            ok = (qx >= 0) & (qx < W) & (qy >= 0) & (qy < H) & (qx // K == cx) & (qy // K == cy)
-            ev = ok.nonzero().squeeze(1)
-            if ev.numel() == 0:
+            qx, qy = xs + dx, ys + dy
+            ok = (qx >= 0) & (qx < W) & (qy >= 0) & (qy < H) & (qx // K == cxs) & (qy // K == cys)
+            at = ok.nonzero().squeeze(1)  # sorted positions of the events e_i
+            if at.numel() == 0:
                 continue
-            gq = group[ev] + dy * W + dx
-            hi = torch.searchsorted(key_order, gq * N + ev, right=True)
-            t_lo = (e.rel[ev] - delta_t).clamp(min=0)
+            gq = g_sorted[at] + dy * W + dx
+            hi = torch.searchsorted(key_order, gq * N + perm[at], right=True)
+            t_lo = (rel_sorted[at] - delta_t).clamp(min=0)
             lo = torch.searchsorted(key_time, gq * span + t_lo)
-            cnt = (hi - lo).clamp(min=0)
-            target = (cell_row[ev] + dy + R) * (Wc * S) + cx[ev] * S + dx + R
-            _add_pairs(out, ev, lo, cnt, target, e.rel, rel_sorted, tau, max_pairs)
+            hit = hi > lo  # the run of x_i + z has events in e_i's window
+            at, hi, lo = at[hit], hi[hit], lo[hit]
+            if at.numel() == 0:
+                continue
+            r = run[hi - 1]
+            top = log_prefix[hi - 1]
+            below = torch.where(lo > 0, log_prefix[(lo - 1).clamp(min=0)], -math.inf)
+            at_ti = (rel_sorted[at] - first[r]).double() / tau + base[r]
+            value = torch.exp(top - at_ti) * -torch.expm1(below - top)
+            target = corner[at] + (dy + R) * (Wc * S) + dx + R
+            out.index_add_(0, target, value.to(dtype))
+    cx, cy = e.x // K, e.y // K
     cells = (((e.b * 2 + e.p) * Hc + cy) * Wc + cx).bincount(minlength=B * 2 * Hc * Wc)
     out = out.view(B * 2, Hc, S, Wc, S)
     out /= cells.clamp(min=1).to(dtype).view(B * 2, Hc, 1, Wc, 1)
     return out.view(B, 2, Hc * S, Wc * S)
-
-
-def _add_pairs(
-    out: torch.Tensor,
-    ev: torch.Tensor,
-    lo: torch.Tensor,
-    cnt: torch.Tensor,
-    target: torch.Tensor,
-    rel: torch.Tensor,
-    rel_sorted: torch.Tensor,
-    tau: float,
-    max_pairs: int,
-) -> None:
-    """Add ``exp(-(t_i - t_j) / tau)`` for each event ``ev[k]`` and ``j`` in its run."""
-    ends = cnt.cumsum(0)
-    total = int(ends[-1])
-    if total == 0:
-        return
-    # event chunks holding at most max_pairs pairs (a single larger run is its own chunk)
-    bounds = [0, ev.numel()]
-    if total > max_pairs:
-        steps = torch.arange(max_pairs, total, max_pairs, device=ends.device)
-        cuts = torch.searchsorted(ends, steps) + 1
-        bounds = [0, *torch.unique(cuts).clamp(max=ev.numel()).tolist(), ev.numel()]
-    for a, b in itertools.pairwise(bounds):
-        if b <= a:
-            continue
-        c = cnt[a:b]
-        n_pairs = int(c.sum())
-        if n_pairs == 0:
-            continue
-        owner = torch.repeat_interleave(torch.arange(b - a, device=c.device), c)
-        first = c.cumsum(0) - c
-        j = lo[a:b][owner] + torch.arange(n_pairs, device=c.device) - first[owner]
-        dt = (rel[ev[a:b]][owner] - rel_sorted[j]).to(out.dtype)
-        out.index_add_(0, target[a:b][owner], torch.exp(-dt / tau))
 
 
 class HATS(nn.Module):
