@@ -44,7 +44,7 @@ def test_backbone_eval_is_deterministic(name):
 
 
 def test_unknown_backbone_suggests_close_names():
-    with pytest.raises(ConfigError, match="unknown backbone 'resnet19'; did you mean resnet18"):
+    with pytest.raises(ConfigError, match="unknown backbone 'resnet19'; did you mean .*resnet18"):
         create_backbone("resnet19")
 
 

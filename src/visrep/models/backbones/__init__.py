@@ -9,6 +9,7 @@ from visrep.models.backbones import (  # noqa: F401  (registration)
     mlp,
     naisnet,
     resnet,
+    resnet9,
     resnet_small,
     vit,
 )
