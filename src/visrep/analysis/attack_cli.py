@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Literal
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 from jsonargparse import ArgumentParser
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from visrep.analysis.robustness import (
     DeepFoolResult,
@@ -71,7 +72,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument(
         "--split", type=Literal["train", "val", "test"], default="test", help="the samples"
     )
-    p.add_argument("--max_samples", type=int, default=512, help="attack the first N samples")
+    p.add_argument(
+        "--max_samples", type=int, default=512, help="attack N samples spread evenly over the split"
+    )
     p.add_argument("--steps", type=int, default=20, help="PGD iterations")
     p.add_argument("--step_size", type=float | None, default=None, help="PGD step (2.5 eps/steps)")
     p.add_argument("--overshoot", type=float, default=0.02, help="DeepFool overshoot")
@@ -143,15 +146,14 @@ def _samples(
     ds = getattr(dm, f"{split}_set", None)
     if ds is None or len(ds) == 0:
         raise ConfigError(f"--split {split}: the run's data module has no {split} split")
-    xs, ys, n = [], [], 0
-    for x, y in DataLoader(ds, batch_size=256, shuffle=False):
+    # evenly spaced, not the first N: class-sorted sets (image folders) would give one class
+    idx = np.unique(np.linspace(0, len(ds) - 1, min(max_samples, len(ds))).round().astype(int))
+    xs, ys = [], []
+    for x, y in DataLoader(Subset(ds, idx.tolist()), batch_size=256, shuffle=False):
         xs.append(x)
         ys.append(y)
-        n += len(x)
-        if n >= max_samples:
-            break
     names = list(loaded.task.hparams.get("class_names") or [])
-    return net.eval(), torch.cat(xs)[:max_samples], torch.cat(ys)[:max_samples], names, loaded.run
+    return net.eval(), torch.cat(xs), torch.cat(ys), names, loaded.run
 
 
 def _deepfool_batched(
