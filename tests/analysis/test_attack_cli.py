@@ -52,6 +52,22 @@ def test_attack_writes_curves_plots_metrics_and_report(cli, quick_run):
     assert 'alt="robustness"' in html and 'alt="adversarial_examples"' in html
 
 
+def test_compare_overlays_other_runs_curves(cli, quick_run, tmp_path):
+    other = tmp_path / "adv_run"
+    other.mkdir()
+    (other / "robustness.csv").write_text(
+        "attack,norm,eps,accuracy\nfgsm,linf,0,0.9\nfgsm,linf,0.05,0.8\npgd,linf,0,0.9\n"
+    )
+    code, _, err = cli(
+        "attack", quick_run, "--attacks", "fgsm,pgd", "--eps", "0,0.05", "--max_samples", "16",
+        "--steps", "2", "--compare", other,
+    )  # fmt: skip
+    assert code == 0, err
+    assert (quick_run / "plots" / "robustness_compare.png").stat().st_size > 1000
+    code, _, err = cli("attack", quick_run, "--compare", tmp_path / "never_attacked")
+    assert code == 2 and "robustness.csv not found" in err
+
+
 def test_rerun_replaces_previous_attack_metrics(cli, quick_run):
     code, _, err = cli(
         "attack",

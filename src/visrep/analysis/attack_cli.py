@@ -85,6 +85,13 @@ def build_parser() -> ArgumentParser:
     )
     p.add_argument("--device", type=str, default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, default=0, help="seed of PGD's random start")
+    p.add_argument(
+        "--compare",
+        type=str | None,
+        default=None,
+        help="comma-separated run dirs already attacked (their robustness.csv): overlay their "
+        "curves on this run's in plots/robustness_compare.png",
+    )
     return p
 
 
@@ -259,6 +266,45 @@ def plot_adversarial_examples(
     return path
 
 
+def read_robustness(run_dir: str | Path) -> dict[tuple[str, str], list[tuple[float, float]]]:
+    """``(attack, norm) -> [(eps, accuracy)]`` from the robustness.csv of an attacked run."""
+    path = Path(run_dir) / "robustness.csv"
+    if not path.is_file():
+        raise ConfigError(f"--compare: {path} not found; run `visrep attack {run_dir}` first")
+    curves: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    try:
+        with path.open() as f:
+            for row in csv.DictReader(f):
+                key = (row["attack"], row["norm"])
+                curves.setdefault(key, []).append((float(row["eps"]), float(row["accuracy"])))
+    except (KeyError, ValueError, TypeError) as e:
+        raise ConfigError(f"{path}: expected columns attack,norm,eps,accuracy ({e})") from None
+    return {k: sorted(v) for k, v in curves.items()}
+
+
+def plot_robustness_comparison(
+    runs: dict[str, dict[tuple[str, str], list[tuple[float, float]]]], norm: str, path: Path
+) -> Path:
+    """One panel per attack (FGSM, PGD) with each run's accuracy-against-budget curve."""
+    names = [a for a in ("fgsm", "pgd") if any((a, norm) in c for c in runs.values())]
+    fig, axes = plt.subplots(1, max(len(names), 1), figsize=(5.2 * len(names), 3.8), squeeze=False)
+    for ax, attack in zip(axes[0], names, strict=False):
+        for run_name, curves in runs.items():
+            pts = curves.get((attack, norm))
+            if pts:
+                ax.plot([e for e, _ in pts], [a for _, a in pts], marker="o", ms=3, label=run_name)
+        ax.set_xlabel(f"eps ({norm}, pixels in [0, 1])")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.set_title(f"{attack}: accuracy under attack")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 # --------------------------------------------------------------------------------------- main
 def _write_outputs(run: RunDir, metrics: dict[str, float | int | str], rows: list[dict]) -> None:
     kept = {k: v for k, v in run.read_metrics().items() if not k.startswith("attack/")}
@@ -285,6 +331,8 @@ def main(argv: list[str]) -> int:
         raise ConfigError(f"--step_size must be > 0, got {cfg.step_size}")
     if not cfg.overshoot >= 0:
         raise ConfigError(f"--overshoot must be >= 0, got {cfg.overshoot}")
+    others = [r.strip() for r in (cfg.compare or "").split(",") if r.strip()]
+    other_curves = {Path(r).name: read_robustness(r) for r in others}  # fail before attacking
     device = _device(cfg.device)
     net, x, y, class_names, run = _samples(cfg.run_dir, cfg.split, cfg.max_samples, cfg.checkpoint)
     net, x, y = net.to(device), x.to(device), y.to(device)
@@ -331,6 +379,12 @@ def main(argv: list[str]) -> int:
     plot_robustness(
         curves, clean_acc, cfg.norm, None if result is None else l2, run.plots / "robustness.png"
     )
+    compare_png = run.plots / "robustness_compare.png"
+    compare_png.unlink(missing_ok=True)
+    if other_curves:
+        plot_robustness_comparison(
+            {run.root.name: read_robustness(run.root), **other_curves}, cfg.norm, compare_png
+        )
     # the grid shows the first correctly classified samples, FGSM/PGD at the largest budget
     with torch.no_grad():
         right = (net(x[: cfg.batch_size]).argmax(1) == y[: cfg.batch_size]).nonzero().squeeze(1)[:6]
