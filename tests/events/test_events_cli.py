@@ -142,3 +142,32 @@ def test_fit_every_nmnist_config(cli, tmp_path: Path, repr_: str) -> None:
     )  # fmt: skip
     assert code == 0, err
     assert "test/acc" in json.loads((run / "metrics.json").read_text())
+
+
+def write_ncars_folders(root: Path, per_class: int = 4) -> Path:
+    """N-Cars' ``n-cars_{train,test}/{cars,background}/*`` with small 120x100 streams."""
+    for k, split in enumerate(("n-cars_train", "n-cars_test")):
+        for c, name in enumerate(("background", "cars")):
+            (root / split / name).mkdir(parents=True)
+            for i in range(per_class):
+                s = digit_stream(2 * c, 1000 * k + 100 * c + i, size=(120, 100))
+                write_events(s, root / split / name / f"obj_{i:06d}_td.npz")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("config", "channels"),
+    [("ncars_matrixlstm", 3), ("ncars_matrixlstm_16x2", 32), ("ncars_est", 18)],
+)
+def test_fit_every_ncars_config(cli, tmp_path: Path, config: str, channels: int) -> None:
+    root = write_ncars_folders(tmp_path / "data")
+    run = tmp_path / "run"
+    code, _, err = cli(
+        "fit", "--config", config, "--data.root", root, "--run_dir", run,
+        "--data.batch_size", "4", "--trainer.limit_train_batches", "1", *FIT,
+    )  # fmt: skip
+    assert code == 0, err
+    net = load_run(run).task.net  # the paper's channels (bins) of Table 2
+    assert net.representation.out_channels == channels
+    assert net(EventBatch.from_streams([digit_stream(0, 7, size=(120, 100))])).shape == (1, 2)
+    assert "test/acc" in json.loads((run / "metrics.json").read_text())
