@@ -18,6 +18,7 @@ from visrep.events.types import EventBatch
 
 __all__ = ["HATS", "to_hats"]
 
+_CHUNK = 1 << 22  # (event, offset) queries per vectorised step
 _MARGIN = 50.0  # log-space gap between runs: earlier runs weigh < e^-50 in a run's prefix sums
 
 
@@ -47,8 +48,9 @@ def to_hats(
     taken in log space (``logcumsumexp``, float64) over every run at once, each run's log-terms
     offset above all earlier runs' by a margin of ``e^50``, so nothing overflows whatever the
     stream's length and the earlier runs' mass is below float64 precision. For each of the
-    ``(2R + 1)^2`` offsets (a loop over offsets, never over events) two ``searchsorted`` calls
-    give every event's run bounds and one ``index_add_`` adds the sums: ``O(N (2R + 1)^2 log N)``
+    ``(2R + 1)^2`` offsets (all at once, or in chunks of about 4 M (event, offset) pairs; never a
+    loop over events) two ``searchsorted`` calls give every event's run bounds and one
+    ``index_add_`` adds the sums: ``O(N (2R + 1)^2 log N)``
     work and ``O(N)`` memory, however many events interact (the pairs of the direct sum grow
     with the density of the stream).
 
@@ -100,33 +102,35 @@ def to_hats(
     width = (last - first).double() / tau + _MARGIN
     base = width.cumsum(0) - width
     log_prefix = torch.logcumsumexp((rel_sorted - first[run]).double() / tau + base[run], 0)
-    # per-event values in sorted order: the queries below then come sorted, so every
-    # searchsorted walks its keys in order (cache-friendly, 4-6x faster than stream order)
+    # per-event values in sorted order: within an offset the queries below then come sorted,
+    # so searchsorted walks its keys in order (cache-friendly, 4-6x faster than stream order)
     xs, ys, ps = e.x[perm], e.y[perm], e.p[perm]
     cxs, cys = xs // K, ys // K
     corner = ((e.b[perm] * 2 + ps) * Hc + cys) * S * (Wc * S) + cxs * S  # cell block in out
-    for dy in range(-R, R + 1):
-        for dx in range(-R, R + 1):
-            qx, qy = xs + dx, ys + dy
-            ok = (qx >= 0) & (qx < W) & (qy >= 0) & (qy < H) & (qx // K == cxs) & (qy // K == cys)
-            at = ok.nonzero().squeeze(1)  # sorted positions of the events e_i
-            if at.numel() == 0:
-                continue
-            gq = g_sorted[at] + dy * W + dx
-            hi = torch.searchsorted(key_order, gq * N + perm[at], right=True)
-            t_lo = (rel_sorted[at] - delta_t).clamp(min=0)
-            lo = torch.searchsorted(key_time, gq * span + t_lo)
-            hit = hi > lo  # the run of x_i + z has events in e_i's window
-            at, hi, lo = at[hit], hi[hit], lo[hit]
-            if at.numel() == 0:
-                continue
-            r = run[hi - 1]
-            top = log_prefix[hi - 1]
-            below = torch.where(lo > 0, log_prefix[(lo - 1).clamp(min=0)], -math.inf)
-            at_ti = (rel_sorted[at] - first[r]).double() / tau + base[r]
-            value = torch.exp(top - at_ti) * -torch.expm1(below - top)
-            target = corner[at] + (dy + R) * (Wc * S) + dx + R
-            out.index_add_(0, target, value.to(dtype))
+    grid = torch.arange(-R, R + 1, device=dev)
+    offsets = torch.stack(torch.meshgrid(grid, grid, indexing="ij"), -1).view(-1, 2)  # (dy, dx)
+    per_chunk = max(1, _CHUNK // N)  # offsets handled together: one call per op, bounded memory
+    for chunk in offsets.split(per_chunk):
+        dy, dx = chunk[:, :1], chunk[:, 1:]
+        qx, qy = xs + dx, ys + dy  # (offsets, N)
+        ok = (qx >= 0) & (qx < W) & (qy >= 0) & (qy < H) & (qx // K == cxs) & (qy // K == cys)
+        o, at = ok.nonzero(as_tuple=True)  # offset and sorted position of each event e_i
+        if at.numel() == 0:
+            continue
+        dy, dx = dy[o, 0], dx[o, 0]
+        gq = g_sorted[at] + dy * W + dx
+        hi = torch.searchsorted(key_order, gq * N + perm[at], right=True)
+        t_lo = (rel_sorted[at] - delta_t).clamp(min=0)
+        lo = torch.searchsorted(key_time, gq * span + t_lo)
+        hit = (hi > lo).nonzero().squeeze(1)  # the run of x_i + z has events in e_i's window
+        at, hi, lo, dy, dx = at[hit], hi[hit], lo[hit], dy[hit], dx[hit]
+        r = run[hi - 1]
+        top = log_prefix[hi - 1]
+        below = torch.where(lo > 0, log_prefix[(lo - 1).clamp(min=0)], -math.inf)
+        at_ti = (rel_sorted[at] - first[r]).double() / tau + base[r]
+        value = torch.exp(top - at_ti) * -torch.expm1(below - top)
+        target = corner[at] + (dy + R) * (Wc * S) + dx + R
+        out.index_add_(0, target, value.to(dtype))
     cx, cy = e.x // K, e.y // K
     cells = (((e.b * 2 + e.p) * Hc + cy) * Wc + cx).bincount(minlength=B * 2 * Hc * Wc)
     out = out.view(B * 2, Hc, S, Wc, S)
