@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Literal
 
 import matplotlib
-import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -37,7 +36,7 @@ from visrep.analysis.robustness import (
     pgd,
     rho_adv,
 )
-from visrep.analysis.runs import load_run
+from visrep.analysis.runs import load_run, spread_indices
 from visrep.errors import ConfigError
 from visrep.report import build_report
 from visrep.trainer.rundir import RunDir
@@ -153,10 +152,9 @@ def _samples(
     ds = getattr(dm, f"{split}_set", None)
     if ds is None or len(ds) == 0:
         raise ConfigError(f"--split {split}: the run's data module has no {split} split")
-    # evenly spaced, not the first N: class-sorted sets (image folders) would give one class
-    idx = np.unique(np.linspace(0, len(ds) - 1, min(max_samples, len(ds))).round().astype(int))
     xs, ys = [], []
-    for x, y in DataLoader(Subset(ds, idx.tolist()), batch_size=256, shuffle=False):
+    subset = Subset(ds, spread_indices(len(ds), max_samples))
+    for x, y in DataLoader(subset, batch_size=256, shuffle=False):
         xs.append(x)
         ys.append(y)
     names = list(loaded.task.hparams.get("class_names") or [])

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from visrep.analysis import interpret as I
-from visrep.analysis.runs import load_run
+from visrep.analysis.runs import load_run, spread_indices
 from visrep.errors import ConfigError, DataError, ShapeError
 from visrep.report import build_report
 
@@ -193,8 +193,7 @@ def main(argv: list[str]) -> int:
     def label(c: int) -> str:
         return names[c] if c < len(names) else str(c)
 
-    idx = np.unique(np.linspace(0, len(ds) - 1, min(cfg.num_images, len(ds))).round().astype(int))
-    x, y = _batch(ds, idx.tolist())
+    x, y = _batch(ds, spread_indices(len(ds), cfg.num_images))
     x = x.to(device)
     with torch.no_grad():
         conf, pred = net(x).softmax(-1).max(-1)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import yaml
 from jsonargparse import ArgumentParser
 
@@ -92,3 +93,15 @@ def load_run(run_or_ckpt: str | Path, which: str = "best", with_data: bool = Tru
     ckpt, run = resolve_checkpoint(run_or_ckpt, which)
     dm = load_datamodule(run) if with_data else None
     return LoadedRun(load_task(ckpt), dm, run, ckpt)
+
+
+def spread_indices(size: int, n: int) -> list[int]:
+    """At most ``n`` indices spread evenly over ``range(size)``, first and last included.
+
+    Analysis tools take their samples this way, not the first ``n``: class-sorted splits (image
+    folders) would otherwise give a single class.
+
+    >>> spread_indices(10, 4), spread_indices(3, 8)
+    ([0, 3, 6, 9], [0, 1, 2])
+    """
+    return np.unique(np.linspace(0, size - 1, min(n, size)).round().astype(int)).tolist()
