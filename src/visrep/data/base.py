@@ -28,35 +28,23 @@ class Splits:
 
 
 def stratified_split(
-    targets: np.ndarray, fraction: float, seed: int
+    targets: np.ndarray, held_out: float | int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded (kept, held-out) index split holding out ``fraction``, stratified by class when possible."""
+    """Seeded sorted (kept, held-out) index split, stratified by class when possible.
+
+    ``held_out`` is a fraction of the samples (float) or a number of samples (int).
+    """
     idx = np.arange(len(targets))
-    if fraction <= 0:
+    if held_out <= 0:
         return idx, idx[:0]
     counts = np.bincount(targets)
     classes = int((counts > 0).sum())
-    n_held = int(np.ceil(fraction * len(targets)))
+    n_held = held_out if isinstance(held_out, int) else int(np.ceil(held_out * len(targets)))
     # Stratify when every class can appear on both sides; tiny sets fall back to a plain split.
     can = counts[counts > 0].min() >= 2 and classes <= n_held <= len(targets) - classes
     stratify = targets if can else None
-    keep, held = train_test_split(idx, test_size=fraction, random_state=seed, stratify=stratify)
+    keep, held = train_test_split(idx, test_size=held_out, random_state=seed, stratify=stratify)
     return np.sort(keep), np.sort(held)
-
-
-def stratified_subset(targets: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """Sorted seeded indices of exactly ``size`` samples, stratified by class when possible."""
-    idx = np.arange(len(targets))
-    if size >= len(targets):
-        return idx
-    counts = np.bincount(targets)
-    classes = int((counts > 0).sum())
-    # Stratify when every class can appear on both sides; tiny subsets fall back to a plain one.
-    can = counts[counts > 0].min() >= 2 and classes <= size <= len(targets) - classes
-    keep, _ = train_test_split(
-        idx, train_size=size, random_state=seed, stratify=targets if can else None
-    )
-    return np.sort(keep)
 
 
 def channel_stats(
@@ -163,7 +151,8 @@ class SplitDataModule(L.LightningDataModule):
             val = Subset(s.train, train_idx[held].tolist())
             train_idx = train_idx[keep]
         if self.train_samples is not None and self.train_samples < len(train_idx):
-            keep = stratified_subset(targets[train_idx], self.train_samples, self.seed + 2)
+            surplus = len(train_idx) - self.train_samples
+            keep, _ = stratified_split(targets[train_idx], surplus, self.seed + 2)
             train_idx = train_idx[keep]
         self.train_set = Subset(s.train, train_idx.tolist())
         self.val_set, self.test_set = val, test
