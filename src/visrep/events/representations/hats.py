@@ -104,9 +104,10 @@ def to_hats(
     log_prefix = torch.logcumsumexp((rel_sorted - first[run]).double() / tau + base[run], 0)
     # per-event values in sorted order: within an offset the queries below then come sorted,
     # so searchsorted walks its keys in order (cache-friendly, 4-6x faster than stream order)
-    xs, ys, ps = e.x[perm], e.y[perm], e.p[perm]
+    xs, ys = e.x[perm], e.y[perm]
     cxs, cys = xs // K, ys // K
-    corner = ((e.b[perm] * 2 + ps) * Hc + cys) * S * (Wc * S) + cxs * S  # cell block in out
+    cell_row = (e.b[perm] * 2 + e.p[perm]) * Hc + cys  # (sample, polarity, cell row)
+    corner = cell_row * S * (Wc * S) + cxs * S  # top-left of the cell's block in out
     grid = torch.arange(-R, R + 1, device=dev)
     offsets = torch.stack(torch.meshgrid(grid, grid, indexing="ij"), -1).view(-1, 2)  # (dy, dx)
     per_chunk = max(1, _CHUNK // N)  # offsets handled together: one call per op, bounded memory
@@ -131,8 +132,7 @@ def to_hats(
         value = torch.exp(top - at_ti) * -torch.expm1(below - top)
         target = corner[at] + (dy + R) * (Wc * S) + dx + R
         out.index_add_(0, target, value.to(dtype))
-    cx, cy = e.x // K, e.y // K
-    cells = (((e.b * 2 + e.p) * Hc + cy) * Wc + cx).bincount(minlength=B * 2 * Hc * Wc)
+    cells = (cell_row * Wc + cxs).bincount(minlength=B * 2 * Hc * Wc)  # events per cell
     out = out.view(B * 2, Hc, S, Wc, S)
     out /= cells.clamp(min=1).to(dtype).view(B * 2, Hc, 1, Wc, 1)
     return out.view(B, 2, Hc * S, Wc * S)
