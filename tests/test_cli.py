@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from visrep.cli import main
-from visrep.trainer.checkpoint_io import load_checkpoint
+from visrep.runs import load_checkpoint
 
 VISREP = [sys.executable, "-m", "visrep"]
 FAST = [

@@ -24,9 +24,9 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from visrep.configs import list_configs, resolve_config
 from visrep.errors import CheckpointError, ConfigError, VisrepError, one_line, visrep_cause
 from visrep.trainer.callbacks import MetricsFile, PredictionCSV, RunArtifacts
-from visrep.trainer.checkpoint_io import SafeCheckpointIO, load_checkpoint
+from visrep.runs import SafeCheckpointIO, load_checkpoint
 from visrep.trainer.naisnet_callback import NaisNetReprojection
-from visrep.trainer.rundir import RunDir
+from visrep.runs import RunDir
 
 TRAIN_COMMANDS = {
     "fit": "train a model (then validate and test its best checkpoint)",

@@ -3,7 +3,7 @@ import torch
 
 from visrep.errors import DataError
 from visrep.report import build_report, plot_confusion_matrix, plot_prediction_grid
-from visrep.trainer.rundir import RunDir
+from visrep.runs import RunDir
 
 
 def test_report_embeds_every_plot_and_metric(tmp_path):

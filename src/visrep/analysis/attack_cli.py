@@ -39,7 +39,7 @@ from visrep.analysis.robustness import (
 from visrep.analysis.runs import load_run, spread_indices
 from visrep.errors import ConfigError
 from visrep.report import build_report
-from visrep.trainer.rundir import RunDir
+from visrep.runs import RunDir
 
 ATTACKS = ("fgsm", "pgd", "deepfool")
 DEFAULT_EPS = {

@@ -25,7 +25,7 @@ from visrep.analysis.runs import load_run
 from visrep.configs import list_configs, resolve_config
 from visrep.errors import ConfigError, VisrepError
 from visrep.models import create_backbone
-from visrep.trainer.rundir import RunDir
+from visrep.runs import RunDir
 
 # subcommand -> (function of visrep.analysis.stability_cli, one-line help)
 DELEGATED = {

@@ -17,8 +17,8 @@ import yaml
 from jsonargparse import ArgumentParser
 
 from visrep.errors import CheckpointError, ConfigError
-from visrep.trainer.checkpoint_io import load_checkpoint
-from visrep.trainer.rundir import RunDir
+from visrep.runs import load_checkpoint
+from visrep.runs import RunDir
 
 
 @dataclass

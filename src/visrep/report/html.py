@@ -8,7 +8,7 @@ from pathlib import Path
 
 from visrep.errors import DataError
 from visrep.report.plots import plot_learning_curves
-from visrep.trainer.rundir import RunDir
+from visrep.runs import RunDir
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}

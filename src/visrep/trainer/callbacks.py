@@ -13,7 +13,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback
 
 from visrep.report import build_report, plot_confusion_matrix, plot_prediction_grid
-from visrep.trainer.rundir import RunDir
+from visrep.runs import RunDir
 
 
 def _scalars(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
