@@ -23,10 +23,9 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from visrep.configs import list_configs, resolve_config
 from visrep.errors import CheckpointError, ConfigError, VisrepError, one_line, visrep_cause
+from visrep.runs import RunDir, SafeCheckpointIO, load_checkpoint
 from visrep.trainer.callbacks import MetricsFile, PredictionCSV, RunArtifacts
-from visrep.runs import SafeCheckpointIO, load_checkpoint
 from visrep.trainer.naisnet_callback import NaisNetReprojection
-from visrep.runs import RunDir
 
 TRAIN_COMMANDS = {
     "fit": "train a model (then validate and test its best checkpoint)",

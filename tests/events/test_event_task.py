@@ -23,9 +23,9 @@ from visrep.events import (
 from visrep.events.representations.registry import representation_shape
 from visrep.models import create_backbone
 from visrep.models.event_classifier import EventClassifier, rms_normalize
+from visrep.runs import load_checkpoint
 from visrep.tasks import EventClassificationTask, OptimConfig
 from visrep.tasks.event_classification import event_frame_image, first_samples
-from visrep.runs import load_checkpoint
 
 SIZE = (20, 20)
 FAST = {"est": {"init_steps": 0, "bins": 2}, "matrix_lstm": {"hidden_size": 4}}

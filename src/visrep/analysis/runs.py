@@ -17,8 +17,7 @@ import yaml
 from jsonargparse import ArgumentParser
 
 from visrep.errors import CheckpointError, ConfigError
-from visrep.runs import load_checkpoint
-from visrep.runs import RunDir
+from visrep.runs import RunDir, load_checkpoint
 
 
 @dataclass
