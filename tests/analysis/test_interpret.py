@@ -251,21 +251,3 @@ def test_tsne_shapes_determinism_and_clusters():
     assert (y[d.argmin(1)] == y).all()  # well-separated clusters stay apart in 2-D
     with pytest.raises(ShapeError):
         I.tsne(z[:3])
-
-
-# -- plots ------------------------------------------------------------------------------------------
-def test_plots_write_pngs(tmp_path):
-    x = _images(3, 3, 8, 8)
-    maps = {"gradcam": torch.rand(3, 8, 8), "occlusion": torch.randn(3, 8, 8)}
-    paths = [
-        I.plot_attributions(x, maps, tmp_path / "a.png", titles=["a", "b", "c"]),
-        I.plot_attributions(x[:, :1], maps, tmp_path / "grey.png"),
-        I.plot_neighbours(
-            x, torch.stack([x, x], 1), tmp_path / "n.png", ["q"] * 3, [["a", "b"]] * 3
-        ),
-        I.plot_embedding(np.zeros((6, 2)), [0, 1, 2, 0, 1, 2], tmp_path / "e.png", ["x", "y", "z"]),
-    ]
-    for p in paths:
-        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with pytest.raises(ShapeError, match="points"):
-        I.plot_embedding(np.zeros((6, 3)), [0] * 6, tmp_path / "bad.png")

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from visrep.errors import DataError
-from visrep.report import build_report, plot_confusion_matrix, plot_prediction_grid
+from visrep.plots import plot_confusion_matrix, plot_prediction_grid
+from visrep.report import build_report
 from visrep.runs import RunDir
 
 

@@ -4,7 +4,7 @@
 receptive fields); ``model_stats`` measures them on a live model; ``bn_fold`` fuses inference-mode
 BatchNorm into the preceding Conv/Linear layer.
 ``interpret`` explains a classifier: Grad-CAM, occlusion, saliency, integrated gradients,
-feature-space neighbours, PCA / t-SNE (seed 004).
+feature-space neighbours, PCA / t-SNE (seed 004); their figures are in :mod:`visrep.plots`.
 """
 
 from visrep.analysis.arithmetic import (
@@ -32,9 +32,6 @@ from visrep.analysis.interpret import (
     normalize_maps,
     occlusion,
     pca,
-    plot_attributions,
-    plot_embedding,
-    plot_neighbours,
     saliency,
     tsne,
 )
@@ -65,9 +62,6 @@ __all__ = [
     "normalize_maps",
     "occlusion",
     "pca",
-    "plot_attributions",
-    "plot_embedding",
-    "plot_neighbours",
     "pool_output_size",
     "receptive_field",
     "receptive_field_size",

@@ -13,14 +13,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import torch
 from jsonargparse import ArgumentParser
 from torch import Tensor, nn
@@ -38,6 +34,11 @@ from visrep.analysis.robustness import (
 )
 from visrep.analysis.runs import load_run, spread_indices
 from visrep.errors import ConfigError
+from visrep.plots.robustness import (
+    plot_adversarial_examples,
+    plot_robustness,
+    plot_robustness_comparison,
+)
 from visrep.report import build_report
 from visrep.runs import RunDir
 
@@ -170,100 +171,6 @@ def _deepfool_batched(
     )
 
 
-# -------------------------------------------------------------------------------------- plots
-def _show(ax: plt.Axes, img: Tensor, title: str, color: str = "black") -> None:
-    img = img.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
-    ax.imshow(img[..., 0] if img.shape[2] == 1 else img[..., :3], cmap="gray", vmin=0, vmax=1)
-    ax.set_title(title, fontsize=7, color=color)
-    ax.axis("off")
-
-
-def plot_robustness(
-    curves: dict[str, list[tuple[float, float]]],
-    clean_acc: float,
-    norm: str,
-    deepfool_norms: Tensor | None,
-    path: Path,
-) -> Path:
-    """Accuracy against the budget for every attack; DeepFool's ||r||_2 histogram beside it."""
-    panels = 2 if deepfool_norms is not None else 1
-    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 3.8), squeeze=False)
-    ax = axes[0, 0]
-    for name, pts in curves.items():
-        label = "deepfool (upper bound)" if name == "deepfool" else name
-        ax.plot([e for e, _ in pts], [a for _, a in pts], marker="o", ms=3, label=label)
-    ax.axhline(clean_acc, color="gray", ls="--", lw=1, label="clean")
-    ax.set_xlabel(f"eps ({norm}, pixels in [0, 1])")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title("accuracy under attack")
-    if deepfool_norms is not None:
-        ax = axes[0, 1]
-        norms = deepfool_norms.cpu().numpy()
-        if len(norms):
-            ax.hist(norms, bins=30, color="tab:green", alpha=0.8)
-            med = float(deepfool_norms.median())
-            ax.axvline(med, color="black", ls="--", lw=1, label=f"median {med:.3g}")
-            ax.legend(fontsize=8)
-        ax.set_xlabel("DeepFool ||r||_2 (successful samples)")
-        ax.set_ylabel("samples")
-        ax.set_title("minimal perturbations (DeepFool)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
-def plot_adversarial_examples(
-    net: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    adversarial: dict[str, Tensor],
-    class_names: Sequence[str],
-    path: Path,
-    suffix: str = "",
-) -> Path:
-    """Rows of samples: clean image, then per attack the amplified perturbation and the result."""
-    name = (lambda c: class_names[c]) if class_names else str
-    with torch.no_grad():
-        probs = {
-            "clean": net(x).softmax(-1),
-            **{k: net(v).softmax(-1) for k, v in adversarial.items()},
-        }
-    cols = 1 + 2 * len(adversarial)
-    fig, axes = plt.subplots(len(x), cols, figsize=(cols * 1.35, len(x) * 1.55), squeeze=False)
-    for i in range(len(x)):
-        conf, pred = probs["clean"][i].max(-1)
-        _show(
-            axes[i, 0],
-            x[i],
-            f"clean: {name(int(pred))} ({float(conf):.2f})\ntrue {name(int(y[i]))}",
-        )
-        for j, (attack, xa) in enumerate(adversarial.items()):
-            r = xa[i] - x[i]
-            amp = float(r.abs().max())
-            _show(
-                axes[i, 1 + 2 * j], 0.5 + r / (2 * max(amp, 1e-12)), f"{attack} r\n|r|inf {amp:.3f}"
-            )
-            conf, pred = probs[attack][i].max(-1)
-            fooled = int(pred) != int(y[i])
-            _show(
-                axes[i, 2 + 2 * j],
-                xa[i],
-                f"{attack}: {name(int(pred))} ({float(conf):.2f})",
-                "red" if fooled else "black",
-            )
-    fig.suptitle(
-        f"clean | perturbation (amplified to full range) | adversarial{suffix}", fontsize=9
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
 def read_robustness(run_dir: str | Path) -> dict[tuple[str, str], list[tuple[float, float]]]:
     """``(attack, norm) -> [(eps, accuracy)]`` from the robustness.csv of an attacked run."""
     path = Path(run_dir) / "robustness.csv"
@@ -278,29 +185,6 @@ def read_robustness(run_dir: str | Path) -> dict[tuple[str, str], list[tuple[flo
     except (KeyError, ValueError, TypeError) as e:
         raise ConfigError(f"{path}: expected columns attack,norm,eps,accuracy ({e})") from None
     return {k: sorted(v) for k, v in curves.items()}
-
-
-def plot_robustness_comparison(
-    runs: dict[str, dict[tuple[str, str], list[tuple[float, float]]]], norm: str, path: Path
-) -> Path:
-    """One panel per attack (FGSM, PGD) with each run's accuracy-against-budget curve."""
-    names = [a for a in ("fgsm", "pgd") if any((a, norm) in c for c in runs.values())]
-    fig, axes = plt.subplots(1, max(len(names), 1), figsize=(5.2 * len(names), 3.8), squeeze=False)
-    for ax, attack in zip(axes[0], names, strict=False):
-        for run_name, curves in runs.items():
-            pts = curves.get((attack, norm))
-            if pts:
-                ax.plot([e for e, _ in pts], [a for _, a in pts], marker="o", ms=3, label=run_name)
-        ax.set_xlabel(f"eps ({norm}, pixels in [0, 1])")
-        ax.set_ylabel("accuracy")
-        ax.set_ylim(0, 1.02)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        ax.set_title(f"{attack}: accuracy under attack")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
 
 
 # --------------------------------------------------------------------------------------- main
@@ -397,7 +281,9 @@ def main(argv: list[str]) -> int:
             if len(shown) > ("deepfool" in shown)
             else ""
         )
-        plot_adversarial_examples(net, x[right], y[right], shown, class_names, grid, suffix)
+        with torch.no_grad():
+            probs = {k: net(v).softmax(-1) for k, v in {"clean": x[right], **shown}.items()}
+        plot_adversarial_examples(x[right], y[right], shown, probs, class_names, grid, suffix)
     report = build_report(run.root)
 
     print(f"{len(x)} {cfg.split} samples, clean accuracy {clean_acc:.4f}, budgets in {cfg.norm}")

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from visrep.analysis import interpret as I
 from visrep.analysis.runs import load_run, spread_indices
 from visrep.errors import ConfigError, DataError, ShapeError
+from visrep.plots import plot_attributions, plot_embedding, plot_neighbours
 from visrep.report import build_report
 
 ATTRIBUTIONS = ("gradcam", "occlusion", "saliency", "integrated_gradients")
@@ -118,7 +119,7 @@ def _neighbours(
     near_y = bank_y[idx]
     agree = float((near_y == y[:, None]).float().mean())
     print(f"neighbours: {agree:.1%} of the {cfg.k} nearest training images share the true class")
-    return I.plot_neighbours(
+    return plot_neighbours(
         x.cpu(), near.reshape(*idx.shape, *near.shape[1:]), path,
         [f"query: {label(int(t))}" for t in y],
         [[f"{label(int(c))} {float(d):.3f}" for c, d in zip(r, dr, strict=True)]
@@ -143,7 +144,7 @@ def _projections(
         else:
             p2 = I.tsne(z, seed=cfg.seed)
             title = f"t-SNE of {cfg.split} embeddings (N={len(z)})"
-        out.append(I.plot_embedding(p2, zy, plots / f"embedding_{m}.png", names, title))
+        out.append(plot_embedding(p2, zy, plots / f"embedding_{m}.png", names, title))
     return out
 
 
@@ -201,7 +202,7 @@ def main(argv: list[str]) -> int:
               for t, p, c in zip(y, pred, conf, strict=True)]  # fmt: skip
     plots = loaded.run.plots
     written = [
-        I.plot_attributions(x.cpu(), {name: m}, plots / f"explain_{name}.png", titles)
+        plot_attributions(x.cpu(), {name: m}, plots / f"explain_{name}.png", titles)
         for name, m in _attributions(net, x, pred, [m for m in methods if m in ATTRIBUTIONS], cfg).items()
     ]  # fmt: skip
     if "neighbours" in methods:

@@ -10,7 +10,8 @@ Attribution maps for a batch of images and target classes:
 
 Feature space (the ``net.embed`` representation): :func:`embed` a data set in batches,
 :func:`nearest_neighbours` by cosine or L2 distance with matrix products, :func:`pca` and
-:func:`tsne` (van der Maaten & Hinton 2008) projections to 2-D. ``plot_*`` write PNGs.
+:func:`tsne` (van der Maaten & Hinton 2008) projections to 2-D. Their figures are
+:mod:`visrep.plots.attribution` and :mod:`visrep.plots.embedding`.
 
 ``net`` is a :class:`~visrep.models.ImageClassifier` (pixels in [0, 1] in, logits out) or any
 model with timm's ``forward_features`` / ``forward_head``; put it in eval mode first.
@@ -20,13 +21,8 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -426,122 +422,3 @@ def tsne(
         raise ShapeError(f"t-SNE needs (N, D) features with N >= 4, got {z.shape}")
     perp = max(1.0, min(perplexity, (z.shape[0] - 1) / 3))
     return TSNE(n_components, perplexity=perp, init="pca", random_state=seed).fit_transform(z)
-
-
-# -- plots ------------------------------------------------------------------------------------------
-def _image(img: Tensor) -> tuple[np.ndarray, str | None]:
-    """``(C, H, W)`` in [0, 1] -> something ``imshow`` shows: RGB, or grey (other channel counts
-    are averaged)."""
-    a = img.detach().float().cpu().clamp(0, 1)
-    if a.shape[0] == 3:
-        return a.permute(1, 2, 0).numpy(), None
-    return a.mean(0).numpy(), "gray"
-
-
-def _save(fig: plt.Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
-def plot_attributions(
-    images: Tensor,
-    maps: Mapping[str, Tensor],
-    path: str | Path,
-    titles: Sequence[str] | None = None,
-    alpha: float = 0.55,
-) -> Path:
-    """A grid: one column per image; the image, then one overlay row per method.
-
-    Non-negative maps use ``jet`` from 0 to their maximum per image; signed maps ``bwr``
-    symmetric around 0.
-
-    Args:
-        images: ``(B, C, H, W)`` in [0, 1].
-        maps: method name -> ``(B, H, W)``.
-        titles: one per image (e.g. true and predicted class).
-    """
-    _check_images(images, "images")
-    n, rows = images.shape[0], 1 + len(maps)
-    fig, axes = plt.subplots(rows, n, figsize=(1.6 * n, 1.7 * rows), squeeze=False)
-    for j in range(n):
-        img, cmap = _image(images[j])
-        axes[0, j].imshow(img, cmap=cmap, vmin=0, vmax=1)
-        if titles is not None:
-            axes[0, j].set_title(titles[j], fontsize=8)
-        for i, (name, m) in enumerate(maps.items(), start=1):
-            mj = m[j].detach().float().cpu().numpy()
-            ax = axes[i, j]
-            ax.imshow(img.mean(-1) if img.ndim == 3 else img, cmap="gray", vmin=0, vmax=1)
-            lim = float(np.abs(mj).max()) or 1.0
-            signed = bool((mj < 0).any())
-            ax.imshow(mj, cmap="bwr" if signed else "jet", alpha=alpha,
-                      vmin=-lim if signed else 0.0, vmax=lim)  # fmt: skip
-            if j == 0:
-                ax.set_ylabel(name.replace("_", " "), fontsize=8)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    return _save(fig, path)
-
-
-def plot_neighbours(
-    queries: Tensor,
-    neighbours: Tensor,
-    path: str | Path,
-    query_titles: Sequence[str] | None = None,
-    neighbour_titles: Sequence[Sequence[str]] | None = None,
-) -> Path:
-    """One row per query: the query, then its neighbours nearest first.
-
-    Args:
-        queries: ``(Q, C, H, W)``.
-        neighbours: ``(Q, k, C, H, W)``.
-        query_titles, neighbour_titles: labels of the query and of each neighbour ``(Q, k)``.
-    """
-    _check_images(queries, "queries")
-    q, k = neighbours.shape[:2]
-    fig, axes = plt.subplots(q, k + 1, figsize=(1.3 * (k + 1), 1.4 * q), squeeze=False)
-    for i in range(q):
-        img, cmap = _image(queries[i])
-        axes[i, 0].imshow(img, cmap=cmap, vmin=0, vmax=1)
-        if query_titles is not None:
-            axes[i, 0].set_title(query_titles[i], fontsize=7, color="tab:blue")
-        for j in range(k):
-            img, cmap = _image(neighbours[i, j])
-            axes[i, j + 1].imshow(img, cmap=cmap, vmin=0, vmax=1)
-            if neighbour_titles is not None:
-                axes[i, j + 1].set_title(neighbour_titles[i][j], fontsize=7)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    return _save(fig, path)
-
-
-def plot_embedding(
-    points: np.ndarray,
-    labels: Sequence[int] | np.ndarray | Tensor,
-    path: str | Path,
-    class_names: Sequence[str] | None = None,
-    title: str = "",
-) -> Path:
-    """A 2-D scatter coloured by class, with a legend of class names (up to 20 classes)."""
-    pts = np.asarray(points)
-    y = np.asarray(labels).astype(int)
-    if pts.ndim != 2 or pts.shape[1] != 2 or len(y) != len(pts):
-        raise ShapeError(f"points must be (N, 2) with N labels, got {pts.shape} and {len(y)}")
-    classes = np.unique(y)
-    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
-    fig, ax = plt.subplots(figsize=(6.5, 5.5))
-    for i, c in enumerate(classes):
-        sel = y == c
-        name = class_names[c] if class_names is not None and c < len(class_names) else str(c)
-        ax.scatter(pts[sel, 0], pts[sel, 1], s=8, color=cmap(i % cmap.N), label=name, alpha=0.8)
-    if len(classes) <= 20:
-        ax.legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(title)
-    return _save(fig, path)

@@ -19,10 +19,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from jsonargparse import ArgumentParser
@@ -32,8 +28,6 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from visrep.analysis.model_stats import model_stats
 from visrep.analysis.runs import LoadedRun, load_run
 from visrep.analysis.stability import (
-    DepthHistogram,
-    NoiseResponse,
     block_inputs,
     compute_profile,
     constraint_margins,
@@ -45,6 +39,7 @@ from visrep.analysis.stability import (
 )
 from visrep.errors import ConfigError
 from visrep.models.layers.naisnet import iter_naisnet_blocks
+from visrep.plots.stability import plot_depth, plot_noise, plot_spectral, plot_trajectories
 from visrep.report import build_report
 
 __all__ = ["evaluate", "main_compare", "main_stability", "stability_analysis"]
@@ -120,13 +115,6 @@ def evaluate(
     }
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
 def _short(name: str) -> str:
     return name.removeprefix("backbone.")
 
@@ -136,85 +124,6 @@ def _console() -> Any:
 
     con = Console()
     return con if con.is_terminal else Console(width=160)  # pipes and logs: no truncated cells
-
-
-# --------------------------------------------------------------------------- plots
-def plot_trajectories(norms: dict[str, Tensor], tol: float | None, path: Path) -> Path:
-    """``||x(k+1) - x(k)||_2`` against ``k`` per block: median and 10-90% band over samples."""
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    for name, t in norms.items():
-        k = np.arange(1, t.shape[1] + 1)
-        q = np.quantile(t.numpy(), [0.1, 0.5, 0.9], axis=0)
-        ax.plot(k, q[1], label=_short(name))
-        ax.fill_between(k, q[0], q[2], alpha=0.2)
-    if tol is not None:
-        ax.axhline(tol, color="k", ls="--", lw=1, label=f"tol = {tol:g}")
-    ax.set_yscale("log")
-    ax.set_xlabel("stage k")
-    ax.set_ylabel("||x(k+1) - x(k)||")
-    ax.set_title("NAIS-Net trajectories (median, 10-90%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
-
-
-def plot_noise(blocks: dict[str, NoiseResponse], model: NoiseResponse, path: Path) -> Path:
-    """Output distance against input-noise norm, per block (at its input ``u``) and for the logits."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for name, r in blocks.items():
-        axes[0].plot(r.noise_norms, r.mean_distance, marker="o", ms=3, label=_short(name))
-    axes[1].plot(model.noise_norms, model.mean_distance, marker="o", ms=3, label="mean")
-    axes[1].plot(model.noise_norms, model.max_distance, marker="o", ms=3, ls="--", label="max")
-    titles = ("block output vs noise on its input u", "logits vs noise on the image")
-    for ax, title in zip(axes, titles, strict=True):
-        ax.set_xlabel("input noise norm")
-        ax.set_ylabel("output distance")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    return _save(fig, path)
-
-
-def plot_depth(hist: DepthHistogram, class_names: Sequence[str], path: Path) -> Path:
-    """Per-class histogram of the processing depth of every block (rows: classes)."""
-    n = len(hist.counts)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 0.3 * len(hist.classes) + 2), squeeze=False)
-    means = hist.mean_depth()
-    for ax, (name, counts) in zip(axes[0], hist.counts.items(), strict=True):
-        used = np.nonzero(counts.sum(0))[0]
-        lo, hi = (int(used.min()), int(used.max())) if used.size else (0, counts.shape[1] - 1)
-        frac = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-        ax.imshow(
-            frac[:, lo : hi + 1],
-            aspect="auto",
-            cmap="viridis",
-            extent=(lo - 0.5, hi + 0.5, len(hist.classes) - 0.5, -0.5),
-        )
-        ax.plot(means[name], np.arange(len(hist.classes)), "w.", ms=6, label="mean")
-        ax.set_yticks(range(len(hist.classes)), [class_names[c] for c in hist.classes])
-        ax.set_xlabel("depth (stages run)")
-        ax.set_title(_short(name), fontsize=9)
-    axes[0][0].set_ylabel("class")
-    axes[0][0].legend(fontsize=7, loc="lower right")
-    fig.suptitle("pattern-dependent processing depth (fraction of the class)")
-    return _save(fig, path)
-
-
-def plot_spectral(rho: dict[str, Tensor], at_steps: Sequence[int], path: Path) -> Path:
-    """Histogram of ``rho(J(x(k), u))`` per block at the sampled stages ``k``."""
-    n = len(rho)
-    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.2), squeeze=False)
-    for ax, (name, r) in zip(axes[0], rho.items(), strict=True):
-        lo, hi = float(r.min()), float(r.max())
-        pad = max(hi - lo, 1e-3) * 0.05  # ReLU blocks: often all exactly 1
-        for k, row in zip(at_steps, r, strict=True):
-            ax.hist(row.numpy(), bins=30, range=(lo - pad, hi + pad), alpha=0.5, label=f"k = {k}")
-        ax.axvline(1.0, color="k", ls="--", lw=1)
-        ax.set_xlabel("spectral radius of J")
-        ax.set_title(_short(name), fontsize=9)
-        ax.legend(fontsize=7)
-    fig.suptitle("state-transfer Jacobian at visited states (stable: < 1)")
-    return _save(fig, path)
 
 
 # --------------------------------------------------------------------------- stability
@@ -427,7 +336,7 @@ def main_stability(argv: list[str]) -> int:
     plot_noise(c["noise_blocks"], c["noise_model"], rd.plots / "stability_noise.png")
     names = list(run.task.hparams.get("class_names") or [])
     names = names or [str(i) for i in range(max(s["classes"]) + 1)]
-    plot_depth(c["hist"], names, rd.plots / "stability_depth.png")
+    plot_depth(c["hist"].counts, c["hist"].classes, names, rd.plots / "stability_depth.png")
     plot_spectral(c["rho"], c["at"], rd.plots / "stability_spectral_radius.png")
     rd.write_text(rd.root / "stability.json", json.dumps(s, indent=2) + "\n")
     rd.update_metrics(_metric_keys(s))

@@ -148,6 +148,7 @@ def _info(cfg: Namespace) -> int:
 def _show(cfg: Namespace) -> int:
     import torch
 
+    from visrep.plots.events import plot_event_frames
     from visrep.tasks.event_classification import event_frame_image
 
     out = Path(cfg.output)
@@ -168,35 +169,10 @@ def _show(cfg: Namespace) -> int:
         np.save(out, frames[0].numpy().astype(np.float32))
         print(f"{out}: {cfg.repr} tensor of shape {tuple(frames.shape[1:])} (C, H, W)")
         return 0
-    _plot(frames[0], event_frame_image(frames)[0], f"{Path(cfg.file).name}: {cfg.repr}", out)
+    title = f"{Path(cfg.file).name}: {cfg.repr}"
+    plot_event_frames(frames[0], event_frame_image(frames)[0], title, out)
     print(f"{out}: {cfg.repr}, {frames.shape[1]} channels of {frames.shape[2]} x {frames.shape[3]}")
     return 0
-
-
-def _plot(frames, composite, title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    C = frames.shape[0]
-    shown = min(C, 8)
-    fig, axes = plt.subplots(1, shown + 1, figsize=(2.2 * (shown + 1), 2.6), squeeze=False)
-    img = composite.permute(1, 2, 0).numpy()
-    axes[0, 0].imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray")
-    h = C // 2
-    halves = f"blue |ch 0-{h - 1}|, red |ch {h}-{C - 1}|" if h > 1 else "blue ch 0, red ch 1"
-    axes[0, 0].set_title(halves if img.shape[2] == 3 else "frame", fontsize=8)
-    for c in range(shown):
-        ax = axes[0, c + 1]
-        ax.imshow(frames[c].numpy(), cmap="viridis")
-        ax.set_title(f"channel {c}", fontsize=8)
-    for ax in axes.flat:
-        ax.axis("off")
-    fig.suptitle(title + (f" (first 8 of {C} channels)" if C > 8 else ""), fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 # -- convert ---------------------------------------------------------------------------------------

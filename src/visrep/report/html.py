@@ -7,7 +7,7 @@ import html
 from pathlib import Path
 
 from visrep.errors import DataError
-from visrep.report.plots import plot_learning_curves
+from visrep.plots.training import plot_learning_curves
 from visrep.runs import RunDir
 
 _CSS = """

@@ -1,0 +1,36 @@
+"""Matplotlib figures from plain arrays and tensors, one file per topic, all written by ``save``.
+
+Low in the flow (DESIGN.md): plots import only errors, configs and runs, so tasks, the report,
+analysis and the tool commands all draw with them. The backend is headless (Agg).
+"""
+
+from visrep.plots._save import save
+from visrep.plots.attribution import plot_attributions
+from visrep.plots.classification import plot_confusion_matrix, plot_prediction_grid
+from visrep.plots.embedding import plot_embedding, plot_neighbours
+from visrep.plots.events import plot_event_frames
+from visrep.plots.robustness import (
+    plot_adversarial_examples,
+    plot_robustness,
+    plot_robustness_comparison,
+)
+from visrep.plots.stability import plot_depth, plot_noise, plot_spectral, plot_trajectories
+from visrep.plots.training import plot_learning_curves
+
+__all__ = [
+    "plot_adversarial_examples",
+    "plot_attributions",
+    "plot_confusion_matrix",
+    "plot_depth",
+    "plot_embedding",
+    "plot_event_frames",
+    "plot_learning_curves",
+    "plot_neighbours",
+    "plot_noise",
+    "plot_prediction_grid",
+    "plot_robustness",
+    "plot_robustness_comparison",
+    "plot_spectral",
+    "plot_trajectories",
+    "save",
+]
