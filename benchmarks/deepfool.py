@@ -22,7 +22,7 @@ import torchattacks
 from sklearn.datasets import load_digits
 from torch import nn
 
-from visrep.analysis.robustness import deepfool, perturbation_norms
+from visrep.attacks import deepfool, perturbation_norms
 from visrep.models import ImageClassifier, create_backbone
 
 

@@ -22,17 +22,9 @@ from jsonargparse import ArgumentParser
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
-from visrep.analysis.robustness import (
-    DeepFoolResult,
-    attack_accuracy,
-    deepfool,
-    deepfool_accuracy,
-    fgsm,
-    perturbation_norms,
-    pgd,
-    rho_adv,
-)
+from visrep.analysis.robustness import attack_accuracy, deepfool_accuracy, rho_adv
 from visrep.analysis.runs import load_run, spread_indices
+from visrep.attacks import DeepFoolResult, deepfool, fgsm, perturbation_norms, pgd
 from visrep.errors import ConfigError
 from visrep.plots.robustness import (
     plot_adversarial_examples,

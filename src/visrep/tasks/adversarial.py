@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from visrep.analysis.robustness import deepfool, fgsm, pgd
+from visrep.attacks import deepfool, fgsm, pgd
 from visrep.errors import ConfigError
 
 
