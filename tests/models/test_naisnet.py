@@ -24,7 +24,7 @@ from visrep.models.layers.naisnet import (
     reproject_conv,
     reproject_fc,
 )
-from visrep.trainer.naisnet_callback import NaisNetReprojection
+from visrep.tasks.reprojection import NaisNetReprojection
 
 
 @pytest.fixture(autouse=True)

@@ -1,17 +1,24 @@
-"""Models: shared layers, backbones g_phi, heads f_theta, and the backbone registry."""
+"""Models: shared layers, backbones g_phi, heads f_theta, and the registry that builds them."""
 
 from visrep.models.classifier import ImageClassifier
+from visrep.models.interface import Backbone, BackboneFactory
+from visrep.models.pretrained import load_pretrained
 from visrep.models.registry import (
+    BACKBONES,
+    Registry,
     backbone_options,
     create_backbone,
     list_backbones,
-    register_backbone,
 )
 
 __all__ = [
+    "BACKBONES",
+    "Backbone",
+    "BackboneFactory",
     "ImageClassifier",
+    "Registry",
     "backbone_options",
     "create_backbone",
     "list_backbones",
-    "register_backbone",
+    "load_pretrained",
 ]

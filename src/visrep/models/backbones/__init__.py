@@ -1,7 +1,10 @@
 """Backbones g_phi, one family per file; importing this package registers them all.
 
-Each exposes timm's interface: ``forward_features(x)`` (unpooled features),
-``forward_head(z, pre_logits=False)``, ``num_features`` and ``reset_classifier(n)``.
+Each is a :class:`~visrep.models.interface.Backbone` (timm's interface): ``forward_features(x)``
+(unpooled features), ``forward_head(z, pre_logits=False)``, ``num_features``,
+``reset_classifier(n)``, ``feature_info`` and ``forward_intermediates(x)``. The registered
+classes carry the user-facing lowercase names (``small_cnn``, ``resnet18``) and only fix the
+defaults of the architecture classes (``SmallCNN``, ``TimmResNet``).
 """
 
 from visrep.models.backbones import (  # noqa: F401  (registration)
@@ -11,6 +14,7 @@ from visrep.models.backbones import (  # noqa: F401  (registration)
     resnet,
     resnet9,
     resnet_small,
+    timm_model,
     vit,
 )
 from visrep.models.backbones.cnn import SmallCNN

@@ -5,30 +5,41 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from visrep.models.backbones._size import to_hw
-from visrep.models.heads import ClassifierHead, HeadInterface
+from visrep.models.heads import ClassifierHead
+from visrep.models.interface import Backbone
 from visrep.models.layers import get_activation
-from visrep.models.registry import register_backbone
+from visrep.models.pretrained import load_pretrained
+from visrep.models.registry import BACKBONES
+
+__all__ = ["MLP", "mlp"]
 
 
-class MLP(HeadInterface):
+class MLP(Backbone):
     """``depth`` hidden layers of ``width`` units: Linear -> [BatchNorm] -> activation -> [Dropout].
+
+    The input ``in_chans x H x W`` is flattened, so ``img_size`` is required. ``feature_info``
+    has a single level, the last hidden features, which :meth:`forward_intermediates` returns
+    as a ``(B, width, 1, 1)`` map (reduction ``max(H, W)``: no spatial layout).
 
     Shape: input ``(B, C, H, W)`` or ``(B, D)``; features ``(B, width)``; logits ``(B, num_classes)``.
     """
 
     def __init__(
         self,
-        in_features: int,
+        in_chans: int,
         num_classes: int,
+        img_size: int | tuple[int, int] | None = None,
         depth: int = 2,
         width: int = 256,
         activation: str = "relu",
         dropout: float = 0.0,
         batch_norm: bool = False,
+        pretrained_path: str | None = None,
     ) -> None:
         super().__init__()
+        h, w = to_hw(img_size, type(self).__name__)
         layers: list[nn.Module] = []
-        d = in_features
+        d = in_chans * h * w
         for _ in range(depth):
             layers.append(nn.Linear(d, width, bias=not batch_norm))
             if batch_norm:
@@ -39,24 +50,16 @@ class MLP(HeadInterface):
             d = width
         self.body = nn.Sequential(*layers)
         self.num_features = d
+        self.feature_info = [{"num_chs": d, "reduction": max(h, w), "module": "body"}]
         self.head = ClassifierHead(d, num_classes)
         self.num_classes = num_classes
+        if pretrained_path:
+            load_pretrained(self, pretrained_path)
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.body(x.flatten(1))
 
 
-@register_backbone("mlp")
-def mlp(
-    in_chans: int,
-    num_classes: int,
-    img_size: int | tuple[int, int] | None,
-    depth: int = 2,
-    width: int = 256,
-    activation: str = "relu",
-    dropout: float = 0.0,
-    batch_norm: bool = False,
-) -> MLP:
-    """MLP over the flattened ``in_chans x H x W`` input."""
-    h, w = to_hw(img_size, "mlp")
-    return MLP(in_chans * h * w, num_classes, depth, width, activation, dropout, batch_norm)
+@BACKBONES.register
+class mlp(MLP):
+    """MLP over the flattened ``in_chans x H x W`` input; see :class:`MLP`."""

@@ -14,7 +14,6 @@ stability constraints.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Literal
 
 import torch  # noqa: F401  (doctest)
@@ -22,11 +21,13 @@ from torch import Tensor, nn
 
 from visrep.errors import ConfigError
 from visrep.models.backbones._size import to_hw
-from visrep.models.heads import ClassifierHead, HeadInterface
+from visrep.models.heads import ClassifierHead
+from visrep.models.interface import Backbone
 from visrep.models.layers.naisnet import NaisNetConvBlock, NaisNetFCBlock, iter_naisnet_blocks
-from visrep.models.registry import register_backbone
+from visrep.models.pretrained import load_pretrained
+from visrep.models.registry import BACKBONES
 
-__all__ = ["NaisNet", "NaisNetFC"]
+__all__ = ["NaisNet", "NaisNetFC", "naisnet", "naisnet_fc"]
 
 
 class _DepthMixin:
@@ -35,12 +36,13 @@ class _DepthMixin:
         return {n: b.last_depth for n, b in iter_naisnet_blocks(self) if b.last_depth is not None}
 
 
-class NaisNet(_DepthMixin, HeadInterface):
+class NaisNet(_DepthMixin, Backbone):
     """Convolutional NAIS-Net: stem, then stages of NAIS-Net conv blocks.
 
     Every stage starts with a transition (a 3x3 projection conv, stride 2 after the first
     stage, and batch norm), the only places where the number of maps or the resolution changes;
-    then ``blocks_per_stage`` convolutional NAIS-Net blocks at constant width.
+    then ``blocks_per_stage`` convolutional NAIS-Net blocks at constant width. One feature level
+    per stage (the output of its last block), with reduction ``2^i``.
 
     Shape: input ``(B, in_chans, H, W)``; features ``(B, channels[-1], H / 2^(S-1), W / 2^(S-1))``.
     """
@@ -49,7 +51,8 @@ class NaisNet(_DepthMixin, HeadInterface):
         self,
         in_chans: int,
         num_classes: int,
-        channels: Sequence[int] = (16, 32, 64),
+        img_size: int | tuple[int, int] | None = None,
+        channels: tuple[int, ...] = (16, 32, 64),
         blocks_per_stage: int = 1,
         steps: int = 5,
         max_steps: int | None = None,
@@ -62,6 +65,7 @@ class NaisNet(_DepthMixin, HeadInterface):
         unconstrained: bool = False,
         adaptive_train: bool = False,
         head_dropout: float = 0.0,
+        pretrained_path: str | None = None,
     ) -> None:
         super().__init__()
         if not channels or min(channels) < 1 or blocks_per_stage < 1:
@@ -70,6 +74,7 @@ class NaisNet(_DepthMixin, HeadInterface):
                 f"channels={tuple(channels)}, blocks_per_stage={blocks_per_stage}"
             )
         layers: list[nn.Module] = []
+        self.feature_info = []
         c_in = in_chans
         for i, c in enumerate(channels):
             stride = 1 if i == 0 else 2
@@ -91,29 +96,37 @@ class NaisNet(_DepthMixin, HeadInterface):
                         adaptive_train,
                     )
                 )
+            self.feature_info.append(
+                {"num_chs": c, "reduction": 2**i, "module": f"features.{len(layers) - 1}"}
+            )
             c_in = c
         self.features = nn.Sequential(*layers)
         self.num_features = c_in
         self.head = ClassifierHead(c_in, num_classes, dropout=head_dropout)
         self.num_classes = num_classes
+        if pretrained_path:
+            load_pretrained(self, pretrained_path)
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)
 
 
-class NaisNetFC(_DepthMixin, HeadInterface):
+class NaisNetFC(_DepthMixin, Backbone):
     """Fully connected NAIS-Net on flattened inputs: a cascade of FC blocks and a linear head.
 
-    The first block reads the flat input through its input matrix ``B``, so no transition
-    layer is needed.
+    The first block reads the flat input ``in_chans x H x W`` through its input matrix ``B``,
+    so no transition layer is needed, and ``img_size`` is required. One feature level per
+    block, returned by :meth:`forward_intermediates` as ``(B, width, 1, 1)`` maps (reduction
+    ``max(H, W)``: no spatial layout).
 
     Shape: input ``(B, C, H, W)`` or ``(B, D)``; features ``(B, width)``.
     """
 
     def __init__(
         self,
-        in_features: int,
+        in_chans: int,
         num_classes: int,
+        img_size: int | tuple[int, int] | None = None,
         width: int = 128,
         num_blocks: int = 2,
         steps: int = 10,
@@ -124,10 +137,13 @@ class NaisNetFC(_DepthMixin, HeadInterface):
         eps: float = 0.01,
         unconstrained: bool = False,
         adaptive_train: bool = False,
+        pretrained_path: str | None = None,
     ) -> None:
         super().__init__()
         if num_blocks < 1 or width < 1:
             raise ConfigError(f"num_blocks and width must be >= 1, got {num_blocks} and {width}")
+        hh, ww = to_hw(img_size, type(self).__name__)
+        in_features = in_chans * hh * ww
         self.in_features = in_features
         self.blocks = nn.Sequential(
             *(
@@ -148,86 +164,29 @@ class NaisNetFC(_DepthMixin, HeadInterface):
             )
         )
         self.num_features = width
+        self.feature_info = [
+            {"num_chs": width, "reduction": max(hh, ww), "module": f"blocks.{i}"}
+            for i in range(num_blocks)
+        ]
         self.head = ClassifierHead(width, num_classes)
         self.num_classes = num_classes
+        if pretrained_path:
+            load_pretrained(self, pretrained_path)
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.blocks(x.flatten(1))
 
 
-@register_backbone("naisnet")
-def naisnet(
-    in_chans: int,
-    num_classes: int,
-    img_size: int | tuple[int, int] | None = None,
-    channels: Sequence[int] = (16, 32, 64),
-    blocks_per_stage: int = 1,
-    steps: int = 5,
-    max_steps: int | None = None,
-    tol: float | None = 1e-3,
-    h: float = 1.0,
-    activation: Literal["tanh", "relu"] = "relu",
-    kernel_size: int = 3,
-    eps: float = 0.01,
-    eta: float = 0.05,
-    unconstrained: bool = False,
-    adaptive_train: bool = False,
-    head_dropout: float = 0.0,
-) -> NaisNet:
+@BACKBONES.register
+class naisnet(NaisNet):
     """Convolutional NAIS-Net, sized for 8x8 to 32x32 inputs; see :class:`NaisNet`."""
-    return NaisNet(
-        in_chans,
-        num_classes,
-        tuple(channels),
-        blocks_per_stage,
-        steps,
-        max_steps,
-        tol,
-        h,
-        activation,
-        kernel_size,
-        eps,
-        eta,
-        unconstrained,
-        adaptive_train,
-        head_dropout,
-    )
 
 
-@register_backbone("naisnet_fc")
-def naisnet_fc(
-    in_chans: int,
-    num_classes: int,
-    img_size: int | tuple[int, int] | None,
-    width: int = 128,
-    num_blocks: int = 2,
-    steps: int = 10,
-    max_steps: int | None = None,
-    tol: float | None = 1e-3,
-    h: float = 1.0,
-    activation: Literal["tanh", "relu"] = "tanh",
-    eps: float = 0.01,
-    unconstrained: bool = False,
-    adaptive_train: bool = False,
-) -> NaisNetFC:
+@BACKBONES.register
+class naisnet_fc(NaisNetFC):
     """Fully connected NAIS-Net on the flattened ``in_chans x H x W`` input; see :class:`NaisNetFC`.
 
     >>> m = naisnet_fc(in_chans=1, num_classes=10, img_size=8, width=16, steps=3)
     >>> m(torch.zeros(2, 1, 8, 8)).shape
     torch.Size([2, 10])
     """
-    hh, ww = to_hw(img_size, "naisnet_fc")
-    return NaisNetFC(
-        in_chans * hh * ww,
-        num_classes,
-        width,
-        num_blocks,
-        steps,
-        max_steps,
-        tol,
-        h,
-        activation,
-        eps,
-        unconstrained,
-        adaptive_train,
-    )

@@ -16,10 +16,12 @@ import torch  # noqa: F401  (doctest)
 from torch import Tensor, nn
 
 from visrep.errors import ConfigError
-from visrep.models.heads import ClassifierHead, HeadInterface
-from visrep.models.registry import register_backbone
+from visrep.models.heads import ClassifierHead
+from visrep.models.interface import Backbone
+from visrep.models.pretrained import load_pretrained
+from visrep.models.registry import BACKBONES
 
-__all__ = ["ResNet9"]
+__all__ = ["ResNet9", "resnet9"]
 
 
 def conv_bn(c_in: int, c_out: int, pool: bool = False) -> nn.Sequential:
@@ -45,16 +47,22 @@ class Residual(nn.Module):
         return x + self.residual(x)
 
 
-class ResNet9(HeadInterface):
-    """Page's ResNet-9 with widths ``(w, 2w, 4w, 8w)``; see the module docstring."""
+class ResNet9(Backbone):
+    """Page's ResNet-9 with widths ``(w, 2w, 4w, 8w)``; see the module docstring.
+
+    Feature levels: the stem (``w`` maps, reduction 1) and the three stages (reductions 2, 4, 8;
+    the first and last end with their residual block).
+    """
 
     def __init__(
         self,
         in_chans: int,
         num_classes: int,
+        img_size: int | tuple[int, int] | None = None,
         width: int = 64,
         logit_scale: float = 0.125,
         head_dropout: float = 0.0,
+        pretrained_path: str | None = None,
     ) -> None:
         super().__init__()
         if width < 1 or logit_scale <= 0:
@@ -68,10 +76,16 @@ class ResNet9(HeadInterface):
             conv_bn(4 * w, 8 * w, pool=True),
             Residual(8 * w),
         )
+        self.feature_info = [
+            {"num_chs": c, "reduction": r, "module": f"features.{i}"}
+            for c, r, i in ((w, 1, 0), (2 * w, 2, 2), (4 * w, 4, 3), (8 * w, 8, 5))
+        ]
         self.num_features = 8 * w
         self.logit_scale = logit_scale
         self.head = ClassifierHead(8 * w, num_classes, pool="max", dropout=head_dropout)
         self.num_classes = num_classes
+        if pretrained_path:
+            load_pretrained(self, pretrained_path)
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)
@@ -81,15 +95,8 @@ class ResNet9(HeadInterface):
         return out if pre_logits else out * self.logit_scale
 
 
-@register_backbone("resnet9")
-def resnet9(
-    in_chans: int,
-    num_classes: int,
-    img_size: int | tuple[int, int] | None = None,
-    width: int = 64,
-    logit_scale: float = 0.125,
-    head_dropout: float = 0.0,
-) -> ResNet9:
+@BACKBONES.register
+class resnet9(ResNet9):
     """Page's DAWNBench ResNet-9 for 32x32 images (any size divisible by 8); see :class:`ResNet9`.
 
     >>> m = resnet9(in_chans=3, num_classes=10)
@@ -98,4 +105,3 @@ def resnet9(
     >>> m(torch.zeros(2, 3, 32, 32)).shape
     torch.Size([2, 10])
     """
-    return ResNet9(in_chans, num_classes, width, logit_scale, head_dropout)

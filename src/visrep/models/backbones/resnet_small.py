@@ -15,16 +15,16 @@ NAIS-Net conv block's input and state kernels, so the presets have similar param
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch  # noqa: F401  (doctest)
 from torch import Tensor, nn
 
 from visrep.errors import ConfigError
-from visrep.models.heads import ClassifierHead, HeadInterface
-from visrep.models.registry import register_backbone
+from visrep.models.heads import ClassifierHead
+from visrep.models.interface import Backbone
+from visrep.models.pretrained import load_pretrained
+from visrep.models.registry import BACKBONES
 
-__all__ = ["PreActBlock", "ResNetSmall"]
+__all__ = ["PreActBlock", "ResNetSmall", "resnet_small"]
 
 
 class PreActBlock(nn.Module):
@@ -49,9 +49,12 @@ class PreActBlock(nn.Module):
         return x + self.residual(x)
 
 
-class ResNetSmall(HeadInterface):
+class ResNetSmall(Backbone):
     """Stem and transitions as in :class:`~visrep.models.backbones.naisnet.NaisNet`, then
     ``blocks_per_stage`` :class:`PreActBlock` per stage and a final BN + ReLU.
+
+    One feature level per stage (reduction ``2^i``): the output of its last block, and for the
+    last stage the output of the final BN + ReLU (the features).
 
     Shape: input ``(B, in_chans, H, W)``; features ``(B, channels[-1], H / 2^(S-1), W / 2^(S-1))``.
     """
@@ -60,10 +63,12 @@ class ResNetSmall(HeadInterface):
         self,
         in_chans: int,
         num_classes: int,
-        channels: Sequence[int] = (16, 32, 64),
+        img_size: int | tuple[int, int] | None = None,
+        channels: tuple[int, ...] = (16, 32, 64),
         blocks_per_stage: int = 1,
         kernel_size: int = 3,
         head_dropout: float = 0.0,
+        pretrained_path: str | None = None,
     ) -> None:
         super().__init__()
         if not channels or min(channels) < 1 or blocks_per_stage < 1:
@@ -74,38 +79,34 @@ class ResNetSmall(HeadInterface):
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ConfigError(f"kernel_size must be odd, got {kernel_size}")
         layers: list[nn.Module] = []
+        self.feature_info = []
         c_in = in_chans
         for i, c in enumerate(channels):
             stride = 1 if i == 0 else 2
             layers += [nn.Conv2d(c_in, c, 3, stride, 1, bias=False), nn.BatchNorm2d(c)]
             layers += [PreActBlock(c, kernel_size) for _ in range(blocks_per_stage)]
+            self.feature_info.append(
+                {"num_chs": c, "reduction": 2**i, "module": f"features.{len(layers) - 1}"}
+            )
             c_in = c
         layers += [nn.BatchNorm2d(c_in), nn.ReLU()]  # pre-activation nets end with BN + ReLU
+        self.feature_info[-1]["module"] = f"features.{len(layers) - 1}"
         self.features = nn.Sequential(*layers)
         self.num_features = c_in
         self.head = ClassifierHead(c_in, num_classes, dropout=head_dropout)
         self.num_classes = num_classes
+        if pretrained_path:
+            load_pretrained(self, pretrained_path)
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)
 
 
-@register_backbone("resnet_small")
-def resnet_small(
-    in_chans: int,
-    num_classes: int,
-    img_size: int | tuple[int, int] | None = None,
-    channels: Sequence[int] = (16, 32, 64),
-    blocks_per_stage: int = 1,
-    kernel_size: int = 3,
-    head_dropout: float = 0.0,
-) -> ResNetSmall:
+@BACKBONES.register
+class resnet_small(ResNetSmall):
     """The ResNet baseline of the ``naisnet`` preset (same widths); see :class:`ResNetSmall`.
 
     >>> m = resnet_small(in_chans=1, num_classes=10, channels=(8, 16))
     >>> m(torch.zeros(2, 1, 8, 8)).shape
     torch.Size([2, 10])
     """
-    return ResNetSmall(
-        in_chans, num_classes, tuple(channels), blocks_per_stage, kernel_size, head_dropout
-    )

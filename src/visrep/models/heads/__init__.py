@@ -1,5 +1,5 @@
 """Heads f_theta: map a backbone's features z to task outputs."""
 
-from visrep.models.heads.classifier import ClassifierHead, HeadInterface
+from visrep.models.heads.classifier import ClassifierHead
 
-__all__ = ["ClassifierHead", "HeadInterface"]
+__all__ = ["ClassifierHead"]

@@ -35,24 +35,3 @@ class ClassifierHead(nn.Module):
             z = self.pool(z).flatten(1)
         z = self.drop(z)
         return z if pre_logits else self.fc(z)
-
-
-class HeadInterface(nn.Module):
-    """timm's classifier interface for a backbone whose classifier is ``self.head``.
-
-    The backbone defines ``forward_features``; this adds ``forward_head``, ``forward`` and
-    ``reset_classifier`` so every visrep backbone answers the same calls.
-    """
-
-    head: ClassifierHead
-    num_classes: int
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.head.reset(num_classes)
-
-    def forward_head(self, z: Tensor, pre_logits: bool = False) -> Tensor:
-        return self.head(z, pre_logits=pre_logits)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
