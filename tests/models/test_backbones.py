@@ -172,6 +172,8 @@ def test_any_timm_model_by_name():
     assert vit(torch.randn(1, 3, 32, 32)).shape == (1, 2)
     with pytest.raises(ConfigError, match="unknown timm model 'convnext_ato'; did you mean"):
         create_backbone("timm/convnext_ato")
+    with pytest.raises(ConfigError, match="timm's model of that name is 'timm/convnext_atto'"):
+        create_backbone("convnext_atto")
     with pytest.raises(ConfigError, match="unknown timm model"):
         create_backbone("timm", model_name="hf-hub:timm/resnet18")  # never fetched
     assert create_backbone("timm").model_name == "resnet18"  # every option has a default

@@ -1,7 +1,6 @@
 """The generic Registry: registration rules, lookups, the resolve allow-list, specs, jsonargparse."""
 
 import functools
-import subprocess
 import sys
 
 import jsonargparse
@@ -111,20 +110,21 @@ def test_resolve_refuses_everything_else_without_importing(path):
     assert set(sys.modules) == before
 
 
-def test_resolve_does_not_import_in_a_fresh_interpreter():
-    code = (
-        "import sys\n"
-        "from visrep.errors import ConfigError\n"
-        "from visrep.models.registry import BACKBONES\n"
-        "try:\n"
-        "    BACKBONES.resolve('visrep_evil_module.small_cnn')\n"
-        "except ConfigError:\n"
-        "    pass\n"
-        "assert 'visrep_evil_module' not in sys.modules\n"
-        "print('ok')\n"
+def test_resolve_never_imports_the_named_module(tmp_path, monkeypatch):
+    # A real, importable module with a side effect: resolving a path into it must not run it.
+    (tmp_path / "visrep_evil_module.py").write_text(
+        "import pathlib\n"
+        f"pathlib.Path({str(tmp_path / 'ran')!r}).touch()\n"
+        "from visrep.models.backbones.cnn import small_cnn\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "ok"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for path in ("visrep_evil_module.small_cnn", "visrep_evil_module.X"):
+        with pytest.raises(ConfigError, match="not a registered backbone"):
+            BACKBONES.resolve(path)
+        with pytest.raises(ConfigError):
+            BACKBONES.spec({"class_path": path})
+    assert "visrep_evil_module" not in sys.modules
+    assert not (tmp_path / "ran").exists()
 
 
 # -- specs --------------------------------------------------------------------------------------

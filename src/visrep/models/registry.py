@@ -318,4 +318,11 @@ def create_backbone(
     >>> m(torch.zeros(2, 1, 8, 8)).shape
     torch.Size([2, 10])
     """
+    if isinstance(name, str) and not {".", "/"} & set(name) and name not in BACKBONES.names():
+        from timm import is_model  # only for the hint
+
+        if is_model(name):
+            raise ConfigError(
+                f"unknown backbone {name!r}; timm's model of that name is 'timm/{name}'"
+            )
     return BACKBONES.create(name, in_chans, num_classes, img_size, **options)
