@@ -36,16 +36,19 @@ TRAIN_COMMANDS = {
 # name -> (module with main(argv), one-line description)
 TOOL_COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": (
-        "visrep.analysis.inspect_cli",
-        "per-layer shapes, receptive fields, params, FLOPs; NAIS-Net stability",
+        "visrep.commands.inspect",
+        "per-layer shapes, receptive fields, params, FLOPs; NAIS-Net stability; compare runs",
     ),
     "explain": (
-        "visrep.analysis.explain_cli",
+        "visrep.commands.explain",
         "Grad-CAM, occlusion, saliency, neighbours, PCA / t-SNE of a run",
     ),
-    "attack": ("visrep.analysis.attack_cli", "FGSM, PGD and DeepFool robustness of a run"),
-    "events": ("visrep.events.cli", "event files: info, show a representation, convert, simulate"),
-    "report": ("visrep.report.cli", "rebuild the plots and report.html of a run directory"),
+    "attack": ("visrep.commands.attack", "FGSM, PGD and DeepFool robustness of a run"),
+    "events": (
+        "visrep.commands.events",
+        "event files: info, show a representation, convert, simulate",
+    ),
+    "report": ("visrep.commands.report", "rebuild the plots and report.html of a run directory"),
 }
 
 

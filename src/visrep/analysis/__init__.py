@@ -5,6 +5,11 @@ receptive fields); ``model_stats`` measures them on a live model; ``bn_fold`` fu
 BatchNorm into the preceding Conv/Linear layer.
 ``interpret`` explains a classifier: Grad-CAM, occlusion, saliency, integrated gradients,
 feature-space neighbours, PCA / t-SNE (seed 004); their figures are in :mod:`visrep.plots`.
+What the tool commands call: ``runs`` and ``samples`` (a run's task, data, classifier and
+samples), ``sources`` (the model of a run, a config or a backbone), ``explain`` (the maps and
+neighbours of ``visrep explain``), ``robustness`` (accuracy under the attacks of
+:mod:`visrep.attacks`), ``stability`` and ``stability_summary`` (NAIS-Net, seed 000) and
+``compare`` (runs side by side).
 """
 
 from visrep.analysis.arithmetic import (

@@ -1,4 +1,5 @@
-"""``visrep inspect stability`` and ``visrep inspect compare`` on tiny trained runs."""
+"""``visrep inspect stability`` and ``visrep inspect compare`` (visrep.commands.inspect) on tiny
+trained runs, and the shipped comparison configs."""
 
 from __future__ import annotations
 
@@ -8,20 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.utils.data import TensorDataset
 
 from tests.conftest import SHARED_DATA
+from visrep.analysis.compare import evaluate
 from visrep.analysis.runs import load_run
-from visrep.analysis.stability import fc_frobenius_margin
-from visrep.analysis.stability_cli import (
-    evaluate,
-    main_compare,
-    main_stability,
-    stability_analysis,
-)
 from visrep.cli import main as visrep_main
+from visrep.commands.inspect import main as inspect_main
 from visrep.errors import ConfigError
-from visrep.models import create_backbone
 
 
 @pytest.fixture(autouse=True)
@@ -58,15 +52,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("runs")
     return {
         # projected training: NaisNetReprojection runs in every `visrep fit`
-        "naisnet": _fit(root, "naisnet", "--model.backbone_args", '{"channels": [8, 16]}'),
-        "cnn": _fit(root, "small_cnn", "--model.backbone_args", '{"channels": [8, 16]}'),
+        "naisnet": _fit(root, "naisnet", "--model.backbone.channels", "[8, 16]"),
+        "cnn": _fit(root, "small_cnn", "--model.backbone.channels", "[8, 16]"),
     }
 
 
 def test_stability_writes_plots_metrics_report(runs: dict[str, Path]) -> None:
     run = runs["naisnet"]
-    code = main_stability(
-        [str(run), "--num_samples", "32", "--n_iter", "20", "--tol_sweep", "[0.1]",
+    code = inspect_main(
+        ["stability", str(run), "--num_samples", "32", "--n_iter", "20", "--tol_sweep", "[0.1]",
          "--noise_levels", "[0.0, 0.1, 0.5]"]
     )  # fmt: skip
     assert code == 0
@@ -101,7 +95,7 @@ def test_stability_writes_plots_metrics_report(runs: dict[str, Path]) -> None:
 
 def test_stability_max_steps_and_tol_overrides(runs: dict[str, Path]) -> None:
     run = runs["naisnet"]
-    main_stability([str(run), "--num_samples", "8", "--n_iter", "4", "--max_steps", "12",
+    inspect_main(["stability", str(run), "--num_samples", "8", "--n_iter", "4", "--max_steps", "12",
                     "--tol", "1e6"])  # fmt: skip
     s = json.loads((run / "stability.json").read_text())
     # a huge tol stops every sample after one stage
@@ -112,14 +106,22 @@ def test_stability_max_steps_and_tol_overrides(runs: dict[str, Path]) -> None:
 
 def test_stability_error_on_a_model_without_naisnet_blocks(runs: dict[str, Path]) -> None:
     with pytest.raises(ConfigError, match="no NAIS-Net blocks") as e:
-        main_stability([str(runs["cnn"])])
+        inspect_main(["stability", str(runs["cnn"])])
     assert "\n" not in str(e.value) and "small_cnn" in str(e.value)
 
 
 def test_compare_two_runs(runs: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "cmp"
-    code = main_compare(
-        [str(runs["naisnet"]), str(runs["cnn"]), "--sigmas", "[0.0, 0.3]", "--out", str(out)]
+    code = inspect_main(
+        [
+            "compare",
+            str(runs["naisnet"]),
+            str(runs["cnn"]),
+            "--sigmas",
+            "[0.0, 0.3]",
+            "--out",
+            str(out),
+        ]
     )
     assert code == 0
     md = (out / "comparison.md").read_text()
@@ -142,24 +144,6 @@ def test_compare_two_runs(runs: dict[str, Path], tmp_path: Path) -> None:
     assert rows[1]["train_acc"] == pytest.approx(
         evaluate(run.task.net, run.datamodule.train_set)["acc"]
     )
-
-
-def test_stability_analysis_of_an_fc_naisnet() -> None:
-    torch.manual_seed(0)
-    net = create_backbone(
-        "naisnet_fc", in_chans=1, num_classes=3, img_size=4, width=8, steps=4, tol=1e-2,
-        activation="tanh",
-    ).eval()  # fmt: skip
-    data = TensorDataset(torch.rand(30, 1, 4, 4), torch.arange(30) % 3)
-    s, curves = stability_analysis(net, data, num_samples=10, noise_levels=[0, 0.5], n_iter=30)
-    b = s["blocks"]["blocks.0"]
-    assert b["kind"] == "fc" and b["margin_min"] == b["margin_mean"]
-    assert b["margin_min"] == pytest.approx(
-        float(fc_frobenius_margin(net.blocks[0].R.detach(), 0.01))
-    )
-    assert 0 < s["rho_max"] < 1  # projected tanh blocks are contractive (Sec. 4-5)
-    assert curves["traj"]["blocks.1"].shape == (10, 4)
-    assert s["classes"] == [0, 1, 2] and len(b["mean_depth_per_class"]) == 3
 
 
 @pytest.mark.parametrize(
@@ -190,3 +174,19 @@ def test_kmnist_config_is_one_command(tmp_path: Path) -> None:
     dm.setup()
     # only the official test set exists here: it is split seeded into train / val / test
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (7200, 800, 2000)
+
+
+def test_stability_and_compare_respect_the_writer_lock(cli, runs: dict[str, Path], tmp_path):
+    from visrep.runs import RunDir
+
+    run = runs["naisnet"]
+    with RunDir(run).lock():
+        code, _, err = cli("inspect", "stability", run, "--num_samples", "4", "--n_iter", "2")
+        assert code == 2 and err.count("\n") == 1 and "is in use by" in err, err
+        # compare into a run directory waits for no one either; into a plain folder it writes
+        code, _, err = cli("inspect", "compare", runs["cnn"], "--sigmas", "0", "--out", run)
+        assert code == 2 and "is in use by" in err, err
+        code, _, err = cli("inspect", "compare", runs["cnn"], "--sigmas", "0",
+                           "--out", tmp_path / "cmp")  # fmt: skip
+        assert code == 0, err
+    assert not (tmp_path / "cmp" / ".lock").exists()

@@ -1,4 +1,5 @@
-"""``visrep attack RUN_DIR`` on a 1-epoch quickstart run: outputs, metrics and one-line errors."""
+"""``visrep attack RUN_DIR`` (visrep.commands.attack) on a 1-epoch quickstart run: outputs, metrics,
+one-line errors, list options, the run's writer lock."""
 
 from __future__ import annotations
 
@@ -120,3 +121,24 @@ def test_bad_options_are_one_line_errors(cli, quick_run, args, message):
 def test_missing_run_is_an_error(cli, tmp_path):
     code, _, err = cli("attack", tmp_path / "nope")
     assert code == 2 and "neither a run directory nor a checkpoint" in err
+
+
+def test_attack_refuses_a_run_another_writer_holds(cli, quick_run):
+    from visrep.runs import RunDir
+
+    before = (quick_run / "metrics.json").read_text()
+    with RunDir(quick_run).lock():
+        code, _, err = cli("attack", quick_run, "--attacks", "fgsm", "--eps", "0.1",
+                           "--max_samples", "4")  # fmt: skip
+    assert code == 2 and err.count("\n") == 1 and "is in use by" in err, err
+    assert (quick_run / "metrics.json").read_text() == before
+
+
+def test_eps_takes_brackets_and_commas_and_which_picks_the_checkpoint(cli, quick_run):
+    for eps in ("[0,0.1]", "0,0.1"):
+        code, out, err = cli("attack", quick_run, "--attacks", "fgsm", "--eps", eps,
+                             "--max_samples", "8", "--which", "last")  # fmt: skip
+        assert code == 0, err
+        assert "acc@0=" in out and "acc@0.1=" in out
+    code, _, err = cli("attack", quick_run, "--which", "worst")
+    assert code == 2 and "--which must be one of best, last" in err

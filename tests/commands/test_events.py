@@ -1,19 +1,15 @@
-"""``visrep events ...`` and ``visrep fit`` on event configs, through the in-process CLI."""
+"""``visrep events info|show|convert|simulate`` (visrep.commands.events), in-process."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from tests.events.test_datasets import digit_stream, write_list_layout, write_nmnist_folders
-from visrep.analysis.runs import load_run
+from tests.events.test_datasets import digit_stream
 from visrep.events import EventBatch, read_events, to_voxel_grid, write_events
-from visrep.tasks import EventClassificationTask
 
 
 @pytest.fixture
@@ -102,72 +98,18 @@ def test_errors_are_one_line(cli, bin_file: Path, tmp_path: Path) -> None:
         assert err.strip().count("\n") == 0
 
 
-FIT = ("--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false")
+def test_show_refuses_a_sensor_too_large_to_render(cli, bin_file: Path, tmp_path: Path) -> None:
+    # 100000 x 100000 would be a 160 GB dense tensor for a 2-channel representation
+    out = tmp_path / "x.png"
+    code, _, err = cli("events", "show", bin_file, "--sensor_size", "[100000,100000]", "-o", out)
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert "100000 x 100000" in err and "--sensor_size" in err
+    assert not out.exists()
+    code, _, err = cli("events", "show", bin_file, "--sensor_size", "0,34", "-o", out)
+    assert code == 2 and "sensor_size must be positive" in err
 
 
-def test_fit_nmnist_count_on_the_list_layout(cli, tmp_path: Path) -> None:
-    root = write_list_layout(tmp_path / "data", n_train=40, n_test=9)
-    run = tmp_path / "run"
-    code, _, err = cli(
-        "fit", "--config", "nmnist_count", "--data.root", root, "--run_dir", run, *FIT
-    )
-    assert code == 0, err
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert 0 <= metrics["test/acc"] <= 1 and (run / "plots" / "test_predictions.png").is_file()
-    loaded = load_run(run)  # weights_only, task class from the checkpoint
-    assert isinstance(loaded.task, EventClassificationTask)
-    loaded.datamodule.setup()
-    events, _ = next(iter(loaded.datamodule.test_dataloader()))
-    with torch.no_grad():
-        assert loaded.task(events).shape == (len(events), 3)
-
-
-def test_fit_digits_events(cli, tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    code, _, err = cli(
-        "fit", "--config", "digits_events", "--data.max_samples", "60",
-        "--data.frames_per_saccade", "4", "--run_dir", run, *FIT,
-    )  # fmt: skip
-    assert code == 0, err
-    assert "test/acc" in json.loads((run / "metrics.json").read_text())
-
-
-@pytest.mark.parametrize("repr_", ["timesurface", "voxel", "hats", "est", "matrixlstm"])
-def test_fit_every_nmnist_config(cli, tmp_path: Path, repr_: str) -> None:
-    root = write_nmnist_folders(tmp_path / "data", classes=3, per_class=8)
-    run = tmp_path / "run"
-    code, _, err = cli(
-        "fit", "--config", f"nmnist_{repr_}", "--data.root", root, "--run_dir", run,
-        "--trainer.limit_train_batches", "1", *FIT,
-    )  # fmt: skip
-    assert code == 0, err
-    assert "test/acc" in json.loads((run / "metrics.json").read_text())
-
-
-def write_ncars_folders(root: Path, per_class: int = 4) -> Path:
-    """N-Cars' ``n-cars_{train,test}/{cars,background}/*`` with small 120x100 streams."""
-    for k, split in enumerate(("n-cars_train", "n-cars_test")):
-        for c, name in enumerate(("background", "cars")):
-            (root / split / name).mkdir(parents=True)
-            for i in range(per_class):
-                s = digit_stream(2 * c, 1000 * k + 100 * c + i, size=(120, 100))
-                write_events(s, root / split / name / f"obj_{i:06d}_td.npz")
-    return root
-
-
-@pytest.mark.parametrize(
-    ("config", "channels"),
-    [("ncars_matrixlstm", 3), ("ncars_matrixlstm_16x2", 32), ("ncars_est", 18)],
-)
-def test_fit_every_ncars_config(cli, tmp_path: Path, config: str, channels: int) -> None:
-    root = write_ncars_folders(tmp_path / "data")
-    run = tmp_path / "run"
-    code, _, err = cli(
-        "fit", "--config", config, "--data.root", root, "--run_dir", run,
-        "--data.batch_size", "4", "--trainer.limit_train_batches", "1", *FIT,
-    )  # fmt: skip
-    assert code == 0, err
-    net = load_run(run).task.net  # the paper's channels (bins) of Table 2
-    assert net.representation.out_channels == channels
-    assert net(EventBatch.from_streams([digit_stream(0, 7, size=(120, 100))])).shape == (1, 2)
-    assert "test/acc" in json.loads((run / "metrics.json").read_text())
+def test_list_and_tuple_options_take_every_spelling(cli, bin_file: Path) -> None:
+    for size in (["34", "34"], ["34,34"], ["[34,34]"]):
+        code, out, err = cli("events", "info", bin_file, "--sensor_size", *size)
+        assert code == 0 and "34 x 34" in out, (size, err)

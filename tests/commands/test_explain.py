@@ -1,4 +1,5 @@
-"""``visrep explain`` on 1-epoch quickstart runs: PNGs in plots/, embedded in the report."""
+"""``visrep explain`` (visrep.commands.explain) on 1-epoch quickstart runs: PNGs in plots/,
+embedded in the report."""
 
 from __future__ import annotations
 
@@ -88,3 +89,19 @@ def test_explain_bad_options_give_one_line_errors(cli, run, args, message):
 def test_explain_missing_run(cli, tmp_path):
     code, _, err = cli("explain", tmp_path / "nope")
     assert code == 2 and "neither a run directory nor a checkpoint" in err
+
+
+def test_explain_refuses_a_run_another_writer_holds(cli, run):
+    from visrep.runs import RunDir
+
+    with RunDir(run).lock():
+        code, _, err = cli("explain", run, "--methods", "saliency", "--num_images", "2")
+    assert code == 2 and err.count("\n") == 1 and "is in use by" in err, err
+
+
+def test_methods_take_brackets_and_commas_alike(cli, run):
+    for methods in ("[saliency,pca]", "saliency,pca"):
+        code, out, err = cli("explain", run, "--methods", methods, "--num_images", "2",
+                             "--max_points", "20")  # fmt: skip
+        assert code == 0, err
+        assert "explain_saliency.png" in out and "embedding_pca.png" in out

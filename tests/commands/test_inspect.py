@@ -1,17 +1,15 @@
-"""``visrep inspect``: the model table from a run, a config or a backbone; dispatch to stability_cli."""
+"""``visrep inspect model`` (visrep.commands.inspect): the model table from a run, a config or a
+backbone; the three subcommands and their one-line errors."""
 
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 
 import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
-from visrep.analysis import inspect_cli
 from visrep.analysis.runs import load_run
 from visrep.cli import main
 from visrep.models import create_backbone
@@ -103,19 +101,38 @@ def test_inspect_without_subcommand_fails_clearly(cli):
     assert code == 2 and "model,stability,compare" in err
 
 
-def test_stability_and_compare_are_handed_over_untouched(cli, monkeypatch):
-    seen = {}
-    fake = types.ModuleType("fake_stability_cli")
-    fake.main_stability = lambda argv: seen.setdefault("stability", argv) and 0
-    fake.main_compare = lambda argv: seen.setdefault("compare", argv) and 3
-    monkeypatch.setitem(sys.modules, "fake_stability_cli", fake)
-    monkeypatch.setattr(inspect_cli, "_DELEGATE_MODULE", "fake_stability_cli")
-    assert cli("inspect", "stability", "RUN", "--tol", "1e-3", "--help")[0] == 0
-    assert cli("inspect", "compare", "A", "B")[0] == 3
-    assert seen == {"stability": ["RUN", "--tol", "1e-3", "--help"], "compare": ["A", "B"]}
+def test_stability_and_compare_parse_their_own_options(cli, run):
+    # Replaces the test that inspect handed stability/compare over to analysis.stability_cli:
+    # they are subcommands of visrep.commands.inspect now, parsed from their signatures.
+    code, out, _ = cli("inspect", "stability", "RUN", "--tol", "1e-3", "--help")
+    assert code == 0 and "--tol_sweep" in out and "--which" in out
+    code, out, _ = cli("inspect", "compare", "--help")
+    assert code == 0 and "--sigmas" in out and "--out" in out
+    code, _, err = cli("inspect", "stability", run, "--tol", "abc")
+    assert code == 2 and err.count("\n") == 1 and "--tol must be a number, got 'abc'" in err
+    code, _, err = cli("inspect", "compare", run, "--sigmas", "0.1,x")
+    assert code == 2 and err.count("\n") == 1 and "--sigmas must be a list of numbers" in err
 
 
-def test_missing_stability_module_is_a_clear_error(cli, monkeypatch):
-    monkeypatch.setattr(inspect_cli, "_DELEGATE_MODULE", "visrep.analysis._no_such_module")
-    code, _, err = cli("inspect", "compare", "A", "B")
-    assert code == 2 and "`visrep inspect compare` needs visrep.analysis._no_such_module" in err
+def test_inspect_model_refuses_a_run_another_writer_holds(cli, run):
+    from visrep.runs import RunDir
+
+    with RunDir(run).lock():
+        code, _, err = cli("inspect", "model", run)
+    assert code == 2 and err.count("\n") == 1 and "is in use by" in err, err
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("model:\n  class_path: [unclosed\n", "is not valid YAML"),
+        ("", "is empty"),
+        ("- model\n- data\n", "got a list"),
+    ],
+)
+def test_inspect_model_bad_yaml_config_is_one_line(cli, tmp_path, text, message):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    code, _, err = cli("inspect", "model", "--config", bad)
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert message in err and str(bad) in err

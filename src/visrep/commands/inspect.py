@@ -1,0 +1,267 @@
+"""``visrep inspect model|stability|compare``: look inside models and runs.
+
+``model`` prints the per-layer table of :func:`visrep.analysis.model_stats.model_stats` (output
+shapes, receptive fields, parameters, MACs/FLOPs, activation memory; seed 002) for a run, a
+checkpoint, an experiment config or a bare backbone. ``stability`` measures a NAIS-Net run
+(Ciccone et al., NeurIPS 2018; seed 000) and ``compare`` puts runs side by side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from visrep.analysis.compare import compare_runs, comparison_markdown, comparison_tables
+from visrep.analysis.model_stats import ModelStats, model_stats
+from visrep.analysis.runs import load_run
+from visrep.analysis.samples import class_names
+from visrep.analysis.sources import model_from_backbone, model_from_config, model_from_run
+from visrep.analysis.stability_summary import stability_metrics, stability_of_run
+from visrep.commands._common import Command, Which, check_positive, run_subcommands
+from visrep.errors import ConfigError
+from visrep.plots.stability import plot_depth, plot_noise, plot_spectral, plot_trajectories
+from visrep.report import build_report
+from visrep.runs import RunDir
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    # A pipe or a test gets a wide table rather than rich's 80-column default.
+    wide = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", 0)) or 200
+    return Console(width=wide)
+
+
+def _write(path: str, text: str) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    RunDir(p.parent).write_text(p, text)
+
+
+# -- model -----------------------------------------------------------------------------------------
+def model(
+    source: str | None = None,
+    *,
+    config: str | None = None,
+    backbone: str | None = None,
+    backbone_args: dict[str, Any] | None = None,
+    in_chans: int | None = None,
+    num_classes: int = 10,
+    input_size: tuple[int, int, int] | None = None,
+    batch_size: int = 1,
+    which: Which = "best",
+    csv: str | None = None,
+    json: str | None = None,
+    markdown: str | None = None,
+) -> int:
+    """Per-layer table of a model: shapes, receptive fields, params, MACs/FLOPs, memory.
+
+    Args:
+        source: a run directory or a checkpoint (.ckpt).
+        config: an experiment config (a shipped name or a YAML path) whose model is measured.
+        backbone: a backbone name (resnet18 ...).
+        backbone_args: the backbone's own options, e.g. '{"width": 64}'.
+        in_chans: input channels of --backbone (default: C of --input_size, else 3).
+        num_classes: classes of --backbone (or of a config whose data cannot be loaded).
+        input_size: input size C H W (default: from the run or config data; 32x32 for
+            --backbone).
+        batch_size: batch of the measured forward pass.
+        which: the checkpoint of a run.
+        csv: also write the table as CSV here.
+        json: ... as JSON (rows and totals).
+        markdown: ... as a Markdown table.
+    """
+    given = {"source": source, "config": config, "backbone": backbone}
+    sources = [n for n, v in given.items() if v is not None]
+    if len(sources) != 1:
+        raise ConfigError(
+            "visrep inspect model needs exactly one of: a run directory or checkpoint, --config "
+            f"NAME_OR_PATH, --backbone NAME (got {', '.join(sources) or 'none'})"
+        )
+    check_positive(batch_size=batch_size)
+    if input_size is not None and min(input_size) < 1:
+        raise ConfigError(f"--input_size must be positive, got {' '.join(map(str, input_size))}")
+    run = None
+    if source is not None:
+        net, size, loaded = model_from_run(source, which, input_size)
+        if Path(source).is_dir() or loaded.checkpoint.parent == loaded.run.checkpoints:
+            run = loaded.run
+    elif config is not None:
+        net, size = model_from_config(config, input_size, num_classes)
+    else:
+        net, size = model_from_backbone(backbone, backbone_args, in_chans, num_classes, input_size)
+    stats = model_stats(net, (batch_size, *size))
+    _print_model(stats)
+    outputs = {"csv": (csv, stats.to_csv), "json": (json, stats.to_json),
+               "markdown": (markdown, stats.to_markdown)}  # fmt: skip
+    for path, render in outputs.values():
+        if path:
+            _write(path, render())
+            print(f"wrote {path}")
+    if run is not None:
+        with run.lock():
+            run.write_text(run.root / "model_stats.csv", stats.to_csv())
+        print(f"wrote {run.root / 'model_stats.csv'}")
+    return 0
+
+
+def _print_model(stats: ModelStats) -> None:
+    stats.print(_console())
+    print(
+        f"params {stats.total_params:,} (trainable {stats.trainable_params:,}), "
+        f"MACs {stats.total_macs:,}, FLOPs {stats.total_flops:,}, "
+        f"input {'x'.join(map(str, stats.input_shape))}"
+    )
+
+
+# -- stability -------------------------------------------------------------------------------------
+def stability(
+    run_dir: str,
+    *,
+    num_samples: int = 256,
+    noise_levels: Sequence[float] = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0),
+    tol: float | None = None,
+    max_steps: int | None = None,
+    tol_sweep: Sequence[float] = (),
+    n_iter: int = 50,
+    batch_size: int = 256,
+    which: Which = "best",
+    seed: int = 0,
+) -> int:
+    """NAIS-Net stability of a run: constraint margins, Jacobian spectra, trajectories, depth.
+
+    Measures a trained NAIS-Net run: constraint margins, Jacobian spectral radius, trajectories,
+    noise response, pattern-dependent depth and the compute it saves. Writes stability.json,
+    plots/stability_*.png, the stability/... keys of metrics.json and rebuilds report.html.
+
+    Args:
+        run_dir: a run directory (or checkpoint) of a NAIS-Net model.
+        num_samples: test samples for the curves.
+        noise_levels: noise norms as fractions of the mean input norm.
+        tol: stopping threshold (default: the model's own, else 1e-3).
+        max_steps: K_max (default: the model's).
+        tol_sweep: more thresholds to report accuracy and compute for.
+        n_iter: power iterations per Jacobian.
+        batch_size: evaluation batch size.
+        which: the checkpoint of the run.
+        seed: samples, noise and power-iteration start vectors.
+    """
+    check_positive(num_samples=num_samples, n_iter=n_iter, batch_size=batch_size,
+                   max_steps=max_steps)  # fmt: skip
+    loaded = load_run(run_dir, which)
+    s, c = stability_of_run(
+        loaded, num_samples=num_samples, noise_levels=list(noise_levels), tol=tol,
+        max_steps=max_steps, tol_sweep=list(tol_sweep), n_iter=n_iter, batch_size=batch_size,
+        seed=seed,
+    )  # fmt: skip
+    rd = loaded.run
+    names = class_names(loaded.task) or [str(i) for i in range(max(s["classes"]) + 1)]
+    with rd.lock():
+        plot_trajectories(c["traj"], c["tol"], rd.plots / "stability_trajectories.png")
+        plot_noise(c["noise_blocks"], c["noise_model"], rd.plots / "stability_noise.png")
+        plot_depth(c["hist"].counts, c["hist"].classes, names, rd.plots / "stability_depth.png")
+        plot_spectral(c["rho"], c["at"], rd.plots / "stability_spectral_radius.png")
+        rd.write_text(rd.root / "stability.json", json.dumps(s, indent=2) + "\n")
+        rd.update_metrics(stability_metrics(s))
+        report = build_report(rd.root)
+    _print_stability(s, str(rd.root))
+    print(f"wrote {rd.root / 'stability.json'}, {rd.plots}/stability_*.png, {report}")
+    return 0
+
+
+def _print_stability(s: dict[str, Any], run_dir: str) -> None:
+    from rich.table import Table
+
+    short = lambda n: n.removeprefix("backbone.")  # noqa: E731
+    t = Table(title=f"NAIS-Net stability: {run_dir}")
+    for h in ("block", "kind", "K_max", "tol", "margin min", "margin mean", "rho max", "rho mean",
+              "rho active max", "mean depth", "stopped early"):  # fmt: skip
+        t.add_column(h, justify="left" if h in ("block", "kind") else "right")
+    for n, b in s["blocks"].items():
+        t.add_row(short(n), b["kind"], str(b["max_steps"]), f"{b['tol']:g}",
+                  f"{b['margin_min']:.3g}", f"{b['margin_mean']:.3g}", f"{b['rho_max']:.4f}",
+                  f"{b['rho_mean']:.4f}", f"{b['rho_active_max']:.4f}", f"{b['mean_depth']:.2f}",
+                  f"{100 * b['stopped_early']:.1f}%")  # fmt: skip
+    c = Table(title=f"fixed K_max vs adaptive depth (test set, {s['num_test']} samples)")
+    for h in ("", "test acc", "block-steps", "FLOPs/sample"):
+        c.add_column(h, justify="left" if not h else "right")
+    c.add_row("fixed K_max", f"{s['acc_fixed']:.4f}", str(s["block_steps_fixed"]),
+              f"{s['flops_fixed']:,.0f}")  # fmt: skip
+    c.add_row("adaptive", f"{s['acc_adaptive']:.4f}", f"{s['block_steps_adaptive']:.2f}",
+              f"{s['flops_adaptive']:,.0f}")  # fmt: skip
+    for r in s["tol_sweep"]:
+        c.add_row(f"adaptive tol={r['tol']:g}", f"{r['acc']:.4f}", f"{r['block_steps']:.2f}",
+                  f"{r['flops']:,.0f}")  # fmt: skip
+    con = _console()
+    con.print(t)
+    con.print(c)
+    con.print(
+        f"FLOPs saved by adaptive depth: {100 * s['flops_saved']:.1f}%  "
+        f"(prediction agreement with K_max: {100 * s['agreement']:.1f}%)"
+    )
+
+
+# -- compare ---------------------------------------------------------------------------------------
+def compare(
+    runs: list[str],
+    *,
+    sigmas: Sequence[float] = (0.0, 0.1, 0.2, 0.3),
+    out: str | None = None,
+    batch_size: int = 256,
+    which: Which = "best",
+    seed: int = 0,
+) -> int:
+    """Runs side by side: accuracy, generalisation gap, params, FLOPs, depth, noise robustness.
+
+    Train / test accuracy of each run's checkpoint in eval mode, the generalisation gap,
+    parameters, FLOPs, NAIS-Net depth and robustness to Gaussian pixel noise.
+
+    Args:
+        runs: run directories (or checkpoints).
+        sigmas: std of the Gaussian pixel noise (images in [0, 1]).
+        out: write comparison.md and comparison.json into this directory.
+        batch_size: evaluation batch size.
+        which: the checkpoint of each run.
+        seed: the noise.
+    """
+    check_positive(batch_size=batch_size)
+    rows = compare_runs(runs, list(sigmas), batch_size, seed, which)
+    from rich.table import Table
+
+    con = _console()
+    (head, body), (nhead, nbody) = comparison_tables(rows)
+    for title, h, b in (("runs", head, body), ("robustness to Gaussian input noise", nhead, nbody)):
+        t = Table(title=title)
+        for i, col in enumerate(h):
+            t.add_column(col, justify="left" if i < 2 else "right")
+        for r in b:
+            t.add_row(*r)
+        con.print(t)
+    if out:
+        target = RunDir(out)
+        target.root.mkdir(parents=True, exist_ok=True)
+        data = json.dumps({"sigmas": list(sigmas), "runs": rows}, indent=2) + "\n"
+        # --out may be a run directory: then one writer at a time
+        with target.lock() if target.is_run() else contextlib.nullcontext():
+            target.write_text(target.root / "comparison.md", comparison_markdown(rows))
+            target.write_text(target.root / "comparison.json", data)
+        print(f"wrote {target.root / 'comparison.md'} and {target.root / 'comparison.json'}")
+    return 0
+
+
+COMMANDS = {
+    "model": Command(model, config=False),  # its --config is the experiment config to measure
+    "stability": Command(stability),
+    "compare": Command(compare),
+}
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run ``visrep inspect ...``; returns the exit code."""
+    doc = "look inside models and runs: per-layer tables, NAIS-Net stability, comparisons"
+    return run_subcommands(COMMANDS, "visrep inspect", doc, argv)
