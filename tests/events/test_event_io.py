@@ -192,3 +192,55 @@ def test_raw_sniffed_without_extension(tmp_path: Path) -> None:
     s = read_events(tmp_path / "rec")
     assert s.t.tolist() == [64] and s.x.tolist() == [1] and s.y.tolist() == [2]
     assert read_raw(tmp_path / "rec", evt="2").sensor_size == (2, 3)
+
+
+def test_npz_coordinates_past_int32_are_refused_not_wrapped(tmp_path: Path) -> None:
+    n = 3
+    base = {"y": np.zeros(n, np.int64), "t": np.arange(n), "p": np.ones(n, np.int64)}
+    np.savez(tmp_path / "wrap.npz", x=np.arange(n) + 2**32, **base)
+    with pytest.raises(DataError, match=r"wrap\.npz: field x holds values in \[4294967296"):
+        read_events(tmp_path / "wrap.npz")
+    np.savez(
+        tmp_path / "t.npz", x=np.arange(n), **{**base, "t": np.arange(n, dtype=np.uint64) + 2**63}
+    )
+    with pytest.raises(DataError, match=r"t\.npz: field t holds values"):
+        read_events(tmp_path / "t.npz")
+    with pytest.raises(DataError, match="sensor_size must be positive"):
+        EventStream(x=[2**31], y=[0], t=[0], p=[1], sensor_size=(2**32, 1))
+
+
+def test_evt3_x_past_int16_is_read_exactly(tmp_path: Path) -> None:
+    # empty VECT_12 words advance base_x by 12 each: 5462 of them put the event at x = 65544
+    words = [evt3_word(0x8, 1), evt3_word(0x0, 3), evt3_word(0x3, 0)]
+    words += [evt3_word(0x4, 0)] * 5462 + [evt3_word(0x4, 1)]
+    path = tmp_path / "far.raw"
+    path.write_bytes(b"% evt 3.0\n" + np.array(words, "<u2").tobytes())
+    s = read_events(path)
+    assert s.x.tolist() == [65544] and s.x.dtype == np.int32 and s.sensor_size == (65545, 4)
+    path.write_bytes(b"% evt 3.0\n% geometry 640x480\n" + np.array(words, "<u2").tobytes())
+    with pytest.raises(DataError, match=r"far\.raw: x must lie in \[0, 640\)"):
+        read_events(path)
+
+
+def test_long_headers_are_refused_in_linear_time(tmp_path: Path) -> None:
+    words = np.array([0x80000001, 0x10000000 | (1 << 11) | 2], "<u4").tobytes()
+    lines = b"".join(b"%% key%d value\n" % i for i in range(300_000))  # 5.3 MB
+    path = tmp_path / "long.raw"
+    path.write_bytes(b"% evt 2.0\n" + lines + words)
+    with pytest.raises(DataError, match=r"long\.raw: '%' text header is longer than 1 MiB"):
+        read_events(path)
+    path.write_bytes(b"% evt 2.0\n" + lines[: lines.index(b"% key40000 ")] + words)  # 0.6 MB
+    s = read_events(path)
+    assert s.t.tolist() == [64] and s.x.tolist() == [1] and s.y.tolist() == [2]
+
+
+def test_odd_header_values(tmp_path: Path) -> None:
+    words = np.array([0x80000001, 0x10000000 | (1 << 11) | 2], "<u4").tobytes()
+    path = tmp_path / "odd.raw"
+    path.write_bytes(b"% evt 2.0\n% geometry " + b"9" * 5000 + b"x5\n" + words)
+    assert read_events(path).sensor_size == (2, 3)  # an unreadable geometry is ignored
+    path.write_bytes(b"% evt 2.0\n% width" + b" " * 50_000 + b"x\n% Width 8\n% height 4\n" + words)
+    assert read_events(path).sensor_size == (8, 4)
+    path.write_bytes(b"% evt 2.0\n% geometry 4294967296x5\n" + words)
+    with pytest.raises(DataError, match=r"odd\.raw: sensor_size must be positive"):
+        read_events(path)

@@ -20,14 +20,19 @@ from visrep.errors import DataError
 
 __all__ = ["EventBatch", "EventStream", "collate_events"]
 
+_COORD_MAX = int(np.iinfo(np.int32).max)
+
 
 def _check_sensor_size(sensor_size: Any) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in sensor_size)
     except (TypeError, ValueError):
         raise DataError(f"sensor_size must be (W, H), got {sensor_size!r}") from None
-    if w <= 0 or h <= 0:
-        raise DataError(f"sensor_size must be positive (W, H), got {sensor_size!r}")
+    if not (0 < w <= _COORD_MAX and 0 < h <= _COORD_MAX):
+        # x < W must fit the int32 coordinates; a larger sensor would wrap them silently
+        raise DataError(
+            f"sensor_size must be positive (W, H) of at most {_COORD_MAX}, got {sensor_size!r}"
+        )
     return w, h
 
 

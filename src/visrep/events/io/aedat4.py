@@ -57,8 +57,8 @@ def read_aedat4(path: str | Path, sensor_size: tuple[int, int] | None = None) ->
     size = sensor_size or (int(streams[sid]["width"]), int(streams[sid]["height"]))
     return make_stream(
         path,
-        ev["x"].astype(np.int16),
-        ev["y"].astype(np.int16),
+        ev["x"],  # uint16: EventStream checks it against the sensor, then narrows it
+        ev["y"],
         ev["t"].astype(np.int64),
         ev["on"].astype(np.int8),
         size,

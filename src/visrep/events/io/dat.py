@@ -37,7 +37,7 @@ def read_dat(path: str | Path, sensor_size: tuple[int, int] | None = None) -> Ev
         DataError: missing header, bad event size, truncated records, bad polarity.
     """
     raw = read_bytes(path)
-    lines, start = split_percent_header(raw)
+    lines, start = split_percent_header(raw, path)
     if not lines:
         raise DataError(f"{path}: not a Prophesee .dat file, expected a '%' text header")
     if raw.size < start + 2:

@@ -93,7 +93,9 @@ def decode_evt3(path: str | Path, body: np.ndarray, sensor_size: tuple[int, int]
     word = np.concatenate([single, v_word])
     order = np.argsort(word * 16 + np.concatenate([np.zeros_like(single), bits]), kind="stable")
     word = word[order]
-    x = np.concatenate([s_x, v_x])[order].astype(np.int16)
+    # base_x + advances can run past the 11-bit address range (and past int16) in a corrupt
+    # file: x stays int64 here, EventStream checks it against the sensor and narrows it
+    x = np.concatenate([s_x, v_x])[order]
     p = np.concatenate([s_p, v_p])[order].astype(np.int8)
     y = y_word[word].astype(np.int16)
     t = t_word[word]

@@ -35,7 +35,7 @@ def read_raw(
         DataError: unknown encoding, truncated payload or unknown word types.
     """
     raw = read_bytes(path)
-    lines, start = split_percent_header(raw)
+    lines, start = split_percent_header(raw, path)
     version = evt or _evt_version(lines)
     size = sensor_size or header_sensor_size(lines)
     body = raw[start:]
