@@ -15,8 +15,8 @@ Siamese towers and dense necks work with any of them:
 submodule whose output is the level). For an ``H x W`` input, level ``i`` is a
 ``(B, num_chs, ceil(H / reduction), ceil(W / reduction))`` map: the sizes are rounded up, as
 ceil-mode pooling and padded stride-2 convolutions round them (exact when the reduction divides
-the input size). Backbones without a spatial layout (MLPs, fully connected NAIS-Nets) state one
-``reduction`` equal to their input size and return ``(B, C, 1, 1)`` maps.
+the input size). Backbones without a spatial layout (MLPs, fully connected NAIS-Nets) state the
+reduction ``max(H, W)`` of the input size they are built for and return ``(B, C, 1, 1)`` maps.
 """
 
 from __future__ import annotations
