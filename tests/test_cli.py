@@ -66,7 +66,8 @@ def test_run_directory_layout(quick_run):
     html = (quick_run / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3 and "test/acc" in html
     ckpt = load_checkpoint(quick_run / "checkpoints" / "best.ckpt")  # weights_only=True works
-    assert ckpt["hyper_parameters"]["num_classes"] == 10
+    assert ckpt["visrep"]["data_spec"]["num_classes"] == 10
+    assert ckpt["hyper_parameters"]["backbone"]["class_path"].endswith(".small_cnn")
 
 
 def test_validate_and_test_subcommands_update_the_run(quick_run, cli):
@@ -195,7 +196,9 @@ def test_bad_input_gives_one_line_errors(cli, tmp_path, idx_dir):
     assert "unknown command" in _error(cli, "frobnicate")
     corrupt = tmp_path / "corrupt.ckpt"
     corrupt.write_bytes(b"\x80\x04garbage" * 10)
-    assert "corrupt" in _error(cli, "test", "--ckpt_path", corrupt)
+    assert "cannot be read (truncated or not a torch checkpoint" in _error(
+        cli, "test", "--ckpt_path", corrupt
+    )
     assert "does not exist" in _error(cli, "test", "--ckpt_path", tmp_path / "missing.ckpt")
     assert "nothing to resume" in _error(cli, "fit", "--run_dir", tmp_path / "fresh", "--resume")
 
@@ -211,7 +214,7 @@ class Evil:
 def test_pickled_objects_are_refused(tmp_path, cli):
     ckpt = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "obj": Evil()}, ckpt)
-    assert "weights_only" in _error(cli, "test", "--ckpt_path", ckpt)
+    assert "pickled Python objects" in _error(cli, "test", "--ckpt_path", ckpt)
 
 
 def _env() -> dict:

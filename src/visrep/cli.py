@@ -11,21 +11,26 @@ from __future__ import annotations
 import difflib
 import importlib
 import logging
+import re
 import sys
 import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from jsonargparse import ActionYesNo, ArgumentError
+from jsonargparse import ActionYesNo, ArgumentError, DefaultHelpFormatter
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from visrep.configs import list_configs, resolve_config
+from visrep.configs import list_configs, read_config, resolve_config
+from visrep.data.base import DataSpec
 from visrep.errors import CheckpointError, ConfigError, VisrepError, one_line, visrep_cause
-from visrep.runs import RunDir, SafeCheckpointIO, load_checkpoint
-from visrep.trainer.callbacks import MetricsFile, PredictionCSV, RunArtifacts
-from visrep.trainer.naisnet_callback import NaisNetReprojection
+from visrep.models.registry import BACKBONES
+from visrep.runs import RunDir, RunLock, SafeCheckpointIO
+from visrep.tasks.base import Task, read_task_checkpoint
+from visrep.trainer.callbacks import MetricsFile, PredictionWriter, RandomState, RunArtifacts
 
 TRAIN_COMMANDS = {
     "fit": "train a model (then validate and test its best checkpoint)",
@@ -52,6 +57,10 @@ TOOL_COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# Run-directory locks this process holds; released when main() returns.
+_LOCKS: list[RunLock] = []
+
+
 class _SaveConfig(SaveConfigCallback):
     """Saves ``config.yaml`` for fit; other subcommands save ``config.<subcommand>.yaml`` beside it."""
 
@@ -72,7 +81,12 @@ class VisrepCLI(LightningCLI):
             datamodule_class=None,
             save_config_callback=_SaveConfig,
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={"exit_on_error": False, **{c: dict(no_exit) for c in TRAIN_COMMANDS}},
+            parser_kwargs={
+                "exit_on_error": False,
+                "formatter_class": _HelpFormatter,  # subcommands inherit it
+                **{c: dict(no_exit) for c in TRAIN_COMMANDS},
+                "fit": {**no_exit, "epilog": _catalogue()},
+            },
             seed_everything_default=0,
             auto_configure_optimizers=False,
             args=args,
@@ -105,11 +119,17 @@ class VisrepCLI(LightningCLI):
         )
 
     def _parse_ckpt_path(self) -> None:
+        # Lightning's version imports whatever class path a checkpoint names; ours reads the
+        # checkpoint safely and only accepts visrep's task classes and registered components.
+        self._ckpt_spec = None
         sub = self.config.get("subcommand")
         ckpt = self.config[sub].get("ckpt_path") if sub else None
-        if ckpt and ckpt not in ("best", "last"):
-            load_checkpoint(ckpt)  # one-line CheckpointError when missing or corrupt
-        super()._parse_ckpt_path()
+        if not ckpt or ckpt in ("best", "last"):
+            return
+        saved = read_task_checkpoint(ckpt)
+        model = {"class_path": saved.class_path, "init_args": saved.init_args}
+        self.config = self.parser.parse_object({sub: {"model": model}}, self.config)
+        self._ckpt_spec = saved.data_spec
 
     # -- run directory -----------------------------------------------------------------------
     def before_instantiate_classes(self) -> None:
@@ -143,22 +163,35 @@ class VisrepCLI(LightningCLI):
         if cfg.trainer.get("logger") is None:
             cfg.trainer.logger = False
         self.run = run
+        if rank_zero_only.rank == 0:  # DDP's other ranks run this too; one lock per run
+            _LOCKS.append(run.lock().acquire())
+            run.remove_stale_temp_files()
+
+    def after_instantiate_classes(self) -> None:
+        spec = getattr(self, "_ckpt_spec", None)
+        dm_spec = getattr(self.datamodule, "spec", None)
+        if spec and dm_spec is None and isinstance(self.model, Task):
+            # e.g. predict on image files: the data cannot say what the model expects
+            self.model.setup_spec(DataSpec.from_dict(spec))
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
-        monitor, mode = getattr(type(self.model), "monitor", ("val/loss", "min"))
+        monitor = getattr(type(self.model), "monitor", ("val/loss", "min"))
         common = {"dirpath": self.run.checkpoints, "save_top_k": 1, "enable_version_counter": False}
-        ours = [
+        ours: list[Any] = []
+        if monitor is not None:
             # best.ckpt comes first: trainer.checkpoint_callback (and ckpt_path="best") is this one.
-            ModelCheckpoint(filename="best", monitor=monitor, mode=mode, **common),
+            metric, mode = monitor
+            ours.append(ModelCheckpoint(filename="best", monitor=metric, mode=mode, **common))
+        ours += [
             # last.ckpt after every epoch. Not save_last=True: since Lightning 2.6 that writes only
             # when a top-k checkpoint was written in the same step, so a kill could lose epochs.
             ModelCheckpoint(filename="last", monitor=None, **common),
             MetricsFile(self.run.root),
             RunArtifacts(self.run.root),
-            NaisNetReprojection(),  # keeps NAIS-Net blocks stable; a no-op for other models
+            RandomState(),
         ]
         if self.subcommand == "predict":
-            ours.append(PredictionCSV(self.run.root / "predictions.csv"))
+            ours.append(PredictionWriter(self.run.root / "predictions.csv"))
         config = dict(config)
         config["plugins"] = [SafeCheckpointIO(), *(config.get("plugins") or [])]
         return super()._instantiate_trainer(config, [*callbacks, *ours])
@@ -182,7 +215,8 @@ class VisrepCLI(LightningCLI):
 
 # -- argv handling ---------------------------------------------------------------------------------
 def _resolve_configs(argv: list[str]) -> list[str]:
-    """Replace ``--config NAME`` by the shipped config's path; unknown names fail clearly."""
+    """Replace ``--config NAME`` by the shipped config's path; unknown names and files that are
+    not a YAML mapping fail clearly, naming the file."""
     out = list(argv)
     for i, a in enumerate(out):
         value_at, value = None, None
@@ -197,6 +231,7 @@ def _resolve_configs(argv: list[str]) -> list[str]:
             raise ConfigError(
                 f"--config {value!r} is neither a file nor a shipped config ({', '.join(list_configs())})"
             )
+        read_config(path)
         out[value_at] = path if value_at != i else f"--config={path}"
     return out
 
@@ -211,9 +246,56 @@ def _predict_defaults(argv: list[str]) -> list[str]:
     return [*argv[:i], "--data=visrep.data.ImageFilesDataModule", *argv[i:]]
 
 
+class _HelpFormatter(DefaultHelpFormatter):
+    """jsonargparse's help, with the epilog (the backbone catalogue) laid out as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "".join(indent + line for line in text.splitlines(keepends=True))
+
+
+def _catalogue() -> str:
+    """Every registered backbone and its options with their types, for ``visrep fit --help``."""
+    lines = [
+        "backbones (--model.backbone NAME, then --model.backbone.OPTION VALUE; "
+        "--model.backbone.help NAME for details):"
+    ]
+    for name in BACKBONES.names():
+        opts = []
+        for p in BACKBONES.options(name).values():
+            kind = (
+                p.annotation
+                if isinstance(p.annotation, str)
+                else getattr(p.annotation, "__name__", str(p.annotation))
+            )
+            opts.append(f"{p.name}: {kind} = {p.default!r}")
+        lines.append(f"  {name}: " + ("; ".join(opts) or "no options"))
+    return "\n".join(lines) + "\n"
+
+
+def _explain(text: str) -> str:
+    """jsonargparse's report of a bad registered-component option, said in one clause."""
+    flat = re.sub(r"\s+", " ", text)
+    m = re.search(r"Expected a path but (\S+) either not accessible", flat)
+    key = re.search(r'Parser key "(backbone)"', flat)
+    if m and key:
+        try:
+            BACKBONES.get(m.group(1))
+        except ConfigError as e:
+            return f"model.{key.group(1)}: {e}"
+    m = re.search(r"Option '([^']+)' is not accepted.*?class_path='([^']+)'", flat)
+    if m:
+        name = m.group(2).rsplit(".", 1)[-1]
+        if name in BACKBONES.names():
+            accepted = ", ".join(BACKBONES.options(name)) or "none"
+            return f"model.backbone ({name}) has no option {m.group(1)!r}; accepted: {accepted}"
+    return text
+
+
 class _DropTips(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return "litlogger" not in record.getMessage()
+        msg = record.getMessage()
+        # the second notice: a task's own callbacks (configure_callbacks) are re-added per stage
+        return "litlogger" not in msg and "will override existing callbacks" not in msg
 
 
 def _help() -> str:
@@ -270,8 +352,8 @@ def main(argv: list[str] | None = None) -> int:
         close = difflib.get_close_matches(cmd, [*TRAIN_COMMANDS, *TOOL_COMMANDS], n=2)
         hint = f"; did you mean {' or '.join(close)}?" if close else "; see `visrep --help`"
         raise ConfigError(f"unknown command {cmd!r}{hint}")
-    except (VisrepError, ArgumentError) as e:
-        print(f"error: {one_line(str(e))}", file=sys.stderr)
+    except (VisrepError, ArgumentError, MisconfigurationException) as e:
+        print(f"error: {one_line(_explain(str(e)))}", file=sys.stderr)
         return 2
     except Exception as e:
         cause = visrep_cause(e)
@@ -279,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {one_line(str(cause))}", file=sys.stderr)
         return 2
+    finally:
+        while _LOCKS:
+            _LOCKS.pop().release()
 
 
 def entry() -> None:

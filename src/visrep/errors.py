@@ -51,3 +51,7 @@ def visrep_cause(e: BaseException) -> VisrepError | None:
         seen.add(id(e))
         e = e.__cause__ or e.__context__
     return None
+
+
+class TrainingError(VisrepError):
+    """Training cannot go on (e.g. the loss became NaN or infinite)."""

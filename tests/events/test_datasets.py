@@ -139,11 +139,9 @@ def test_nmnist_module_splits_are_stratified_and_seeded(tmp_path: Path) -> None:
     root = write_list_layout(tmp_path / "lst", n_train=60, n_test=9)
     dm = NMNISTDataModule(root=str(root), val_fraction=0.2, seed=3, batch_size=8)
     dm.setup()
-    assert dm.describe() == {
-        "num_classes": 3,
-        "sensor_size": [34, 34],
-        "class_names": ["0", "1", "2"],
-    }
+    spec = dm.spec()
+    assert (spec.family, spec.num_classes, spec.sensor_size) == ("events", 3, (34, 34))
+    assert spec.class_names == ("0", "1", "2") and spec.image_size == (34, 34)
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (48, 12, 9)
     val_labels = [dm.val_set[i][1] for i in range(len(dm.val_set))]
     assert np.bincount(val_labels).tolist() == [4, 4, 4]  # stratified
@@ -174,7 +172,7 @@ def test_folder_module_sensor_sizes_and_held_out_test(tmp_path: Path) -> None:
         root=str(tmp_path / "cal"), transforms=[SpatialCrop((30, 20), position="center")]
     )
     cropped.setup()
-    assert cropped.describe()["sensor_size"] == [30, 20]  # the model sees the crop
+    assert cropped.spec().sensor_size == (30, 20)  # the model sees the crop
 
 
 def test_train_augmentation_is_seeded(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import torch
 
 from tests.events.conftest import random_stream
 from tests.events.test_datasets import digit_stream
-from visrep.data.base import Splits
+from visrep.data.base import DataSpec, Splits
 from visrep.errors import ConfigError
 from visrep.events import (
     EventBatch,
@@ -25,6 +25,7 @@ from visrep.models import create_backbone
 from visrep.models.event_classifier import EventClassifier, rms_normalize
 from visrep.runs import load_checkpoint
 from visrep.tasks import EventClassificationTask, OptimConfig
+from visrep.tasks.base import read_task_checkpoint
 from visrep.tasks.event_classification import event_frame_image, first_samples
 
 SIZE = (20, 20)
@@ -132,25 +133,22 @@ def test_task_learns_and_checkpoint_round_trips(tmp_path: Path) -> None:
     dm = BandsDataModule(batch_size=16)
     task = EventClassificationTask(
         representation="count",
-        backbone="small_cnn",
-        backbone_args={"channels": [8, 16]},
+        backbone={"class_path": "small_cnn", "init_args": {"channels": [8, 16]}},
         optim=OptimConfig(optimizer="adam", lr=1e-2, weight_decay=0),
     )
     trainer = _trainer(tmp_path, 3, enable_checkpointing=False)
     trainer.fit(task, dm)
-    assert task.hparams.num_classes == 3 and list(task.hparams.sensor_size) == [20, 20]
+    assert task.spec.num_classes == 3 and task.spec.sensor_size == (20, 20)
     res = trainer.test(task, dm, verbose=False)[0]
     assert res["test/acc"] > 0.9  # chance is 1/3
-    samples = task.test_artifacts["samples"]
-    assert samples["images"].shape == (24, 3, 20, 20) and samples["images"].max() <= 1
+    images = task._test_results["samples"][0]
+    assert images.shape == (24, 3, 20, 20) and images.max() <= 1
     # the checkpoint holds plain values: it loads with weights_only and rebuilds the same net
     ckpt = tmp_path / "task.ckpt"
     trainer.save_checkpoint(ckpt)
-    assert not {"in_chans", "image_size", "mean", "std", "adversarial"} & set(task.hparams)
-    saved = load_checkpoint(ckpt)  # weights_only=True
-    loaded = EventClassificationTask(**saved["hyper_parameters"])
-    loaded.load_state_dict(saved["state_dict"])
-    loaded.eval()
+    assert not {"in_chans", "image_size", "mean", "std"} & set(task.hparams)
+    assert load_checkpoint(ckpt)["visrep"]["data_spec"]["sensor_size"] == [20, 20]
+    loaded = read_task_checkpoint(ckpt).build()  # weights_only=True, classes allow-listed
     batch, _ = next(iter(dm.test_dataloader()))
     task.eval()
     with torch.no_grad():
@@ -164,12 +162,10 @@ def test_learnable_representation_trains_end_to_end(name: str) -> None:
     task = EventClassificationTask(
         representation=name,
         representation_args=FAST[name],
-        backbone="small_cnn",
-        backbone_args={"channels": [8]},
-        num_classes=3,
-        sensor_size=list(SIZE),
-        class_names=["a", "b", "c"],
+        backbone={"class_path": "small_cnn", "init_args": {"channels": [8]}},
     )
+    spec = DataSpec(family="events", keys=("events", "label"), num_classes=3, sensor_size=SIZE)
+    task.setup_spec(spec)
     batch = EventBatch.from_streams([digit_stream(c, c, SIZE) for c in range(3)])
     loss = task._loss(task(batch), torch.arange(3))
     loss.backward()

@@ -144,11 +144,9 @@ def test_digits_events_data_module_is_seeded() -> None:
     b = DigitsEventsDataModule(max_samples=40, frames_per_saccade=4, seed=1)
     a.setup()
     b.setup()
-    assert a.describe() == {
-        "num_classes": 10,
-        "sensor_size": [20, 20],
-        "class_names": [str(c) for c in range(10)],
-    }
+    spec = a.spec()
+    assert (spec.num_classes, spec.sensor_size) == (10, (20, 20))
+    assert spec.class_names == tuple(str(c) for c in range(10))
     sa, ya = a.train_set[0]
     sb, yb = b.train_set[0]
     assert ya == yb and len(sa) > 100 and np.array_equal(sa.t, sb.t)

@@ -10,18 +10,26 @@ from torch import nn
 
 from visrep.analysis.runs import load_run
 from visrep.data import DigitsDataModule
+from visrep.data.base import DataSpec
 from visrep.errors import ConfigError
 from visrep.tasks import ClassificationTask
 from visrep.tasks.adversarial import AdversarialConfig, adversarial_examples, as_adversarial_config
 
-DATA = {
-    "num_classes": 10,
-    "in_chans": 1,
-    "image_size": [8, 8],
-    "mean": [0.3],
-    "std": [0.4],
-    "class_names": [str(i) for i in range(10)],
-}
+DATA = DataSpec(
+    family="classification",
+    in_chans=1,
+    image_size=(8, 8),
+    num_classes=10,
+    class_names=tuple(str(i) for i in range(10)),
+    mean=(0.3,),
+    std=(0.4,),
+)
+
+
+def _task(**kw) -> ClassificationTask:
+    task = ClassificationTask(**kw)
+    task.setup_spec(DATA)
+    return task
 
 
 @pytest.fixture(autouse=True)
@@ -94,9 +102,7 @@ class _Record(L.Callback):
 
 def test_training_sees_the_perturbed_batch(tmp_path):
     L.seed_everything(0)
-    task = ClassificationTask(
-        backbone="small_cnn", adversarial=AdversarialConfig(eps=0.1, steps=3), **DATA
-    )
+    task = _task(backbone="small_cnn", adversarial=AdversarialConfig(eps=0.1, steps=3))
     rec = _Record()
     trainer = L.Trainer(
         max_epochs=1,
@@ -121,11 +127,11 @@ def test_training_sees_the_perturbed_batch(tmp_path):
 
 
 def test_hparams_hold_a_plain_dict_that_rebuilds_the_task():
-    task = ClassificationTask(adversarial=AdversarialConfig(method="fgsm", eps=0.03), **DATA)
+    task = _task(adversarial=AdversarialConfig(method="fgsm", eps=0.03))
     assert task.hparams["adversarial"]["method"] == "fgsm"
     again = ClassificationTask(**task.hparams)
     assert again.adversarial == AdversarialConfig(method="fgsm", eps=0.03)
-    assert ClassificationTask(**DATA).hparams["adversarial"] is None
+    assert _task().hparams["adversarial"] is None
     assert as_adversarial_config(None) is None
 
 
@@ -145,7 +151,7 @@ def test_hparams_hold_a_plain_dict_that_rebuilds_the_task():
 )
 def test_bad_options_raise_naming_the_option(option, value):
     with pytest.raises(ConfigError, match=f"model.adversarial.{option} must be"):
-        ClassificationTask(adversarial={option: value}, **DATA)
+        _task(adversarial={option: value})
 
 
 def test_shipped_config_trains_and_reloads(cli, tmp_path):

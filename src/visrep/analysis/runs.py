@@ -6,10 +6,8 @@ directory or a checkpoint path and never unpickle anything (``weights_only=True`
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import numpy as np
@@ -17,7 +15,8 @@ import yaml
 from jsonargparse import ArgumentParser
 
 from visrep.errors import CheckpointError, ConfigError
-from visrep.runs import RunDir, load_checkpoint
+from visrep.runs import RunDir
+from visrep.tasks.base import read_task_checkpoint
 
 
 @dataclass
@@ -28,14 +27,6 @@ class LoadedRun:
     datamodule: L.LightningDataModule | None
     run: RunDir
     checkpoint: Path
-
-
-def _import(path: str) -> type:
-    module, _, name = path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as e:
-        raise CheckpointError(f"checkpoint names class {path!r}, which cannot be imported") from e
 
 
 def resolve_checkpoint(run_or_ckpt: str | Path, which: str = "best") -> tuple[Path, RunDir]:
@@ -53,19 +44,12 @@ def resolve_checkpoint(run_or_ckpt: str | Path, which: str = "best") -> tuple[Pa
 
 
 def load_task(ckpt_path: str | Path) -> L.LightningModule:
-    """Rebuild the task class recorded in a checkpoint and load its weights (eval mode)."""
-    ckpt = load_checkpoint(ckpt_path)
-    hp: dict[str, Any] = dict(ckpt.get("hyper_parameters") or {})
-    hp.pop("_instantiator", None)
-    cls = _import(hp.pop("_class_path", "visrep.tasks.ClassificationTask"))
-    try:
-        task = cls(**hp)
-    except TypeError as e:
-        raise CheckpointError(
-            f"checkpoint {str(ckpt_path)!r}: hyper-parameters do not fit {cls.__name__} ({e})"
-        ) from e
-    task.load_state_dict(ckpt["state_dict"])
-    return task.eval()
+    """Rebuild the task a checkpoint was trained with and load its weights (eval mode).
+
+    Only visrep's task classes and components can be named by the file (see
+    :func:`visrep.tasks.base.read_task_checkpoint`): loading never runs code from it.
+    """
+    return read_task_checkpoint(ckpt_path).build()
 
 
 def load_datamodule(run: RunDir) -> L.LightningDataModule | None:

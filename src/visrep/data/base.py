@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -14,6 +15,47 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from visrep.data.augment import AugmentConfig, augment_batch
 from visrep.data.datasets import ArrayImageDataset
 from visrep.errors import ConfigError, DataError
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a data module yields, as the task needs it to build its model (``configure_model``).
+
+    Stored in every checkpoint, so a trained task rebuilds its model without the data.
+
+    Attributes:
+        family: the task family the samples are made for (``classification``, ``events``, ...).
+        keys: the sample keys present (``image``, ``label``, ``events``, ``mask`` ...).
+        in_chans: image channels (``None`` for inputs that are not images, e.g. events).
+        image_size: ``(H, W)`` of the images (or of the event sensor's frames).
+        num_classes: number of classes (0 when there are none).
+        class_names: one name per class.
+        mean, std: per-channel statistics of the training images (the model normalises).
+        sensor_size: ``(W, H)`` of an event sensor.
+    """
+
+    family: str
+    keys: tuple[str, ...] = ("image", "label")
+    in_chans: int | None = None
+    image_size: tuple[int, int] | None = None
+    num_classes: int = 0
+    class_names: tuple[str, ...] = ()
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    sensor_size: tuple[int, int] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values only (lists, numbers, strings): what a checkpoint stores."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DataSpec:
+        """The inverse of :meth:`to_dict`; unknown keys are refused (``ConfigError``)."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown or "family" not in d:
+            raise ConfigError(f"data spec: unknown keys {unknown} or no family in {sorted(d)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 @dataclass
@@ -238,13 +280,15 @@ class ImageDataModule(SplitDataModule):
             return augment_batch(x, self.augment), y
         return batch
 
-    def describe(self) -> dict:
-        """What the model needs to know about the data (filled after :meth:`setup`)."""
-        return {
-            "num_classes": self.num_classes,
-            "in_chans": self.image_shape[0],
-            "image_size": list(self.image_shape[1:]),
-            "mean": self.mean,
-            "std": self.std,
-            "class_names": self.class_names,
-        }
+    def spec(self) -> DataSpec:
+        """What the model needs to know about the data (after :meth:`setup`)."""
+        return DataSpec(
+            family="classification",
+            keys=("image", "label"),
+            in_chans=self.image_shape[0],
+            image_size=tuple(self.image_shape[1:]),
+            num_classes=self.num_classes,
+            class_names=tuple(self.class_names),
+            mean=tuple(self.mean),
+            std=tuple(self.std),
+        )

@@ -2,31 +2,102 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from visrep.errors import DataError
 
+MAX_CLASSES = 1_000_000  # labels past this are corrupt, not a real class count
+
 
 def to_nchw(images: np.ndarray, source: str) -> np.ndarray:
     """View an image array as ``(N, C, H, W)``: accepts (N, H, W), (N, H, W, C) and (N, C, H, W)."""
+    out = None
     if images.ndim == 3:
-        return images[:, None]
-    if images.ndim == 4:
+        out = images[:, None]
+    elif images.ndim == 4:
         if images.shape[1] in (1, 3, 4):
-            return images
-        if images.shape[3] in (1, 3, 4):
-            return images.transpose(0, 3, 1, 2)
+            out = images
+        elif images.shape[3] in (1, 3, 4):
+            out = images.transpose(0, 3, 1, 2)
+    if out is None or 0 in out.shape[2:]:
+        raise DataError(
+            f"{source}: image array has shape {images.shape}; expected (N, H, W), (N, H, W, C) "
+            "or (N, C, H, W) with C in {1, 3, 4} and H, W > 0"
+        )
+    return out
+
+
+def check_image_values(images: np.ndarray, source: str) -> None:
+    """Refuse images that are neither uint8 nor finite floats in [0, 1] (one pass: min, max)."""
+    if images.dtype == np.uint8:
+        return
+    if np.issubdtype(images.dtype, np.floating):
+        if images.size == 0:
+            return
+        lo, hi = images.min(), images.max()
+        if lo >= 0 and hi <= 1:  # False for NaN: min and max propagate it
+            return
+        seen = f"values in [{lo}, {hi}]"
+    else:
+        seen = f"dtype {images.dtype}"
     raise DataError(
-        f"{source}: image array has shape {images.shape}; expected (N, H, W), (N, H, W, C) "
-        "or (N, C, H, W) with C in {1, 3, 4}"
+        f"{source}: images must be uint8 (0-255) or float in [0, 1] (finite), got {seen}"
     )
+
+
+def check_labels(labels: np.ndarray, source: str) -> np.ndarray:
+    """Class labels as int64 ``(N,)``: refuse non-integer, negative or absurdly large ones."""
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(
+            f"{source}: labels must be a 1-D integer array, got {labels.dtype} {labels.shape}"
+        )
+    if labels.size and (labels.min() < 0 or labels.max() >= MAX_CLASSES):
+        raise DataError(
+            f"{source}: labels must be class indices in [0, {MAX_CLASSES}), got values in "
+            f"[{labels.min()}, {labels.max()}]"
+        )
+    return np.asarray(labels, dtype=np.int64)
+
+
+def image_split(
+    images: np.ndarray, labels: np.ndarray, images_source: str, labels_source: str
+) -> ArrayImageDataset:
+    """One split from ``(N, C, H, W)`` images and ``(N,)`` labels, checked, naming the files."""
+    targets = check_labels(labels, labels_source)
+    if len(images) == 0:
+        raise DataError(f"{images_source}: holds no images; expected at least one per split")
+    if len(images) != len(targets):
+        n, m = len(images), len(targets)
+        raise DataError(
+            f"{images_source}: {n} images but {m} labels"
+            if images_source == labels_source
+            else f"{images_source} has {n} images but {labels_source} has {m} labels"
+        )
+    check_image_values(images, images_source)
+    return ArrayImageDataset(images, targets)
+
+
+def class_names(
+    splits: Sequence[ArrayImageDataset], given: list[str] | None, source: str
+) -> list[str]:
+    """The class names: ``given``, or the label indices up to the largest label of any split."""
+    n = max(int(d.targets.max()) for d in splits) + 1
+    if given is None:
+        return [str(i) for i in range(n)]
+    if len(given) < n:
+        raise DataError(
+            f"{source}: labels go up to {n - 1} but data.class_names lists {len(given)} classes"
+        )
+    return list(given)
 
 
 class ArrayImageDataset(Dataset):
@@ -85,6 +156,37 @@ IMAGE_EXTENSIONS = (
 )
 
 
+def _image_error(path: str | Path, e: Exception) -> DataError:
+    reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return DataError(f"cannot read image {str(path)!r}: {reason}")
+
+
+# What PIL's decoders raise on a corrupt or truncated file, besides OSError (which covers
+# UnidentifiedImageError): broken PNG chunks, bad JPEG markers, short struct reads, bad zlib
+# streams, decompression bombs.
+_PIL_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    TypeError,
+    KeyError,
+    struct.error,
+    zlib.error,
+    Image.DecompressionBombError,
+)
+
+
+def probe_image(path: str | Path) -> tuple[int, tuple[int, int]]:
+    """Channels (1 for grey modes, else 3) and ``(H, W)`` of an image file, from its header."""
+    try:
+        with Image.open(path) as im:
+            return (1 if im.mode in ("L", "1", "I;16", "I") else 3), (im.height, im.width)
+    except _PIL_ERRORS as e:
+        raise _image_error(path, e) from e
+
+
 def load_image(path: str | Path, channels: int, size: tuple[int, int] | None = None) -> Tensor:
     """Read one image file as float ``(channels, H, W)`` in [0, 1], resized to ``size`` if given."""
     try:
@@ -93,8 +195,8 @@ def load_image(path: str | Path, channels: int, size: tuple[int, int] | None = N
             if size is not None and (im.height, im.width) != tuple(size):
                 im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             arr = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as e:
-        raise DataError(f"cannot read image {str(path)!r}: {e}") from e
+    except _PIL_ERRORS as e:
+        raise _image_error(path, e) from e
     x = torch.from_numpy(arr.copy())
     x = x[None] if x.dim() == 2 else x.permute(2, 0, 1)
     return x.float().div_(255)

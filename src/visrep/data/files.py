@@ -31,8 +31,7 @@ def list_images(path: str | Path) -> list[str]:
 class ImageFilesDataModule(L.LightningDataModule):
     """Images to predict on, resized and converted to what the trained model expects.
 
-    The channel count and size are read from the model (``in_chans``, ``image_size`` in its
-    hyper-parameters), so ``visrep predict --ckpt_path CKPT --data.path DIR`` needs nothing else.
+    The channel count and size are read from the model's data spec (stored in its checkpoint), so ``visrep predict --ckpt_path CKPT --data.path DIR`` needs nothing else.
     """
 
     def __init__(self, path: str, batch_size: int = 256, num_workers: int = 0) -> None:
@@ -43,11 +42,10 @@ class ImageFilesDataModule(L.LightningDataModule):
         self.num_workers = num_workers
 
     def predict_dataloader(self) -> DataLoader:
-        hp = self.trainer.lightning_module.hparams
-        size = tuple(hp["image_size"]) if hp.get("image_size") else None
-        ds = ImageFileDataset(
-            self.files, [-1] * len(self.files), int(hp.get("in_chans") or 3), size
-        )
+        spec = getattr(self.trainer.lightning_module, "spec", None)
+        size = tuple(spec.image_size) if spec is not None and spec.image_size else None
+        chans = spec.in_chans if spec is not None and spec.in_chans else 3
+        ds = ImageFileDataset(self.files, [-1] * len(self.files), chans, size)
         return DataLoader(ds, batch_size=self.batch_size, num_workers=self.num_workers)
 
     def sample_names(self) -> list[str]:

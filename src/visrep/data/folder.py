@@ -6,12 +6,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader
 
 from visrep.data.augment import AugmentConfig
 from visrep.data.base import ImageDataModule, Splits
-from visrep.data.datasets import IMAGE_EXTENSIONS, ArrayImageDataset, ImageFileDataset
+from visrep.data.datasets import (
+    IMAGE_EXTENSIONS,
+    ArrayImageDataset,
+    ImageFileDataset,
+    probe_image,
+)
 from visrep.errors import DataError
 
 
@@ -108,14 +112,9 @@ class ImageFolderDataModule(ImageDataModule):
         train_root = self.root / "train" if has_splits else self.root
         paths, targets, classes = scan_class_folders(train_root)
         if self.channels is None or self.size is None:
-            try:
-                with Image.open(paths[0]) as im:
-                    self.channels = self.channels or (
-                        1 if im.mode in ("L", "1", "I;16", "I") else 3
-                    )
-                    self.size = self.size or (im.height, im.width)
-            except OSError as e:
-                raise DataError(f"cannot read image {paths[0]!r}: {e}") from e
+            channels, size = probe_image(paths[0])
+            self.channels = self.channels or channels
+            self.size = self.size or size
         splits = Splits(self._dataset(paths, targets), np.asarray(targets), classes)
         for name in ("val", "test"):
             if has_splits and (self.root / name).is_dir():

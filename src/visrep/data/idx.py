@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import gzip
+import math
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from visrep.data.augment import AugmentConfig
 from visrep.data.base import ImageDataModule, Splits
-from visrep.data.datasets import ArrayImageDataset
+from visrep.data.datasets import ArrayImageDataset, class_names, image_split
 from visrep.errors import DataError
 
 # Third byte of the magic number -> big-endian element type (LeCun's IDX specification).
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_MAX_NDIM = 16  # the header allows 255; numpy arrays have at most 64 and real files 1 to 4
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -35,7 +38,7 @@ def read_idx(path: str | Path) -> np.ndarray:
         else:
             with open(p, "rb") as f:
                 head = f.read(4)
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:  # zlib.error: a corrupt deflate stream
         raise DataError(f"IDX file {str(p)!r}: cannot decompress/read ({e})") from e
     if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_TYPES or head[3] == 0:
         raise DataError(
@@ -43,6 +46,10 @@ def read_idx(path: str | Path) -> np.ndarray:
             "(TT a type code in 08,09,0B,0C,0D,0E and NN the number of dimensions)"
         )
     ndim = head[3]
+    if ndim > _MAX_NDIM:
+        raise DataError(
+            f"IDX file {str(p)!r}: header announces {ndim} dimensions; expected at most {_MAX_NDIM}"
+        )
     dtype = np.dtype(_IDX_TYPES[head[2]])
     header = 4 + 4 * ndim
     if gz:
@@ -56,7 +63,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     if len(dims_raw) < 4 * ndim:
         raise DataError(f"IDX file {str(p)!r}: truncated header ({ndim} dimensions announced)")
     dims = tuple(int(d) for d in np.frombuffer(dims_raw, dtype=">u4"))
-    expected = int(np.prod(dims)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: no int64 overflow
     if size - header != expected:
         raise DataError(
             f"IDX file {str(p)!r}: payload is {size - header} bytes, expected {expected} for "
@@ -64,6 +71,8 @@ def read_idx(path: str | Path) -> np.ndarray:
         )
     if gz:
         return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    if expected == 0:  # nothing to map (mmap refuses empty ranges)
+        return np.zeros(dims, dtype=dtype)
     return np.memmap(p, dtype=dtype, mode="r", offset=header, shape=dims)
 
 
@@ -127,23 +136,14 @@ class IDXDataModule(ImageDataModule):
     def _pair(self, split: str) -> ArrayImageDataset:
         ip, lp = find_idx(self.root, split, "images"), find_idx(self.root, split, "labels")
         images, labels = read_idx(ip), read_idx(lp)
-        if images.ndim not in (3, 4) or labels.ndim != 1:
-            raise DataError(
-                f"{ip.name}: expected (N, H, W) images and (N,) labels, got {images.shape}, {labels.shape}"
-            )
-        if len(images) != len(labels):
-            raise DataError(
-                f"{ip.name} has {len(images)} images but {lp.name} has {len(labels)} labels"
-            )
+        if images.ndim not in (3, 4):
+            raise DataError(f"{ip}: expected (N, H, W) or (N, C, H, W) images, got {images.shape}")
         nchw = images[:, None] if images.ndim == 3 else images
-        return ArrayImageDataset(nchw, np.asarray(labels, dtype=np.int64))
+        if 0 in nchw.shape[2:]:
+            raise DataError(f"{ip}: images have shape {images.shape}; expected H, W > 0")
+        return image_split(nchw, labels, str(ip), str(lp))
 
     def load(self) -> Splits:
         train, test = self._pair("train"), self._pair("test")
-        n = int(max(train.targets.max(), test.targets.max())) + 1
-        names = self.names or [str(i) for i in range(n)]
-        if len(names) < n:
-            raise DataError(
-                f"data.class_names lists {len(names)} classes but the labels go up to {n - 1}"
-            )
+        names = class_names([train, test], self.names, str(self.root))
         return Splits(train, train.targets, names, test=test)

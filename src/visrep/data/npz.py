@@ -8,7 +8,7 @@ import numpy as np
 
 from visrep.data.augment import AugmentConfig
 from visrep.data.base import ImageDataModule, Splits
-from visrep.data.datasets import ArrayImageDataset, to_nchw
+from visrep.data.datasets import ArrayImageDataset, class_names, image_split, to_nchw
 from visrep.errors import DataError
 
 
@@ -16,14 +16,22 @@ def _array(path: Path, key: str | None, what: str) -> np.ndarray:
     if not path.is_file():
         raise DataError(f"npz file {str(path)!r} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise DataError(f"npz file {str(path)!r} is a single .npy array, not an archive")
+        with z:
             keys = list(z.keys())
             if key is not None and key in keys:
                 return z[key]
             if len(keys) == 1:  # e.g. KMNIST's 'arr_0'
                 return z[keys[0]]
-    except (OSError, ValueError) as e:
-        raise DataError(f"cannot read npz file {str(path)!r}: {e}") from e
+    except DataError:
+        raise
+    except Exception as e:  # BadZipFile (CRC, truncation), EOFError, zlib.error, ValueError ...
+        reason = str(e).splitlines()[0][:200] if str(e) else ""
+        raise DataError(
+            f"cannot read npz file {str(path)!r}: {type(e).__name__}: {reason}"
+        ) from None
     raise DataError(
         f"npz file {str(path)!r} has no {what} array {key!r}; it holds {', '.join(keys)}"
     )
@@ -34,16 +42,12 @@ def load_npz_split(
 ) -> ArrayImageDataset:
     """One split: images (and labels, from the same file unless ``labels_path`` is given)."""
     images = to_nchw(_array(images_path, images_key, "image"), str(images_path))
-    labels = _array(labels_path or images_path, labels_key, "label")
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(
-            f"{images_path}: labels must be a 1-D integer array, got {labels.dtype} {labels.shape}"
-        )
-    if images.dtype != np.uint8:
-        if not np.issubdtype(images.dtype, np.floating) or images.min() < 0 or images.max() > 1:
-            raise DataError(f"{images_path}: images must be uint8 (0-255) or float in [0, 1]")
-        images = images.astype(np.float32)
-    return ArrayImageDataset(images, labels)
+    labels_path = labels_path or images_path
+    labels = _array(labels_path, labels_key, "label")
+    split = image_split(images, labels, str(images_path), str(labels_path))
+    if images.dtype == np.uint8:
+        return split
+    return ArrayImageDataset(images.astype(np.float32), split.targets)
 
 
 class NpzDataModule(ImageDataModule):
@@ -99,10 +103,5 @@ class NpzDataModule(ImageDataModule):
         tr, te, trl, tel = (Path(p) if p else None for p in self.paths)
         train = load_npz_split(tr, trl, *self.keys)
         test = load_npz_split(te, tel, *self.keys) if te else None
-        hi = (
-            int(train.targets.max())
-            if test is None
-            else int(max(train.targets.max(), test.targets.max()))
-        )
-        names = self.names or [str(i) for i in range(hi + 1)]
+        names = class_names([train] if test is None else [train, test], self.names, str(tr))
         return Splits(train, train.targets, names, test=test)

@@ -21,7 +21,7 @@ from scipy import ndimage
 from sklearn.datasets import load_digits
 from torch.utils.data import Subset
 
-from visrep.data.base import SplitDataModule, Splits
+from visrep.data.base import DataSpec, SplitDataModule, Splits
 from visrep.errors import ConfigError, DataError
 from visrep.events.datasets import (
     EventFileDataset,
@@ -117,13 +117,17 @@ class EventDataModule(SplitDataModule):
         events, targets = batch
         return self.augment(events, rng), targets
 
-    def describe(self) -> dict:
-        """What the model needs to know about the data (filled after :meth:`setup`)."""
-        return {
-            "num_classes": self.num_classes,
-            "sensor_size": list(self.sensor_size),
-            "class_names": self.class_names,
-        }
+    def spec(self) -> DataSpec:
+        """What the model needs to know about the data (after :meth:`setup`)."""
+        w, h = self.sensor_size
+        return DataSpec(
+            family="events",
+            keys=("events", "label"),
+            image_size=(int(h), int(w)),
+            num_classes=self.num_classes,
+            class_names=tuple(self.class_names),
+            sensor_size=(int(w), int(h)),
+        )
 
     def sample_names(self) -> list[str]:
         """Names of the test (= predict) samples, in loader order: file paths where known."""

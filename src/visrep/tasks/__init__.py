@@ -1,5 +1,9 @@
-"""Tasks: LightningModules that own a task's loss, metrics and optimisation around a plain model."""
+"""Tasks: LightningModules that own a task's loss, metrics and optimisation around a plain model.
 
+:class:`~visrep.tasks.base.Task` is the base of every family; one file per family.
+"""
+
+from visrep.tasks.base import Task, resolve_task, task_classes
 from visrep.tasks.classification import ClassificationTask
 from visrep.tasks.event_classification import EventClassificationTask
 from visrep.tasks.optim import OptimConfig, build_optimizer, build_scheduler, lr_factor
@@ -8,7 +12,10 @@ __all__ = [
     "ClassificationTask",
     "EventClassificationTask",
     "OptimConfig",
+    "Task",
     "build_optimizer",
     "build_scheduler",
     "lr_factor",
+    "resolve_task",
+    "task_classes",
 ]

@@ -2,33 +2,38 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import math
-from dataclasses import asdict
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from visrep.data.base import DataSpec
 from visrep.errors import ConfigError
-from visrep.models import ImageClassifier, create_backbone
+from visrep.models import ImageClassifier
+from visrep.models.backbones.cnn import small_cnn
+from visrep.models.interface import BackboneFactory
+from visrep.models.registry import BACKBONES
+from visrep.plots.classification import plot_confusion_matrix, plot_prediction_grid
+from visrep.runs import RunDir
 from visrep.tasks.adversarial import AdversarialConfig, adversarial_examples, as_adversarial_config
-from visrep.tasks.optim import OptimConfig, as_optim_config, build_optimizer, build_scheduler
+from visrep.tasks.base import Task
+from visrep.tasks.optim import OptimConfig
+from visrep.tasks.reprojection import NaisNetReprojection
 
-# Data facts the model needs; filled from the data module at fit time when not given.
-_DATA_KEYS = ("num_classes", "in_chans", "image_size", "mean", "std", "class_names")
 
-
-class ClassificationTask(L.LightningModule):
-    """Trains an :class:`~visrep.models.ImageClassifier` built from a named backbone.
+class ClassificationTask(Task):
+    """Trains an :class:`~visrep.models.ImageClassifier` (normalisation, backbone, classifier).
 
     Args:
-        backbone: a name from :func:`visrep.models.list_backbones`.
-        backbone_args: the backbone's own options (checked against its signature).
-        num_classes, in_chans, image_size, mean, std, class_names: taken from the data module
-            when left empty (the usual case); stored in the checkpoint so prediction needs no data.
+        backbone: any registered backbone, by name with its own options
+            (``--model.backbone resnet18 --model.backbone.small_stem true``; ``visrep fit --help``
+            lists every backbone's options). The data decides its input channels, size and
+            number of classes.
         label_smoothing: cross-entropy label smoothing (Szegedy et al. 2016).
         optim: optimiser and schedule.
         top_k: also report top-k accuracy when there are more than k classes.
@@ -37,39 +42,28 @@ class ClassificationTask(L.LightningModule):
     """
 
     monitor = ("val/acc", "max")
+    families = ("classification",)
 
     def __init__(
         self,
-        backbone: str = "small_cnn",
-        backbone_args: dict[str, Any] | None = None,
-        num_classes: int | None = None,
-        in_chans: int | None = None,
-        image_size: list[int] | None = None,
-        mean: list[float] | None = None,
-        std: list[float] | None = None,
-        class_names: list[str] | None = None,
+        backbone: BackboneFactory = small_cnn,
         label_smoothing: float = 0.0,
         optim: OptimConfig | None = None,
         top_k: int = 5,
         adversarial: AdversarialConfig | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(optim)
         if not 0 <= label_smoothing < 1:
             raise ConfigError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
-        self.optim = as_optim_config(optim)
         self.adversarial = as_adversarial_config(adversarial)
+        self.backbone_spec = BACKBONES.spec(backbone)
         self.save_hyperparameters()
-        # Checkpoints hold plain values only, so they load with weights_only=True.
-        self.hparams["optim"] = asdict(self.optim)
-        self.hparams["adversarial"] = asdict(self.adversarial) if self.adversarial else None
-        self.net: ImageClassifier | None = None
-        if all(self.hparams.get(k) is not None for k in _DATA_KEYS):
-            self._build()
+        self.hparams["backbone"] = self.backbone_spec  # plain data, whatever form was given
 
     # -- model -----------------------------------------------------------------------------------
-    def _build(self) -> None:
-        self.net = self.build_net()
-        n = self.hparams.num_classes
+    def build(self, spec: DataSpec) -> None:
+        self.net = self.build_net(spec)
+        n = spec.num_classes
         self.train_acc = MulticlassAccuracy(n, average="micro")
         self.val_acc = MulticlassAccuracy(n, average="micro")
         self.test_acc = MulticlassAccuracy(n, average="micro")
@@ -80,34 +74,20 @@ class ClassificationTask(L.LightningModule):
         self.test_per_class = MulticlassAccuracy(n, average=None)
         self.test_confmat = MulticlassConfusionMatrix(n)
 
-    def build_net(self) -> nn.Module:
-        """The plain model, from the (complete) hyper-parameters; subclasses build theirs."""
-        hp = self.hparams
-        backbone = create_backbone(
-            hp.backbone,
-            in_chans=hp.in_chans,
-            num_classes=hp.num_classes,
-            img_size=tuple(hp.image_size),
-            **(hp.backbone_args or {}),
+    def build_net(self, spec: DataSpec) -> nn.Module:
+        """The plain model for data described by ``spec``; subclasses build theirs."""
+        backbone = BACKBONES.build(
+            self.backbone_spec, spec.in_chans, spec.num_classes, spec.image_size
         )
-        return ImageClassifier(backbone, hp.mean, hp.std)
+        return ImageClassifier(backbone, spec.mean, spec.std)
+
+    def configure_callbacks(self) -> list:
+        # NAIS-Net blocks are reprojected after every step (a no-op for other backbones).
+        return [NaisNetReprojection()]
 
     def sample_images(self, x: Any, k: int) -> Tensor:
         """The first ``k`` inputs of a batch as images ``(k, C, H, W)`` in [0, 1] for the test grid."""
         return x[:k]
-
-    def configure_model(self) -> None:
-        if self.net is not None:
-            return
-        dm = self.trainer.datamodule if self._trainer is not None else None
-        if dm is None or not hasattr(dm, "describe"):
-            raise ConfigError(
-                "the model needs num_classes/in_chans/image_size/mean/std: give them or a data module"
-            )
-        for k, v in dm.describe().items():
-            if self.hparams.get(k) is None:
-                self.hparams[k] = v
-        self._build()
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -177,11 +157,10 @@ class ClassificationTask(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         images, targets, probs = (torch.cat(t)[:32] for t in zip(*self._samples, strict=True))
-        self.test_artifacts = {
-            "class_names": list(self.hparams.class_names),
+        self._test_results = {
             "per_class_acc": self.test_per_class.compute().tolist(),
             "confusion_matrix": self.test_confmat.compute().tolist(),
-            "samples": {"images": images, "targets": targets, "probs": probs},
+            "samples": (images, targets, probs),
         }
         self.test_per_class.reset()
         self.test_confmat.reset()
@@ -189,16 +168,33 @@ class ClassificationTask(L.LightningModule):
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         probs = self.net(batch[0]).softmax(-1)
         conf, pred = probs.max(-1)
-        return {"pred": pred, "prob": conf, "probs": probs}
+        return {"pred": pred, "prob": conf}
 
-    # -- optimisation ----------------------------------------------------------------------------
-    def configure_optimizers(self) -> dict:
-        opt = build_optimizer(self.net, self.optim)
-        max_epochs = self.trainer.max_epochs
-        if max_epochs is None or max_epochs < 1:
-            raise ConfigError(
-                "trainer.max_epochs must be set (>= 1) for the learning-rate schedule"
-            )
-        steps = max(int(self.trainer.estimated_stepping_batches) // max_epochs, 1)
-        sched = build_scheduler(opt, self.optim, steps, max_epochs)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+    # -- what the trainer calls ------------------------------------------------------------------
+    def write_artifacts(self, run: RunDir, stage: str) -> dict[str, Any]:
+        """After test: the confusion matrix (CSV and plot), per-class accuracy, a prediction grid."""
+        results = getattr(self, "_test_results", None)
+        if stage != "test" or not results:
+            return {}
+        self._test_results = None
+        names = list(self.spec.class_names)
+        cm = results["confusion_matrix"]
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["true \\ predicted", *names])
+        w.writerows([n, *r] for n, r in zip(names, cm, strict=True))
+        run.write_text(run.root / "confusion_matrix.csv", buf.getvalue())
+        plot_confusion_matrix(cm, names, run.plots / "confusion_matrix.png")
+        images, targets, probs = results["samples"]
+        plot_prediction_grid(images, targets, probs, names, run.plots / "test_predictions.png")
+        return {"test/acc_per_class": dict(zip(names, results["per_class_acc"], strict=True))}
+
+    def predict_rows(self, outputs: list[dict[str, Tensor]]) -> list[dict[str, Any]]:
+        """``class,class_index,probability`` per sample."""
+        names = list(self.spec.class_names) if self.spec else []
+        rows = []
+        for out in outputs:
+            for c, p in zip(out["pred"].tolist(), out["prob"].tolist(), strict=True):
+                name = names[c] if c < len(names) else str(c)
+                rows.append({"class": name, "class_index": c, "probability": f"{p:.6f}"})
+        return rows

@@ -8,23 +8,22 @@ representation's ``out_channels`` and whose ``img_size`` is the representation's
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
+from visrep.data.base import DataSpec
 from visrep.events.representations.registry import create_representation, representation_shape
 from visrep.events.types import EventBatch
-from visrep.models import create_backbone
+from visrep.models.backbones.cnn import small_cnn
 from visrep.models.event_classifier import EventClassifier
+from visrep.models.interface import BackboneFactory
+from visrep.models.registry import BACKBONES
 from visrep.tasks.classification import ClassificationTask
 from visrep.tasks.optim import OptimConfig
 
 __all__ = ["EventClassificationTask", "event_frame_image", "first_samples"]
-
-# Data facts the model needs; filled from the data module at fit time when not given.
-_DATA_KEYS = ("num_classes", "sensor_size", "class_names")
 
 
 def first_samples(batch: EventBatch, k: int) -> EventBatch:
@@ -71,60 +70,34 @@ class EventClassificationTask(ClassificationTask):
         representation_args: The representation's own options (checked against its signature).
         input_norm: ``"rms"`` divides each frame by the RMS of its non-zero entries (see
             :func:`~visrep.models.event_classifier.rms_normalize`), ``"none"`` leaves it.
-        backbone: A name from :func:`visrep.models.list_backbones`.
-        backbone_args: The backbone's own options.
-        num_classes, sensor_size, class_names: taken from the data module when left empty (the
-            usual case); stored in the checkpoint so prediction needs no data.
+        backbone: any registered backbone with its options, as in
+            :class:`~visrep.tasks.ClassificationTask`; its input channels and size are the
+            representation's.
         label_smoothing, optim, top_k: as in :class:`~visrep.tasks.ClassificationTask`.
     """
+
+    families = ("events",)
 
     def __init__(
         self,
         representation: str = "count",
         representation_args: dict[str, Any] | None = None,
         input_norm: Literal["rms", "none"] = "rms",
-        backbone: str = "small_cnn",
-        backbone_args: dict[str, Any] | None = None,
-        num_classes: int | None = None,
-        sensor_size: list[int] | None = None,
-        class_names: list[str] | None = None,
+        backbone: BackboneFactory = small_cnn,
         label_smoothing: float = 0.0,
         optim: OptimConfig | None = None,
         top_k: int = 5,
     ) -> None:
         super().__init__(
-            backbone=backbone,
-            backbone_args=backbone_args,
-            num_classes=num_classes,
-            class_names=class_names,
-            label_smoothing=label_smoothing,
-            optim=optim,
-            top_k=top_k,
+            backbone=backbone, label_smoothing=label_smoothing, optim=optim, top_k=top_k
         )
-        # The image task's own data facts (in_chans, mean, ...) are not ours: a checkpoint's
-        # hparams must rebuild this class exactly (load_from_checkpoint / load_run).
-        ours = inspect.signature(EventClassificationTask.__init__).parameters
-        for k in inspect.signature(ClassificationTask.__init__).parameters:
-            if k not in ours:
-                self.hparams.pop(k, None)
-        if sensor_size is not None:
-            self.hparams["sensor_size"] = [int(v) for v in sensor_size]
-        if all(self.hparams.get(k) is not None for k in _DATA_KEYS):
-            self._build()
 
-    def build_net(self) -> EventClassifier:
+    def build_net(self, spec: DataSpec) -> EventClassifier:
         hp = self.hparams
-        size = tuple(int(v) for v in hp.sensor_size)
-        hp.sensor_size = list(size)
+        size = tuple(int(v) for v in spec.sensor_size)
         rep = create_representation(hp.representation, size, **(hp.representation_args or {}))
         _, h, w = representation_shape(rep, size)
-        backbone = create_backbone(
-            hp.backbone,
-            in_chans=rep.out_channels,
-            num_classes=hp.num_classes,
-            img_size=(h, w),
-            **(hp.backbone_args or {}),
-        )
+        backbone = BACKBONES.build(self.backbone_spec, rep.out_channels, spec.num_classes, (h, w))
         return EventClassifier(rep, backbone, hp.input_norm)
 
     def sample_images(self, x: EventBatch, k: int) -> Tensor:

@@ -1,19 +1,28 @@
-"""Callbacks that fill the run directory: per-epoch metrics, final metrics, plots, report, predictions."""
+"""Callbacks that fill the run directory, for any task: per-epoch metrics, final metrics, the
+task's artifacts, the report, predictions, and the random state a resumed run needs.
+
+Nothing here knows a task family: a task writes its own plots and tables in
+:meth:`~visrep.tasks.Task.write_artifacts` and names its prediction columns in
+:meth:`~visrep.tasks.Task.predict_rows`.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+import random
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback
 
-from visrep.report import build_report, plot_confusion_matrix, plot_prediction_grid
+from visrep.report import build_report
 from visrep.runs import RunDir
+from visrep.tasks.base import Task
 
 
 def _scalars(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
@@ -25,7 +34,7 @@ def _scalars(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
 
 
 class MetricsFile(Callback):
-    """Writes ``metrics.csv``: one row per finished epoch (train and validation metrics, lr).
+    """Writes ``metrics.csv``: one row per finished epoch (every logged scalar, and the lr).
 
     Rows of epochs at or after the current one are dropped first, so a resumed run continues
     the file instead of duplicating epochs.
@@ -47,11 +56,17 @@ class MetricsFile(Callback):
 
 
 class RunArtifacts(Callback):
-    """Writes ``metrics.json``, the plots and ``report.html`` when fitting, validating or testing ends."""
+    """Writes ``metrics.json``, the task's artifacts and ``report.html`` when a stage ends."""
 
     def __init__(self, run_dir: str | Path) -> None:
         self.run = RunDir(run_dir)
         self._t0 = 0.0
+
+    def _finish(self, pl_module: L.LightningModule, stage: str, values: dict[str, Any]) -> None:
+        if isinstance(pl_module, Task):
+            values.update(pl_module.write_artifacts(self.run, stage))
+        self.run.update_metrics(values)
+        build_report(self.run.root)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0 = time.perf_counter()
@@ -64,50 +79,22 @@ class RunArtifacts(Callback):
             "fit_time_s": round(time.perf_counter() - self._t0, 2),
         }
         ckpt = trainer.checkpoint_callback
-        if ckpt is not None and ckpt.best_model_score is not None:
+        if ckpt is not None and ckpt.monitor and ckpt.best_model_score is not None:
             values[f"best/{ckpt.monitor}"] = float(ckpt.best_model_score)
-        self.run.update_metrics(values)
-        build_report(self.run.root)
+        self._finish(pl_module, "fit", values)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero and trainer.state.fn == "validate":
-            self.run.update_metrics(_scalars(trainer.callback_metrics, "val/"))
+            self._finish(pl_module, "validate", _scalars(trainer.callback_metrics, "val/"))
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
-        values: dict[str, Any] = _scalars(trainer.callback_metrics, "test/")
-        art = getattr(pl_module, "test_artifacts", None)
-        if art:
-            names = art["class_names"]
-            values["test/acc_per_class"] = dict(zip(names, art["per_class_acc"], strict=True))
-            _write_confusion_csv(self.run, names, art["confusion_matrix"])
-            plot_confusion_matrix(
-                art["confusion_matrix"], names, self.run.plots / "confusion_matrix.png"
-            )
-            s = art["samples"]
-            plot_prediction_grid(
-                s["images"],
-                s["targets"],
-                s["probs"],
-                names,
-                self.run.plots / "test_predictions.png",
-            )
-        self.run.update_metrics(values)
-        build_report(self.run.root)
+        if trainer.is_global_zero:
+            self._finish(pl_module, "test", _scalars(trainer.callback_metrics, "test/"))
 
 
-def _write_confusion_csv(run: RunDir, names: list[str], cm: list[list[int]]) -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["true \\ predicted", *names])
-    for name, row in zip(names, cm, strict=True):
-        w.writerow([name, *row])
-    run.write_text(run.root / "confusion_matrix.csv", buf.getvalue())
-
-
-class PredictionCSV(BasePredictionWriter):
-    """Writes ``file,class,class_index,probability`` for every predicted sample."""
+class PredictionWriter(BasePredictionWriter):
+    """Writes ``predictions.csv``: a ``file`` column (the data module's sample names) and the
+    columns of the task's :meth:`~visrep.tasks.Task.predict_rows`."""
 
     def __init__(self, path: str | Path) -> None:
         super().__init__(write_interval="epoch")
@@ -116,23 +103,72 @@ class PredictionCSV(BasePredictionWriter):
     def write_on_epoch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Any, batch_indices: Any
     ) -> None:
-        preds = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
-        pred = torch.cat([p["pred"] for p in preds]).tolist()
-        prob = torch.cat([p["prob"] for p in preds]).tolist()
-        dm = trainer.datamodule
-        names = (
-            dm.sample_names()
-            if hasattr(dm, "sample_names")
-            else [f"sample_{i}" for i in range(len(pred))]
+        outputs = (
+            predictions[0] if predictions and isinstance(predictions[0], list) else predictions
         )
-        classes = pl_module.hparams.get("class_names") or [str(i) for i in range(max(pred) + 1)]
+        rows = pl_module.predict_rows(outputs) if isinstance(pl_module, Task) else []
+        dm = trainer.datamodule
+        names = dm.sample_names() if hasattr(dm, "sample_names") else []
+        if len(names) != len(rows):
+            names = [f"sample_{i}" for i in range(len(rows))]
         path = self.path
         if trainer.world_size > 1:  # each rank predicted its own share of the samples
             path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
+        keys = ["file", *dict.fromkeys(k for r in rows for k in r)]
         buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(["file", "class", "class_index", "probability"])
-        for n, c, p in zip(names, pred, prob, strict=False):
-            w.writerow([n, classes[c], c, f"{p:.6f}"])
+        w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+        w.writeheader()
+        w.writerows({"file": n, **r} for n, r in zip(names, rows, strict=True))
         RunDir(path.parent).write_text(path, buf.getvalue())
-        print(f"predictions: {path} ({len(pred)} samples)")
+        print(f"predictions: {path} ({len(rows)} samples)")
+
+
+class RandomState(Callback):
+    """Saves the random generators (torch, CUDA, NumPy, Python) in every checkpoint and
+    restores them when a run resumes, at the start of the first resumed training epoch.
+
+    Training-time randomness (the shuffling sampler's seed, augmentation, dropout, adversarial
+    starts) then continues as if the run had never stopped. The last checkpoint of an epoch is
+    written after its validation, and nothing draws random numbers between that moment and the
+    next epoch's start, so the states match the uninterrupted run's there.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        np_state = np.random.get_state()
+        state: dict[str, Any] = {
+            "torch": torch.get_rng_state(),
+            "numpy": {
+                "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                "pos": int(np_state[2]),
+                "has_gauss": int(np_state[3]),
+                "cached_gaussian": float(np_state[4]),
+            },
+            "python": _plain_python_state(random.getstate()),
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = state_dict
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        state, self._pending = self._pending, None
+        if not state:
+            return
+        torch.set_rng_state(state["torch"])
+        n = state["numpy"]
+        keys = n["keys"].numpy().astype(np.uint32)
+        np.random.set_state(("MT19937", keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _plain_python_state(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]

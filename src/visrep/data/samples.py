@@ -1,0 +1,92 @@
+"""Samples and batches: the keys of a sample dict and the function that batches them.
+
+A dataset item is a ``dict`` (DESIGN.md, "Samples and batches"): ``image``
+(``tv_tensors.Image``, float in [0, 1], ``(C, H, W)``), and by task ``label`` (int), ``mask``,
+``boxes`` with ``labels``, ``masks``, ``keypoints``, ``video``, ``flow``, ``disparity``,
+``points``, ``events``, ``meta``. A batch is the same dict with stacked tensors, or lists where
+sizes vary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torchvision import tv_tensors
+
+IMAGE = "image"
+LABEL = "label"
+MASK = "mask"
+BOXES = "boxes"
+LABELS = "labels"
+MASKS = "masks"
+KEYPOINTS = "keypoints"
+VIDEO = "video"
+FLOW = "flow"
+DISPARITY = "disparity"
+POINTS = "points"
+EVENTS = "events"
+META = "meta"
+
+# Keys whose values keep one entry per sample in a batch, whatever their sizes.
+PER_SAMPLE_KEYS = frozenset({BOXES, LABELS, MASKS, KEYPOINTS, POINTS, META})
+
+Collater = Callable[[list[Any]], Any]
+
+
+def image_sample(image: Tensor, label: int | None = None, **extra: Any) -> dict[str, Any]:
+    """A classification sample: ``{"image": Image, "label": int}`` (``label`` left out if None)."""
+    out: dict[str, Any] = {IMAGE: tv_tensors.Image(image)}
+    if label is not None:
+        out[LABEL] = label
+    out.update(extra)
+    return out
+
+
+def _stack(key: str, values: list[Any]) -> Any:
+    first = values[0]
+    if isinstance(first, Tensor):
+        if key not in PER_SAMPLE_KEYS and all(v.shape == first.shape for v in values):
+            # as_subclass: a batch holds plain tensors (tv_tensors wrap single samples)
+            return torch.stack([v.as_subclass(Tensor) for v in values])
+        return list(values)
+    if isinstance(first, bool | int) and key not in PER_SAMPLE_KEYS:
+        return torch.tensor(values, dtype=torch.int64)
+    if isinstance(first, float) and key not in PER_SAMPLE_KEYS:
+        return torch.tensor(values, dtype=torch.float32)
+    return list(values)
+
+
+def collate(
+    samples: Sequence[dict[str, Any]], collaters: dict[str, Collater] | None = None
+) -> dict[str, Any]:
+    """Batch sample dicts: tensors of one shape are stacked, ints and floats become tensors,
+    everything else (boxes, point sets, ``meta``, tensors of varying size) a list.
+
+    Args:
+        samples: dicts with the same keys.
+        collaters: per-key functions for types this module does not know (e.g. event streams,
+            batched by the events package).
+
+    >>> b = collate([{"image": torch.zeros(1, 2, 2), "label": 3}, {"image": torch.ones(1, 2, 2), "label": 1}])
+    >>> b["image"].shape, b["label"].tolist()
+    (torch.Size([2, 1, 2, 2]), [3, 1])
+    """
+    if not samples:
+        return {}
+    keys = samples[0].keys()
+    collaters = collaters or {}
+    out = {}
+    for k in keys:
+        values = [s[k] for s in samples]
+        out[k] = collaters[k](values) if k in collaters else _stack(k, values)
+    return out
+
+
+def batch_size(batch: dict[str, Any]) -> int:
+    """The number of samples in a batch dict."""
+    for v in batch.values():
+        return len(v)
+    return 0
