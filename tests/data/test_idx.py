@@ -1,4 +1,5 @@
 import gzip
+import struct
 
 import numpy as np
 import pytest
@@ -66,3 +67,77 @@ def test_datamodule_splits_and_stats(idx_dir):
     imgs = np.stack([dm.train_set[i][0].numpy() for i in range(len(dm.train_set))])
     assert dm.mean[0] == pytest.approx(imgs.mean(), rel=1e-5)
     assert dm.std[0] == pytest.approx(imgs.std(), rel=1e-4)
+
+
+def test_corrupt_deflate_stream_is_a_data_error(tmp_path):
+    # a gzip member whose deflate block has the reserved type 3: zlib.error, not EOF or OSError
+    p = tmp_path / "z-idx3-ubyte.gz"
+    p.write_bytes(gzip.compress(b"")[:10] + b"\x07" + bytes(16))
+    with pytest.raises(DataError, match=r"z-idx3-ubyte\.gz.*cannot decompress"):
+        read_idx(p)
+
+
+def test_dimension_count_and_overflowing_dims(tmp_path):
+    p = tmp_path / "d-idx3-ubyte"
+    p.write_bytes(bytes([0, 0, 8, 255]) + struct.pack(">255I", *([1] * 255)) + b"\x07")
+    with pytest.raises(DataError, match=r"d-idx3-ubyte'.*255 dimensions; expected at most 16"):
+        read_idx(p)
+    p.write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">3I", 2**31, 2**31, 4))  # 2**64 wraps to 0
+    with pytest.raises(
+        DataError, match=r"d-idx3-ubyte'.*payload is 0 bytes, expected 18446744073709551616 "
+    ):
+        read_idx(p)
+    p.write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">3I", 2**32 - 1, 2**32 - 1, 9) + bytes(8))
+    with pytest.raises(DataError, match=r"d-idx3-ubyte'.*truncated"):
+        read_idx(p)
+    p.write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">3I", 0, 5, 5))  # empty, not an mmap error
+    assert read_idx(p).shape == (0, 5, 5)
+
+
+def _idx_root(tmp_path, test_images=None, test_labels=None):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("t10k", 6)):
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte", rng.integers(0, 255, (n, 4, 4)))
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte", np.arange(n) % 3)
+    for kind, content in (("images-idx3", test_images), ("labels-idx1", test_labels)):
+        if content is not None:
+            (tmp_path / f"t10k-{kind}-ubyte").write_bytes(content)
+    return IDXDataModule(root=str(tmp_path), val_fraction=0.25)
+
+
+def _idx_bytes(a, code):
+    return bytes([0, 0, code, a.ndim]) + struct.pack(f">{a.ndim}I", *a.shape) + a.tobytes()
+
+
+def test_datamodule_refuses_bad_splits_naming_the_file(tmp_path):
+    dm = _idx_root(
+        tmp_path, _idx_bytes(np.zeros((0, 4, 4), ">u1"), 8), _idx_bytes(np.zeros(0, ">u1"), 8)
+    )
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte: holds no images"):
+        dm.setup()
+    labels = np.array([0, -1, 1, 0, 1, 0], ">i1")
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte: labels must be class indices"):
+        _idx_root(tmp_path, test_labels=_idx_bytes(labels, 0x09)).setup()
+    labels = np.array([0, 2**31 - 1, 1, 0, 1, 0], ">i4")  # not 2**31 class names
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte: labels must be class indices"):
+        _idx_root(tmp_path, test_labels=_idx_bytes(labels, 0x0C)).setup()
+    labels = np.array([0, 1.5, 1, 0, 1, 0], ">f4")
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte: labels must be a 1-D integer"):
+        _idx_root(tmp_path, test_labels=_idx_bytes(labels, 0x0D)).setup()
+    nan = np.full((6, 4, 4), np.nan, ">f4")
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte: images must be uint8"):
+        _idx_root(tmp_path, test_images=_idx_bytes(nan, 0x0D)).setup()
+    ints = np.full((6, 4, 4), 200, ">i2")  # no known scale to [0, 1]
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte: images must be uint8"):
+        _idx_root(tmp_path, test_images=_idx_bytes(ints, 0x0B)).setup()
+    labels = np.arange(5, dtype=">u1")
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte has 6 images but .*t10k-labels"):
+        _idx_root(tmp_path, test_labels=_idx_bytes(labels, 8)).setup()
+
+
+def test_float_images_in_range_are_read(tmp_path):
+    x = np.random.default_rng(1).random((6, 4, 4)).astype(">f4")
+    dm = _idx_root(tmp_path, test_images=_idx_bytes(x, 0x0D))
+    dm.setup()
+    img, _ = dm.test_set[2]
+    np.testing.assert_allclose(img.numpy()[0], x[2], rtol=1e-6)

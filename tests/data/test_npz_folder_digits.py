@@ -4,7 +4,13 @@ from PIL import Image
 
 from tests.conftest import SHARED_DATA
 from visrep.cli import main
-from visrep.data import DigitsDataModule, ImageFolderDataModule, NpzDataModule, list_images
+from visrep.data import (
+    DigitsDataModule,
+    ImageFolderDataModule,
+    NpzDataModule,
+    list_images,
+    load_image,
+)
 from visrep.errors import ConfigError, DataError
 
 
@@ -150,3 +156,84 @@ def test_real_kmnist_npz():
     dm.setup()
     assert dm.image_shape == (1, 28, 28) and dm.num_classes == 10
     assert len(dm.train_set) + len(dm.val_set) + len(dm.test_set) == 10_000
+
+
+def _npz_pair(tmp_path, **test_arrays):
+    x = np.random.default_rng(2).integers(0, 255, (12, 4, 4), dtype=np.uint8)
+    np.savez(tmp_path / "train.npz", x=x, y=np.arange(12) % 3)
+    np.savez(tmp_path / "test.npz", **test_arrays)
+    return NpzDataModule(
+        train_path=str(tmp_path / "train.npz"), test_path=str(tmp_path / "test.npz")
+    )
+
+
+def test_npz_corrupt_archives_name_the_file(tmp_path):
+    x = np.zeros((6, 4, 4), np.uint8)
+    data = (_npz_pair(tmp_path, x=x, y=np.arange(6) % 3), (tmp_path / "test.npz").read_bytes())[1]
+    flipped = bytearray(data)
+    flipped[data.index(b"\x93NUMPY") + 200] ^= 1  # payload byte: the member fails its CRC
+    for name, content in (("zero", b""), ("cut", data[: len(data) // 2]), ("crc", flipped)):
+        (tmp_path / "test.npz").write_bytes(content)
+        with pytest.raises(DataError, match=r"cannot read npz file .*test\.npz'") as info:
+            NpzDataModule(
+                train_path=str(tmp_path / "train.npz"), test_path=str(tmp_path / "test.npz")
+            ).setup()
+        assert "\n" not in str(info.value), name
+    np.save(tmp_path / "test.npy", x)
+    (tmp_path / "test.npz").write_bytes((tmp_path / "test.npy").read_bytes())
+    with pytest.raises(DataError, match=r"test\.npz' is a single \.npy array"):
+        NpzDataModule(train_path=str(tmp_path / "test.npz")).setup()
+
+
+def test_npz_bad_labels_and_images_name_the_file(tmp_path):
+    x, y = np.zeros((6, 4, 4), np.uint8), np.arange(6) % 3
+    with pytest.raises(DataError, match=r"test\.npz: labels must be class indices .*\[-2, 0\]"):
+        _npz_pair(tmp_path, x=x, y=y - 2).setup()
+    with pytest.raises(DataError, match=r"test\.npz: labels must be class indices"):
+        _npz_pair(tmp_path, x=x, y=y + 2**40).setup()  # not 2**40 class names
+    with pytest.raises(DataError, match=r"test\.npz: holds no images"):
+        _npz_pair(tmp_path, x=x[:0], y=y[:0]).setup()
+    with pytest.raises(DataError, match=r"test\.npz: 6 images but 5 labels"):
+        _npz_pair(tmp_path, x=x, y=y[:5]).setup()
+    with pytest.raises(DataError, match=r"test\.npz: image array has shape \(6, 0, 4\)"):
+        _npz_pair(tmp_path, x=x[:, :0], y=y).setup()
+    for bad in (np.nan, np.inf):
+        xf = np.full((6, 4, 4), 0.5, np.float32)
+        xf[3, 1, 1] = bad
+        with pytest.raises(
+            DataError, match=r"test\.npz: images must be uint8 .* float in \[0, 1\]"
+        ):
+            _npz_pair(tmp_path, x=xf, y=y).setup()
+    np.savez(tmp_path / "imgs.npz", x)
+    np.savez(tmp_path / "labels.npz", np.arange(5))
+    with pytest.raises(DataError, match=r"imgs\.npz has 6 images but .*labels\.npz has 5 labels"):
+        NpzDataModule(
+            train_path=str(tmp_path / "imgs.npz"), train_labels_path=str(tmp_path / "labels.npz")
+        ).setup()
+
+
+def test_npz_class_names_must_cover_the_labels(tmp_path):
+    np.savez(tmp_path / "a.npz", x=np.zeros((6, 4, 4), np.uint8), y=np.arange(6) % 3)
+    with pytest.raises(DataError, match=r"labels go up to 2 but data.class_names lists 2"):
+        NpzDataModule(train_path=str(tmp_path / "a.npz"), class_names=["a", "b"]).setup()
+
+
+def test_broken_png_decoding_is_a_data_error(tmp_path):
+    import io
+    import struct
+
+    buf = io.BytesIO()
+    img = np.random.default_rng(5).integers(0, 255, (6, 5, 3), dtype=np.uint8)
+    Image.fromarray(img).save(buf, format="PNG")
+    data = bytearray(buf.getvalue())
+    i = data.index(b"IDAT")
+    data[i - 4 : i] = struct.pack(">I", struct.unpack(">I", data[i - 4 : i])[0] - 32)
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        for j in range(3):
+            (tmp_path / c / f"{j}.png").write_bytes(buf.getvalue())
+    (tmp_path / "a" / "0.png").write_bytes(data)  # opens (header fine), fails to decode
+    with pytest.raises(DataError, match=r"cannot read image .*0\.png.*broken PNG"):
+        load_image(tmp_path / "a" / "0.png", 3)
+    with pytest.raises(DataError, match=r"cannot read image .*0\.png"):
+        ImageFolderDataModule(root=str(tmp_path), cache=True).setup()
