@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -244,3 +245,25 @@ def test_odd_header_values(tmp_path: Path) -> None:
     path.write_bytes(b"% evt 2.0\n% geometry 4294967296x5\n" + words)
     with pytest.raises(DataError, match=r"odd\.raw: sensor_size must be positive"):
         read_events(path)
+
+
+def test_aedat4_lengths_past_the_end_are_refused_before_decoding(tmp_path: Path) -> None:
+    pytest.importorskip("aedat")
+    from tests.events import conftest as c
+
+    data = bytearray(c.sample(c.AEDAT4_TONIC).read_bytes())
+    first = 18 + struct.unpack("<I", data[14:18])[0]  # after the magic, length and IOHeader
+    bad = bytearray(data)
+    bad[first + 4 : first + 8] = struct.pack("<I", 0xFFFFFFF0)  # the decoder would allocate 4 GiB
+    (tmp_path / "big.aedat4").write_bytes(bad)
+    with pytest.raises(
+        DataError, match=r"big\.aedat4: AEDAT4 packet at byte \d+ claims 4294967280"
+    ):
+        read_events(tmp_path / "big.aedat4")
+    bad = bytearray(data)
+    bad[18:22] = struct.pack("<I", 60_000)  # IOHeader root offset outside the header
+    (tmp_path / "off.aedat4").write_bytes(bad)
+    with pytest.raises(DataError, match=r"off\.aedat4: corrupt AEDAT4 header"):
+        read_events(tmp_path / "off.aedat4")
+    (tmp_path / "ok.aedat4").write_bytes(data)
+    assert len(read_events(tmp_path / "ok.aedat4")) > 0
