@@ -176,7 +176,15 @@ class VisrepCLI(LightningCLI):
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
         monitor = getattr(type(self.model), "monitor", ("val/loss", "min"))
-        common = {"dirpath": self.run.checkpoints, "save_top_k": 1, "enable_version_counter": False}
+        # Saved when the training epoch ends, after MetricsFile wrote the epoch's row (Lightning
+        # runs checkpoint callbacks last): a kill between the two repeats the epoch on resume
+        # instead of losing its row.
+        common = {
+            "dirpath": self.run.checkpoints,
+            "save_top_k": 1,
+            "enable_version_counter": False,
+            "save_on_train_epoch_end": True,
+        }
         ours: list[Any] = []
         if monitor is not None:
             # best.ckpt comes first: trainer.checkpoint_callback (and ckpt_path="best") is this one.

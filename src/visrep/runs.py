@@ -86,6 +86,7 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
         TypeError,
         KeyError,
         IndexError,
+        AssertionError,  # torch asserts on some corrupt storage records
         AttributeError,
         UnicodeDecodeError,
         OverflowError,

@@ -419,12 +419,6 @@ def test_mutants_are_seeded() -> None:
     assert a == b and len({m for _, m in a}) == len(a)
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="load_checkpoint (visrep.runs, not a reader file of this suite) lets torch's "
-    "AssertionError 'saved_id must be a tuple' through for a corrupt pickled storage id",
-)
 def test_load_checkpoint_corrupt_storage_id(tmp_path: Path) -> None:
     data = bytearray(ckpt_bytes())
     at = data.find(b"h\x08K\x02t")  # BININT1 2 inside the second tensor's storage id tuple

@@ -136,7 +136,7 @@ def test_task_learns_and_checkpoint_round_trips(tmp_path: Path) -> None:
         backbone={"class_path": "small_cnn", "init_args": {"channels": [8, 16]}},
         optim=OptimConfig(optimizer="adam", lr=1e-2, weight_decay=0),
     )
-    trainer = _trainer(tmp_path, 3, enable_checkpointing=False)
+    trainer = _trainer(tmp_path, 5, enable_checkpointing=False)
     trainer.fit(task, dm)
     assert task.spec.num_classes == 3 and task.spec.sensor_size == (20, 20)
     res = trainer.test(task, dm, verbose=False)[0]

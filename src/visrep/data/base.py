@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sized
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import lightning as L
 import numpy as np
+import torch
 from sklearn.model_selection import train_test_split
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
 
 from visrep.data.augment import AugmentConfig, augment_batch
 from visrep.data.datasets import ArrayImageDataset
@@ -114,6 +115,28 @@ def channel_stats(
     return mean.tolist(), std.tolist()
 
 
+class EpochShuffleSampler(RandomSampler):
+    """A random order of the samples that is a function of ``(seed, epoch)`` only.
+
+    torch's ``RandomSampler`` draws its seed from the global generator when an epoch starts, so a
+    run resumed from a checkpoint sees other orders than the run it continues; this one does not.
+    Lightning calls :meth:`set_epoch` before each epoch (and swaps in a ``DistributedSampler``,
+    also epoch-seeded, under DDP: this is a ``RandomSampler``).
+    """
+
+    def __init__(self, data_source: Sized, seed: int = 0) -> None:
+        super().__init__(data_source)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % 2**63)
+        yield from torch.randperm(len(self.data_source), generator=g).tolist()
+
+
 class SplitDataModule(L.LightningDataModule):
     """Seeded train/val/test splits and loaders of a classification source, whatever its samples.
 
@@ -208,15 +231,18 @@ class SplitDataModule(L.LightningDataModule):
         if ds is None:
             raise ConfigError(f"{type(self).__name__} has no such split")
         on_gpu = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+        seed = torch.initial_seed()  # set by seed_everything, the same again when a run resumes
         return DataLoader(
             ds,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
+            sampler=EpochShuffleSampler(ds, seed) if train else None,
             drop_last=train and len(ds) > self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=on_gpu,
             collate_fn=type(self).collate_fn,
+            # the loader's own seeds (for workers) never draw from the global generator
+            generator=torch.Generator().manual_seed(seed),
         )
 
     def train_dataloader(self) -> DataLoader:

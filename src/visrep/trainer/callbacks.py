@@ -125,12 +125,14 @@ class PredictionWriter(BasePredictionWriter):
 
 class RandomState(Callback):
     """Saves the random generators (torch, CUDA, NumPy, Python) in every checkpoint and
-    restores them when a run resumes, at the start of the first resumed training epoch.
+    restores them when a run resumes, as fitting starts.
 
     Training-time randomness (the shuffling sampler's seed, augmentation, dropout, adversarial
-    starts) then continues as if the run had never stopped. The last checkpoint of an epoch is
-    written after its validation, and nothing draws random numbers between that moment and the
-    next epoch's start, so the states match the uninterrupted run's there.
+    starts) then continues as if the run had never stopped: the last checkpoint of an epoch is
+    written when the epoch ends, and nothing draws random numbers between that moment and the
+    next epoch's first batch, nor between ``on_fit_start`` and the first batch of a resumed run
+    (Lightning isolates the sanity check's generators, and visrep's loaders draw from their own:
+    :class:`visrep.data.base.EpochShuffleSampler`).
     """
 
     def __init__(self) -> None:
@@ -155,7 +157,7 @@ class RandomState(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._pending = state_dict
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         state, self._pending = self._pending, None
         if not state:
             return
