@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
 from visrep.cli import main
-from visrep.data.base import ImageDataModule, Splits
+from visrep.data.base import ImageDataModule, LoaderConfig, Splits
 from visrep.data.datasets import ArrayImageDataset
 from visrep.models import ImageClassifier, create_backbone
 from visrep.tasks import OptimConfig, build_optimizer, build_scheduler
@@ -76,7 +76,7 @@ def visrep_run(batch: int, epochs: int) -> float:
     with tempfile.TemporaryDirectory() as d:
         code = main([
             "fit", "--model.backbone", "resnet18", "--model.backbone_args", "{small_stem: true}",
-            "--data", f"{__name__}.SyntheticDataModule", "--data.batch_size", str(batch),
+            "--data", f"{__name__}.SyntheticDataModule", "--data.loader.batch_size", str(batch),
             "--trainer.max_epochs", str(epochs), "--trainer.accelerator", "cpu",
             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
             "--trainer.callbacks", f"{__name__}.EpochTimer", "--test_after_fit", "false", "--run_dir", f"{d}/run",
@@ -86,7 +86,7 @@ def visrep_run(batch: int, epochs: int) -> float:
 
 
 def plain_run(batch: int, epochs: int) -> float:
-    dm = SyntheticDataModule(batch_size=batch)
+    dm = SyntheticDataModule(loader=LoaderConfig(batch_size=batch))
     dm.setup()
     torch.manual_seed(0)
     net = ImageClassifier(

@@ -10,7 +10,6 @@ import pytest
 import torch
 from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
-from torch.utils.data import TensorDataset
 
 from visrep.analysis import interpret as I
 from visrep.errors import ConfigError, ShapeError
@@ -222,7 +221,8 @@ def test_neighbours_reject_bad_inputs():
 def test_embed_a_dataset_and_a_tensor_alike():
     net = _net("small_cnn", channels=(8, 16))
     x = _images(10, 3, 16, 16)
-    z, y = I.embed(net, TensorDataset(x, torch.arange(10)), batch_size=3)
+    data = [{"image": x[i], "label": i} for i in range(10)]
+    z, y = I.embed(net, data, batch_size=3)
     z2, none = I.embed(net, x, batch_size=4)
     assert z.shape == (10, 16) and y.tolist() == list(range(10)) and none is None
     torch.testing.assert_close(z, z2)

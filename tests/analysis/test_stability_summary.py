@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils.data import TensorDataset
 
 from visrep.analysis.stability import fc_frobenius_margin
 from visrep.analysis.stability_summary import stability_analysis, stability_metrics
@@ -17,7 +16,7 @@ def test_stability_analysis_of_an_fc_naisnet() -> None:
         "naisnet_fc", in_chans=1, num_classes=3, img_size=4, width=8, steps=4, tol=1e-2,
         activation="tanh",
     ).eval()  # fmt: skip
-    data = TensorDataset(torch.rand(30, 1, 4, 4), torch.arange(30) % 3)
+    data = [{"image": x, "label": i % 3} for i, x in enumerate(torch.rand(30, 1, 4, 4))]
     s, curves = stability_analysis(net, data, num_samples=10, noise_levels=[0, 0.5], n_iter=30)
     b = s["blocks"]["blocks.0"]
     assert b["kind"] == "fc" and b["margin_min"] == b["margin_mean"]

@@ -6,6 +6,7 @@ import pytest
 
 from tests.conftest import write_idx
 from visrep.data import IDXDataModule, read_idx
+from visrep.data.base import LoaderConfig, SplitConfig
 from visrep.errors import DataError
 
 
@@ -57,14 +58,16 @@ def test_missing_file_and_dir(tmp_path):
 
 
 def test_datamodule_splits_and_stats(idx_dir):
-    dm = IDXDataModule(root=str(idx_dir), batch_size=8, val_fraction=0.25)
+    dm = IDXDataModule(
+        root=str(idx_dir), loader=LoaderConfig(batch_size=8), split=SplitConfig(val_fraction=0.25)
+    )
     dm.setup()
     assert dm.image_shape == (1, 12, 12) and dm.num_classes == 3
     assert len(dm.train_set) == 45 and len(dm.val_set) == 15 and len(dm.test_set) == 20
-    x, _y = next(iter(dm.train_dataloader()))
+    x = next(iter(dm.train_dataloader()))["image"]
     assert x.shape == (8, 1, 12, 12) and x.min() >= 0 and x.max() <= 1
     # statistics come from the training split only
-    imgs = np.stack([dm.train_set[i][0].numpy() for i in range(len(dm.train_set))])
+    imgs = np.stack([dm.train_set[i]["image"].numpy() for i in range(len(dm.train_set))])
     assert dm.mean[0] == pytest.approx(imgs.mean(), rel=1e-5)
     assert dm.std[0] == pytest.approx(imgs.std(), rel=1e-4)
 
@@ -102,7 +105,7 @@ def _idx_root(tmp_path, test_images=None, test_labels=None):
     for kind, content in (("images-idx3", test_images), ("labels-idx1", test_labels)):
         if content is not None:
             (tmp_path / f"t10k-{kind}-ubyte").write_bytes(content)
-    return IDXDataModule(root=str(tmp_path), val_fraction=0.25)
+    return IDXDataModule(root=str(tmp_path), split=SplitConfig(val_fraction=0.25))
 
 
 def _idx_bytes(a, code):
@@ -139,5 +142,5 @@ def test_float_images_in_range_are_read(tmp_path):
     x = np.random.default_rng(1).random((6, 4, 4)).astype(">f4")
     dm = _idx_root(tmp_path, test_images=_idx_bytes(x, 0x0D))
     dm.setup()
-    img, _ = dm.test_set[2]
+    img = dm.test_set[2]["image"]
     np.testing.assert_allclose(img.numpy()[0], x[2], rtol=1e-6)

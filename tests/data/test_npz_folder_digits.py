@@ -11,25 +11,29 @@ from visrep.data import (
     list_images,
     load_image,
 )
+from visrep.data.base import LoaderConfig, SplitConfig
 from visrep.errors import ConfigError, DataError
 
 
 def test_digits_split_is_seeded_stratified_and_disjoint():
-    a, b = DigitsDataModule(seed=3), DigitsDataModule(seed=3)
+    a, b = DigitsDataModule(split=SplitConfig(seed=3)), DigitsDataModule(split=SplitConfig(seed=3))
     a.setup()
     b.setup()
     assert a.test_set.indices == b.test_set.indices
     tr, va, te = (set(s.indices) for s in (a.train_set, a.val_set, a.test_set))
     assert not (tr & va or tr & te or va & te) and len(tr | va | te) == 1797
     assert len(te) == 360
-    c = DigitsDataModule(seed=4)
+    c = DigitsDataModule(split=SplitConfig(seed=4))
     c.setup()
     assert c.test_set.indices != a.test_set.indices
 
 
 def test_digits_train_samples_is_a_seeded_stratified_subset():
-    full = DigitsDataModule(seed=3)
-    a, b = DigitsDataModule(seed=3, train_samples=100), DigitsDataModule(seed=3, train_samples=100)
+    full = DigitsDataModule(split=SplitConfig(seed=3))
+    a, b = (
+        DigitsDataModule(split=SplitConfig(seed=3, train_samples=100)),
+        DigitsDataModule(split=SplitConfig(seed=3, train_samples=100)),
+    )
     for dm in (full, a, b):
         dm.setup()
     assert len(a.train_set) == 100 and a.train_set.indices == b.train_set.indices
@@ -39,16 +43,18 @@ def test_digits_train_samples_is_a_seeded_stratified_subset():
     assert set(np.asarray(targets).tolist()) == set(range(10))
     assert a.val_set.indices == full.val_set.indices
     assert a.test_set.indices == full.test_set.indices
-    everything = DigitsDataModule(seed=3, train_samples=10_000)
+    everything = DigitsDataModule(split=SplitConfig(seed=3, train_samples=10_000))
     everything.setup()
     assert everything.train_set.indices == full.train_set.indices
     with pytest.raises(ConfigError, match="train_samples"):
-        DigitsDataModule(train_samples=0)
+        DigitsDataModule(split=SplitConfig(train_samples=0))
 
 
 def test_cli_accepts_train_samples(capsys):
     with pytest.raises(SystemExit) as e:
-        main(["fit", "--config", "quickstart", "--data.train_samples", "50", "--print_config"])
+        main(
+            ["fit", "--config", "quickstart", "--data.split.train_samples", "50", "--print_config"]
+        )
     assert e.value.code == 0
     assert "train_samples: 50" in capsys.readouterr().out
 
@@ -61,7 +67,7 @@ def test_npz_single_archive_and_layouts(tmp_path):
     dm = NpzDataModule(train_path=str(tmp_path / "train.npz"))
     dm.setup()
     assert dm.image_shape == (3, 6, 6) and dm.num_classes == 2
-    img, _ = dm.train_set.dataset[0]
+    img = dm.train_set.dataset[0]["image"]
     np.testing.assert_allclose(img.numpy(), x[0].transpose(2, 0, 1) / 255, atol=1e-6)
 
 
@@ -89,12 +95,15 @@ def test_npz_errors(tmp_path):
 
 def test_folder_tree_held_out_splits(folder_tree):
     dm = ImageFolderDataModule(
-        root=str(folder_tree), test_fraction=0.25, val_fraction=0.2, batch_size=4
+        root=str(folder_tree),
+        loader=LoaderConfig(batch_size=4),
+        split=SplitConfig(test_fraction=0.25, val_fraction=0.2),
     )
     dm.setup()
     assert dm.class_names == ["cat", "dog", "owl"] and dm.image_shape == (3, 10, 10)
     assert len(dm.test_set) == 6
-    x, y = next(iter(dm.train_dataloader()))
+    batch = next(iter(dm.train_dataloader()))
+    x, y = batch["image"], batch["label"]
     assert x.shape == (4, 3, 10, 10)
     # the dominant channel is the class
     assert (x.mean((2, 3)).argmax(1) == y).all()
@@ -107,8 +116,8 @@ def test_folder_cache_matches_streaming(folder_tree):
     b.setup()
     assert a.image_shape == (1, 8, 8)
     for i in (0, 5):
-        xa, ya = a.train_set[i]
-        xb, yb = b.train_set[i]
+        xa, ya = a.train_set[i].values()
+        xb, yb = b.train_set[i].values()
         assert ya == yb and (xa - xb).abs().max() < 1 / 255 + 1e-6
 
 
@@ -118,7 +127,7 @@ def test_folder_with_split_dirs(tmp_path):
             (tmp_path / split / c).mkdir(parents=True)
             for i in range(n):
                 Image.new("L", (5, 5), 40 * i).save(tmp_path / split / c / f"{i}.png")
-    dm = ImageFolderDataModule(root=str(tmp_path), val_fraction=0.25)
+    dm = ImageFolderDataModule(root=str(tmp_path), split=SplitConfig(val_fraction=0.25))
     dm.setup()
     assert len(dm.test_set) == 4 and dm.image_shape == (1, 5, 5)
 

@@ -24,6 +24,7 @@ from PIL import Image
 
 from tests.conftest import write_idx
 from visrep.data import IDXDataModule, ImageFolderDataModule, NpzDataModule, load_image, read_idx
+from visrep.data.base import LoaderConfig, SplitConfig
 from visrep.errors import VisrepError
 
 try:  # the checkpoint reader may move to visrep.runs
@@ -197,7 +198,8 @@ def check_module(dm: object) -> str | None:
     for split in (dm.train_set, dm.val_set, dm.test_set):
         if split is None or len(split) == 0:
             continue
-        x, y = split[len(split) - 1]
+        sample = split[len(split) - 1]
+        x, y = sample["image"], sample["label"]
         problem = check_image(x, dm.image_shape[0])
         if problem or tuple(x.shape) != dm.image_shape:
             return problem or f"image {tuple(x.shape)} != {dm.image_shape}"
@@ -252,7 +254,11 @@ def _idx_folder(root: Path, test_images: bytes | None = None, test_labels: bytes
 
 
 def idx_module(path: Path) -> IDXDataModule:
-    dm = IDXDataModule(root=str(path.parent), batch_size=4, val_fraction=0.25)
+    dm = IDXDataModule(
+        root=str(path.parent),
+        loader=LoaderConfig(batch_size=4),
+        split=SplitConfig(val_fraction=0.25),
+    )
     dm.setup()
     return dm
 
@@ -291,8 +297,8 @@ def npz_module(train: Path, test: Path | None = None, labels: Path | None = None
         train_path=str(train),
         test_path=str(test) if test else None,
         train_labels_path=str(labels) if labels else None,
-        batch_size=4,
-        val_fraction=0.25,
+        loader=LoaderConfig(batch_size=4),
+        split=SplitConfig(val_fraction=0.25),
     )
     dm.setup()
     return dm
@@ -398,7 +404,7 @@ def test_fuzz_image_folder(tmp_path: Path) -> None:
 
     def read(path: Path) -> ImageFolderDataModule:
         dm = ImageFolderDataModule(
-            str(path.parents[1]), cache=True, val_fraction=0.2, test_fraction=0.2
+            str(path.parents[1]), cache=True, split=SplitConfig(val_fraction=0.2, test_fraction=0.2)
         )
         dm.setup()
         return dm

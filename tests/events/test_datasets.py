@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import SHARED_DATA
+from visrep.data.base import LoaderConfig, SplitConfig
 from visrep.errors import ConfigError, DataError
 from visrep.events import (
     EventBatch,
@@ -121,9 +122,9 @@ def test_file_dataset_reads_and_caches(tmp_path: Path) -> None:
     plain = EventFileDataset(files, [0] * len(files), (34, 34))
     cached = EventFileDataset(files, [0] * len(files), (34, 34), cache_dir=tmp_path / "cache")
     for i in range(len(files)):
-        a, _ = plain[i]
-        b, _ = cached[i]  # decoded, then written to the cache
-        c, _ = cached[i]  # read back from the cache
+        a = plain[i]["events"]
+        b = cached[i]["events"]  # decoded, then written to the cache
+        c = cached[i]["events"]  # read back from the cache
         assert a.sensor_size == (34, 34) == c.sensor_size
         assert all(np.array_equal(getattr(a, k), getattr(c, k)) for k in "xytp")
         assert all(np.array_equal(getattr(a, k), getattr(b, k)) for k in "xytp")
@@ -131,27 +132,32 @@ def test_file_dataset_reads_and_caches(tmp_path: Path) -> None:
     capped = EventFileDataset(
         files, [1] * len(files), (34, 34), transforms=[MaxEvents(10, "first")]
     )
-    s, y = capped[0]
+    s, y = capped[0].values()
     assert len(s) == 10 and y == 1
 
 
 def test_nmnist_module_splits_are_stratified_and_seeded(tmp_path: Path) -> None:
     root = write_list_layout(tmp_path / "lst", n_train=60, n_test=9)
-    dm = NMNISTDataModule(root=str(root), val_fraction=0.2, seed=3, batch_size=8)
+    dm = NMNISTDataModule(
+        root=str(root),
+        loader=LoaderConfig(batch_size=8),
+        split=SplitConfig(val_fraction=0.2, seed=3),
+    )
     dm.setup()
     spec = dm.spec()
     assert (spec.family, spec.num_classes, spec.sensor_size) == ("events", 3, (34, 34))
     assert spec.class_names == ("0", "1", "2") and spec.image_size == (34, 34)
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (48, 12, 9)
-    val_labels = [dm.val_set[i][1] for i in range(len(dm.val_set))]
+    val_labels = [dm.val_set[i]["label"] for i in range(len(dm.val_set))]
     assert np.bincount(val_labels).tolist() == [4, 4, 4]  # stratified
-    again = NMNISTDataModule(root=str(root), val_fraction=0.2, seed=3)
+    again = NMNISTDataModule(root=str(root), split=SplitConfig(val_fraction=0.2, seed=3))
     again.setup()
-    other = NMNISTDataModule(root=str(root), val_fraction=0.2, seed=4)
+    other = NMNISTDataModule(root=str(root), split=SplitConfig(val_fraction=0.2, seed=4))
     other.setup()
     assert list(again.val_set.indices) == list(dm.val_set.indices)
     assert list(other.val_set.indices) != list(dm.val_set.indices)
-    events, targets = next(iter(dm.train_dataloader()))
+    batch = next(iter(dm.train_dataloader()))
+    events, targets = batch["events"], batch["label"]
     assert isinstance(events, EventBatch) and len(events) == 8 and targets.shape == (8,)
     assert events.sensor_size == (34, 34)
     names = dm.sample_names()
@@ -163,7 +169,9 @@ def test_folder_module_sensor_sizes_and_held_out_test(tmp_path: Path) -> None:
         (tmp_path / "cal" / c).mkdir(parents=True)
         for i in range(10):
             write_events(digit_stream(i % 2, i, (50, 40)), tmp_path / "cal" / c / f"{i}.npz")
-    dm = EventFolderDataModule(root=str(tmp_path / "cal"), test_fraction=0.2, val_fraction=0.25)
+    dm = EventFolderDataModule(
+        root=str(tmp_path / "cal"), split=SplitConfig(test_fraction=0.2, val_fraction=0.25)
+    )
     dm.setup()
     assert dm.sensor_size == (50, 40)  # from the first file
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (12, 4, 4)
@@ -177,9 +185,11 @@ def test_folder_module_sensor_sizes_and_held_out_test(tmp_path: Path) -> None:
 
 def test_train_augmentation_is_seeded(tmp_path: Path) -> None:
     root = write_list_layout(tmp_path / "lst")
-    dm = NMNISTDataModule(root=str(root), train_transforms=[HorizontalFlip(0.5)], batch_size=30)
+    dm = NMNISTDataModule(
+        root=str(root), train_transforms=[HorizontalFlip(0.5)], loader=LoaderConfig(batch_size=30)
+    )
     dm.setup()
-    events, _ = next(iter(dm.train_dataloader()))
+    events = next(iter(dm.train_dataloader()))["events"]
     a = dm.augment(events, np.random.default_rng(0))
     b = dm.augment(events, np.random.default_rng(0))
     assert torch_equal(a.x, b.x) and not torch_equal(a.x, events.x)

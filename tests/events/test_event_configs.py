@@ -32,7 +32,7 @@ def test_fit_nmnist_count_on_the_list_layout(cli, tmp_path: Path) -> None:
     loaded = load_run(run)  # weights_only, task class from the checkpoint
     assert isinstance(loaded.task, EventClassificationTask)
     loaded.datamodule.setup()
-    events, _ = next(iter(loaded.datamodule.test_dataloader()))
+    events = next(iter(loaded.datamodule.test_dataloader()))["events"]
     with torch.no_grad():
         assert loaded.task(events).shape == (len(events), 3)
 
@@ -79,7 +79,7 @@ def test_fit_every_ncars_config(cli, tmp_path: Path, config: str, channels: int)
     run = tmp_path / "run"
     code, _, err = cli(
         "fit", "--config", config, "--data.root", root, "--run_dir", run,
-        "--data.batch_size", "4", "--trainer.limit_train_batches", "1", *FIT,
+        "--data.loader.batch_size", "4", "--trainer.limit_train_batches", "1", *FIT,
     )  # fmt: skip
     assert code == 0, err
     net = load_run(run).task.net  # the paper's channels (bins) of Table 2

@@ -11,7 +11,7 @@ import torch
 
 from tests.events.conftest import random_stream
 from tests.events.test_datasets import digit_stream
-from visrep.data.base import DataSpec, Splits
+from visrep.data.base import DataSpec, LoaderConfig, Splits
 from visrep.errors import ConfigError
 from visrep.events import (
     EventBatch,
@@ -130,7 +130,7 @@ def _trainer(tmp_path: Path, epochs: int, **kw) -> L.Trainer:
 
 def test_task_learns_and_checkpoint_round_trips(tmp_path: Path) -> None:
     L.seed_everything(0)
-    dm = BandsDataModule(batch_size=16)
+    dm = BandsDataModule(loader=LoaderConfig(batch_size=16))
     task = EventClassificationTask(
         representation="count",
         backbone={"class_path": "small_cnn", "init_args": {"channels": [8, 16]}},
@@ -149,7 +149,7 @@ def test_task_learns_and_checkpoint_round_trips(tmp_path: Path) -> None:
     assert not {"in_chans", "image_size", "mean", "std"} & set(task.hparams)
     assert load_checkpoint(ckpt)["visrep"]["data_spec"]["sensor_size"] == [20, 20]
     loaded = read_task_checkpoint(ckpt).build()  # weights_only=True, classes allow-listed
-    batch, _ = next(iter(dm.test_dataloader()))
+    batch = next(iter(dm.test_dataloader()))["events"]
     task.eval()
     with torch.no_grad():
         assert torch.allclose(loaded(batch), task(batch), atol=1e-6)

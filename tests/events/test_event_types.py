@@ -92,9 +92,10 @@ def test_batch_to_device_and_pin() -> None:
 
 
 def test_collate_in_dataloader() -> None:
-    data = [(random_stream(10 + i, seed=i), i % 2) for i in range(6)]
+    data = [{"events": random_stream(10 + i, seed=i), "label": i % 2} for i in range(6)]
     loader = DataLoader(data, batch_size=4, collate_fn=collate_events)
-    batch, targets = next(iter(loader))
+    out = next(iter(loader))
+    batch, targets = out["events"], out["label"]
     assert isinstance(batch, EventBatch) and len(batch) == 4
     assert targets.tolist() == [0, 1, 0, 1]
     assert batch.counts().tolist() == [10, 11, 12, 13]

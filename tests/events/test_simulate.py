@@ -147,7 +147,7 @@ def test_digits_events_data_module_is_seeded() -> None:
     spec = a.spec()
     assert (spec.num_classes, spec.sensor_size) == (10, (20, 20))
     assert spec.class_names == tuple(str(c) for c in range(10))
-    sa, ya = a.train_set[0]
-    sb, yb = b.train_set[0]
+    sa, ya = a.train_set[0].values()
+    sb, yb = b.train_set[0].values()
     assert ya == yb and len(sa) > 100 and np.array_equal(sa.t, sb.t)
     assert len(a.train_set) + len(a.val_set) + len(a.test_set) == 40

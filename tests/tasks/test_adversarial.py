@@ -10,7 +10,7 @@ from torch import nn
 
 from visrep.analysis.runs import load_run
 from visrep.data import DigitsDataModule
-from visrep.data.base import DataSpec
+from visrep.data.base import DataSpec, LoaderConfig
 from visrep.errors import ConfigError
 from visrep.tasks import ClassificationTask
 from visrep.tasks.adversarial import AdversarialConfig, adversarial_examples, as_adversarial_config
@@ -90,7 +90,7 @@ class _Record(L.Callback):
         self.seen: list[torch.Tensor] = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self.batches.append(batch[0].clone())
+        self.batches.append(batch["image"].clone())
 
     def on_fit_start(self, trainer, pl_module) -> None:
         def hook(module: nn.Module, args: tuple) -> None:
@@ -117,7 +117,7 @@ def test_training_sees_the_perturbed_batch(tmp_path):
         callbacks=[rec],
     )
     before = [p.detach().clone() for p in task.parameters()]
-    trainer.fit(task, DigitsDataModule(batch_size=32))
+    trainer.fit(task, DigitsDataModule(loader=LoaderConfig(batch_size=32)))
     assert len(rec.seen) == len(rec.batches) == 3
     for clean, seen in zip(rec.batches, rec.seen, strict=True):
         diff = (seen - clean).abs()

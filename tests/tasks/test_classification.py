@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from visrep.data import DigitsDataModule
-from visrep.data.base import DataSpec
+from visrep.data.base import DataSpec, LoaderConfig
 from visrep.errors import ConfigError
 from visrep.runs import RunDir
 from visrep.tasks import ClassificationTask, OptimConfig
@@ -36,7 +36,7 @@ def _trainer(tmp_path, epochs=3):
 
 def test_learns_digits_and_fills_hparams_from_data(tmp_path):
     L.seed_everything(0)
-    dm = DigitsDataModule(batch_size=64)
+    dm = DigitsDataModule(loader=LoaderConfig(batch_size=64))
     task = ClassificationTask(
         backbone={"class_path": "mlp", "init_args": {"width": 64}},
         optim=OptimConfig(optimizer="adam", lr=3e-3, weight_decay=0),

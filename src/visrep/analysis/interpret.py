@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from visrep.data.samples import IMAGE, LABEL, collate
 from visrep.errors import ConfigError, ShapeError
 
 
@@ -319,7 +320,8 @@ def embed(
     batch_size: int = 256,
     device: str | torch.device | None = None,
 ) -> tuple[Tensor, Tensor | None]:
-    """The representations ``net.embed(x)`` of a data set of ``(image, target)`` or an image tensor.
+    """The representations ``net.embed(x)`` of a data set of ``{"image", "label"}`` samples or an
+    image tensor.
 
     Returns:
         ``(Z, y)``: embeddings ``(N, D)`` on the CPU and targets ``(N,)`` (None for a tensor).
@@ -331,9 +333,9 @@ def embed(
             [net.embed(b.to(dev)).flatten(1).cpu() for b in data.split(batch_size)]
         ), None
     zs, ys = [], []
-    for x, y in DataLoader(data, batch_size=batch_size, shuffle=False):
-        zs.append(net.embed(x.to(dev)).flatten(1).cpu())
-        ys.append(torch.as_tensor(y))
+    for batch in DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate):
+        zs.append(net.embed(batch[IMAGE].to(dev)).flatten(1).cpu())
+        ys.append(torch.as_tensor(batch[LABEL]))
     if not zs:
         raise ShapeError("cannot embed an empty data set")
     return torch.cat(zs), torch.cat(ys)

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from visrep.analysis.runs import LoadedRun, spread_indices
+from visrep.data.samples import IMAGE, LABEL, collate
 from visrep.errors import ConfigError
 
 __all__ = ["batches", "classifier", "random_batch", "split_dataset", "spread_batch", "take"]
@@ -57,11 +58,11 @@ def split_dataset(run: LoadedRun, split: str) -> Dataset:
 
 
 def take(ds: Dataset, indices: Sequence[int], batch_size: int = 256) -> tuple[Tensor, Tensor]:
-    """The samples ``indices`` of ``ds`` stacked: images ``(N, ...)`` and targets ``(N,)``."""
+    """The samples ``indices`` of ``ds`` stacked: images ``(N, ...)`` and labels ``(N,)``."""
     xs, ys = [], []
-    for x, y in DataLoader(Subset(ds, list(indices)), batch_size=batch_size, shuffle=False):
+    for x, y in batches(Subset(ds, list(indices)), batch_size):
         xs.append(x)
-        ys.append(torch.as_tensor(y))
+        ys.append(y)
     return torch.cat(xs), torch.cat(ys)
 
 
@@ -77,8 +78,14 @@ def random_batch(ds: Dataset, n: int, seed: int = 0) -> tuple[Tensor, Tensor]:
 
 
 def batches(ds: Dataset, batch_size: int = 256) -> Iterator[tuple[Tensor, Tensor]]:
-    """``(images, targets)`` batches of ``ds`` in order."""
-    yield from DataLoader(ds, batch_size=batch_size, shuffle=False)
+    """``(images, labels)`` batches of an image classification dataset (sample dicts), in order."""
+    for batch in DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate):
+        if IMAGE not in batch or LABEL not in batch:
+            raise ConfigError(
+                f"the analysis tools need image classification samples (image, label), got "
+                f"{', '.join(batch)}"
+            )
+        yield batch[IMAGE], batch[LABEL]
 
 
 def class_names(task: L.LightningModule) -> list[str]:

@@ -1,6 +1,8 @@
-"""Data sources: datasets and LightningDataModules yielding ``(image, target)`` batches.
+"""Data sources: datasets and LightningDataModules yielding sample dicts (:mod:`visrep.data.samples`).
 
-Images are float ``(B, C, H, W)`` in [0, 1]; normalisation lives in the model.
+``base`` holds what every family shares (``DataSpec``, ``LoaderConfig``, ``SplitConfig``, the
+split/loader base); each task family has a folder (``classification/`` ...). Images are float
+``(B, C, H, W)`` in [0, 1]; normalisation lives in the model.
 """
 
 from visrep.data.augment import (
@@ -11,33 +13,48 @@ from visrep.data.augment import (
     random_hflip,
 )
 from visrep.data.base import (
+    DataSpec,
+    EpochShuffleSampler,
     ImageDataModule,
+    LoaderConfig,
+    SplitConfig,
     SplitDataModule,
     Splits,
     channel_stats,
     stratified_split,
 )
+from visrep.data.classification import (
+    DigitsDataModule,
+    IDXDataModule,
+    ImageFilesDataModule,
+    ImageFolderDataModule,
+    NpzDataModule,
+    list_images,
+    read_idx,
+    scan_class_folders,
+)
 from visrep.data.datasets import ArrayImageDataset, ImageFileDataset, load_image
-from visrep.data.digits import DigitsDataModule
-from visrep.data.files import ImageFilesDataModule, list_images
-from visrep.data.folder import ImageFolderDataModule, scan_class_folders
-from visrep.data.idx import IDXDataModule, read_idx
-from visrep.data.npz import NpzDataModule
+from visrep.data.samples import collate
 
 __all__ = [
     "ArrayImageDataset",
     "AugmentConfig",
+    "DataSpec",
     "DigitsDataModule",
+    "EpochShuffleSampler",
     "IDXDataModule",
     "ImageDataModule",
     "ImageFileDataset",
     "ImageFilesDataModule",
     "ImageFolderDataModule",
+    "LoaderConfig",
     "NpzDataModule",
+    "SplitConfig",
     "SplitDataModule",
     "Splits",
     "augment_batch",
     "channel_stats",
+    "collate",
     "color_jitter",
     "list_images",
     "load_image",

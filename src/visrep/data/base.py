@@ -10,11 +10,11 @@ import lightning as L
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
-from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
 
 from visrep.data.augment import AugmentConfig, augment_batch
 from visrep.data.datasets import ArrayImageDataset
+from visrep.data.samples import IMAGE, collate
 from visrep.errors import ConfigError, DataError
 
 
@@ -61,10 +61,14 @@ class DataSpec:
 
 @dataclass
 class Splits:
-    """What a concrete DataModule loads: a training set and, where the source has them, val/test."""
+    """What a concrete DataModule loads: a training set and, where the source has them, val/test.
+
+    ``train_targets`` (one class per training sample) stratifies the splits; None (dense tasks,
+    regression) splits at random.
+    """
 
     train: Dataset
-    train_targets: np.ndarray
+    train_targets: np.ndarray | None
     class_names: list[str]
     test: Dataset | None = None
     val: Dataset | None = None
@@ -101,11 +105,11 @@ def channel_stats(
         return base.channel_stats(indices)
     if len(indices) > max_samples:
         indices = np.random.default_rng(seed).choice(indices, max_samples, replace=False)
-    loader = DataLoader(Subset(base, indices.tolist()), batch_size=256)
+    loader = DataLoader(Subset(base, indices.tolist()), batch_size=256, collate_fn=collate)
     s = s2 = None
     n = 0
-    for x, _ in loader:
-        x = x.double()
+    for batch in loader:
+        x = batch[IMAGE].double()
         bs, bs2 = x.sum((0, 2, 3)), (x**2).sum((0, 2, 3))
         s = bs if s is None else s + bs
         s2 = bs2 if s2 is None else s2 + bs2
@@ -137,52 +141,83 @@ class EpochShuffleSampler(RandomSampler):
         yield from torch.randperm(len(self.data_source), generator=g).tolist()
 
 
-class SplitDataModule(L.LightningDataModule):
-    """Seeded train/val/test splits and loaders of a classification source, whatever its samples.
+@dataclass(frozen=True)
+class LoaderConfig:
+    """How batches are loaded (``--data.loader.batch_size 256`` etc.).
 
-    Subclasses implement :meth:`load` (and may extend :meth:`on_splits_ready`). Sources without a
-    test split get a stratified one (``test_fraction``); the validation split is always carved
-    from the training data (``val_fraction``); ``train_samples`` then optionally shrinks what is
-    left for training.
-
-    Args:
+    Attributes:
         batch_size: training batch size.
-        eval_batch_size: validation/test batch size (default: ``batch_size``).
+        eval_batch_size: validation / test / predict batch size (default: ``batch_size``).
         num_workers: loader worker processes.
+    """
+
+    batch_size: int = 128
+    eval_batch_size: int | None = None
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"data.loader.batch_size must be >= 1, got {self.batch_size}")
+        if self.eval_batch_size is not None and self.eval_batch_size < 1:
+            raise ConfigError(
+                f"data.loader.eval_batch_size must be >= 1 or null, got {self.eval_batch_size}"
+            )
+        if self.num_workers < 0:
+            raise ConfigError(f"data.loader.num_workers must be >= 0, got {self.num_workers}")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How a source is split into train / val / test (``--data.split.seed 3`` etc.).
+
+    Attributes:
         val_fraction: fraction of the training data held out for validation.
         test_fraction: fraction held out for testing when the source has no test split.
         seed: seed of the splits.
-        train_samples: use a seeded, class-stratified subset of this many training samples
-            (after the validation split is carved out); None (or more than there are) uses all.
+        train_samples: use a seeded subset of this many training samples (after the validation
+            split is carved out); None (or more than there are) uses all.
+        stratify: keep the class proportions in every split (when the samples have a class).
     """
 
-    collate_fn: Callable | None = None  # how samples become a batch (None: torch's default)
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    seed: int = 0
+    train_samples: int | None = None
+    stratify: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("val_fraction", "test_fraction"):
+            f = getattr(self, name)
+            if not 0 <= f < 1:
+                raise ConfigError(f"data.split.{name} must be in [0, 1), got {f}")
+        if self.train_samples is not None and self.train_samples < 1:
+            raise ConfigError(
+                f"data.split.train_samples must be >= 1 or null, got {self.train_samples}"
+            )
+
+
+class SplitDataModule(L.LightningDataModule):
+    """Seeded train/val/test splits and loaders of a source, whatever its samples.
+
+    Subclasses implement :meth:`load` (and may extend :meth:`on_splits_ready`) and
+    :meth:`spec`. Sources without a test split get one (``split.test_fraction``); the
+    validation split is always carved from the training data (``split.val_fraction``);
+    ``split.train_samples`` then optionally shrinks what is left for training. Splits are
+    stratified by class when the source gives classes and ``split.stratify`` is on.
+
+    Args:
+        loader: batch sizes and workers.
+        split: fractions, seed, subset size and stratification of the splits.
+    """
+
+    collate_fn: Callable = staticmethod(collate)  # how sample dicts become a batch
 
     def __init__(
-        self,
-        batch_size: int = 128,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.2,
-        seed: int = 0,
-        train_samples: int | None = None,
+        self, loader: LoaderConfig | None = None, split: SplitConfig | None = None
     ) -> None:
         super().__init__()
-        if batch_size < 1:
-            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
-        for name, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not 0 <= f < 1:
-                raise ConfigError(f"data.{name} must be in [0, 1), got {f}")
-        if train_samples is not None and train_samples < 1:
-            raise ConfigError(f"data.train_samples must be >= 1 or null, got {train_samples}")
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
-        self.val_fraction = val_fraction
-        self.test_fraction = test_fraction
-        self.seed = seed
-        self.train_samples = train_samples
+        self.loader = loader or LoaderConfig()
+        self.split = split or SplitConfig()
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -200,24 +235,30 @@ class SplitDataModule(L.LightningDataModule):
         if self.train_set is not None:
             return
         s = self.load()
-        targets = np.asarray(s.train_targets, dtype=np.int64)
-        if len(targets) == 0:
+        n = len(s.train)
+        if n == 0:
             raise DataError(f"{type(self).__name__}: the training data is empty")
-        train_idx = np.arange(len(targets))
+        cfg = self.split
+        targets = np.zeros(n, dtype=np.int64)  # one class: a plain (unstratified) split
+        if cfg.stratify and s.train_targets is not None:
+            targets = np.asarray(s.train_targets, dtype=np.int64)
+        train_idx = np.arange(n)
         test = s.test
         if test is None:
-            train_idx, test_idx = stratified_split(targets, self.test_fraction, self.seed)
+            train_idx, test_idx = stratified_split(targets, cfg.test_fraction, cfg.seed)
             if len(test_idx) == 0:
-                raise ConfigError("the source has no test split: data.test_fraction must be > 0")
+                raise ConfigError(
+                    "the source has no test split: data.split.test_fraction must be > 0"
+                )
             test = Subset(s.train, test_idx.tolist())
         val = s.val
-        if val is None and self.val_fraction > 0:
-            keep, held = stratified_split(targets[train_idx], self.val_fraction, self.seed + 1)
+        if val is None and cfg.val_fraction > 0:
+            keep, held = stratified_split(targets[train_idx], cfg.val_fraction, cfg.seed + 1)
             val = Subset(s.train, train_idx[held].tolist())
             train_idx = train_idx[keep]
-        if self.train_samples is not None and self.train_samples < len(train_idx):
-            surplus = len(train_idx) - self.train_samples
-            keep, _ = stratified_split(targets[train_idx], surplus, self.seed + 2)
+        if cfg.train_samples is not None and cfg.train_samples < len(train_idx):
+            surplus = len(train_idx) - cfg.train_samples
+            keep, _ = stratified_split(targets[train_idx], surplus, cfg.seed + 2)
             train_idx = train_idx[keep]
         self.train_set = Subset(s.train, train_idx.tolist())
         self.val_set, self.test_set = val, test
@@ -232,13 +273,15 @@ class SplitDataModule(L.LightningDataModule):
             raise ConfigError(f"{type(self).__name__} has no such split")
         on_gpu = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
         seed = torch.initial_seed()  # set by seed_everything, the same again when a run resumes
+        cfg = self.loader
+        batch = cfg.batch_size if train else cfg.eval_batch_size or cfg.batch_size
         return DataLoader(
             ds,
-            batch_size=self.batch_size if train else self.eval_batch_size,
+            batch_size=batch,
             sampler=EpochShuffleSampler(ds, seed) if train else None,
-            drop_last=train and len(ds) > self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            drop_last=train and len(ds) > batch,
+            num_workers=cfg.num_workers,
+            persistent_workers=cfg.num_workers > 0,
             pin_memory=on_gpu,
             collate_fn=type(self).collate_fn,
             # the loader's own seeds (for workers) never draw from the global generator
@@ -259,51 +302,37 @@ class SplitDataModule(L.LightningDataModule):
 
 
 class ImageDataModule(SplitDataModule):
-    """Seeded splits of an image classification source (see :class:`SplitDataModule`).
+    """Seeded splits of an image classification source (see :class:`SplitDataModule`);
+    samples are ``{"image": Image, "label": int}``.
 
     Normalisation statistics come from the training split only, and the model keeps them
     (:class:`visrep.models.layers.Normalize`), so images stay in [0, 1] here.
 
     Args:
-        batch_size, eval_batch_size, num_workers, val_fraction, test_fraction, seed,
-            train_samples: as in :class:`SplitDataModule`.
-        augment: training augmentations, applied per batch on the device.
+        loader, split: as in :class:`SplitDataModule`.
+        augment: training augmentations, applied per batch on the device (see
+            :mod:`visrep.data.augment` for why not per sample).
     """
 
     def __init__(
         self,
-        batch_size: int = 128,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.2,
-        seed: int = 0,
-        train_samples: int | None = None,
+        loader: LoaderConfig | None = None,
+        split: SplitConfig | None = None,
         augment: AugmentConfig | None = None,
     ) -> None:
-        super().__init__(
-            batch_size,
-            eval_batch_size,
-            num_workers,
-            val_fraction,
-            test_fraction,
-            seed,
-            train_samples=train_samples,
-        )
+        super().__init__(loader, split)
         self.augment = augment or AugmentConfig()
         self.mean: list[float] = []
         self.std: list[float] = []
         self.image_shape: tuple[int, int, int] = (0, 0, 0)
 
     def on_splits_ready(self) -> None:
-        x0, _ = self.train_set[0]
-        self.image_shape = tuple(x0.shape)
-        self.mean, self.std = channel_stats(self.train_set, seed=self.seed)
+        self.image_shape = tuple(self.train_set[0][IMAGE].shape)
+        self.mean, self.std = channel_stats(self.train_set, seed=self.split.seed)
 
-    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple:
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict:
         if self.trainer is not None and self.trainer.training and self.augment.enabled:
-            x, y = batch
-            return augment_batch(x, self.augment), y
+            return {**batch, IMAGE: augment_batch(batch[IMAGE], self.augment)}
         return batch
 
     def spec(self) -> DataSpec:

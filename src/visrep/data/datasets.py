@@ -1,4 +1,5 @@
-"""Map-style image datasets returning ``(image, target)`` with images as float ``(C, H, W)`` in [0, 1]."""
+"""Map-style image datasets returning sample dicts ``{"image": Image, "label": int}`` with images as
+float ``(C, H, W)`` in [0, 1] (see :mod:`visrep.data.samples`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import struct
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,6 +15,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from visrep.data.samples import image_sample
 from visrep.errors import DataError
 
 MAX_CLASSES = 1_000_000  # labels past this are corrupt, not a real class count
@@ -120,9 +123,9 @@ class ArrayImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+    def __getitem__(self, i: int) -> dict[str, Any]:
         x = torch.from_numpy(np.array(self.images[i], dtype=np.float32, copy=True))
-        return x.mul_(self.scale), int(self.targets[i])
+        return image_sample(x.mul_(self.scale), int(self.targets[i]))
 
     def channel_stats(self, indices: np.ndarray) -> tuple[list[float], list[float]]:
         """Per-channel mean and std over ``indices`` (vectorised, in chunks)."""
@@ -227,5 +230,8 @@ class ImageFileDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[Tensor, int]:
-        return load_image(self.paths[i], self.channels, self.size), int(self.targets[i])
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        label = int(self.targets[i])
+        return image_sample(
+            load_image(self.paths[i], self.channels, self.size), label if label >= 0 else None
+        )

@@ -1,13 +1,13 @@
-"""LightningDataModules of event-camera classification: ``(EventBatch, targets)`` batches.
+"""LightningDataModules of event-camera classification: ``{"events": EventBatch, "label": ...}`` batches.
 
-Splits follow :class:`visrep.data.ImageDataModule`: the source's test split if it has one (else
-a stratified ``test_fraction``), and a validation split always carved from the training data
-(stratified, ``seed``). :meth:`EventDataModule.describe` gives the model what it needs
-(``num_classes``, ``sensor_size``, ``class_names``).
+Samples are ``{"events": EventStream, "label": int}``; batches hold one ``EventBatch``.
+Splits follow :class:`visrep.data.base.SplitDataModule`: the source's test split if it has one
+(else a stratified ``split.test_fraction``), and a validation split always carved from the
+training data. :meth:`EventDataModule.spec` gives the model what it needs (classes, sensor size).
 
 Augmentation: ``train_transforms`` (random :mod:`visrep.events.transforms`) run on training
 batches in the main process before they move to the device, drawing from a generator seeded by
-``(seed, epoch, batch)``, so they are reproducible whatever the number of loader workers;
+``(split.seed, epoch, batch)``, so they are reproducible whatever the number of loader workers;
 ``transforms`` (deterministic) run on every sample of every split.
 """
 
@@ -21,7 +21,8 @@ from scipy import ndimage
 from sklearn.datasets import load_digits
 from torch.utils.data import Subset
 
-from visrep.data.base import DataSpec, SplitDataModule, Splits
+from visrep.data.base import DataSpec, LoaderConfig, SplitConfig, SplitDataModule, Splits
+from visrep.data.samples import EVENTS
 from visrep.errors import ConfigError, DataError
 from visrep.events.datasets import (
     EventFileDataset,
@@ -48,14 +49,9 @@ class EventDataModule(SplitDataModule):
     :meth:`load`).
 
     Args:
-        batch_size: Training batch size.
-        eval_batch_size: Validation / test batch size (default ``batch_size``).
-        num_workers: Loader worker processes.
-        val_fraction: Fraction of the training data held out for validation.
-        test_fraction: Fraction held out for testing when the source has no test split.
-        seed: Seed of the splits and of the training augmentation.
-        train_samples: Use a seeded, class-stratified subset of this many training samples
-            (after the validation split is carved out); None uses all.
+        loader: Batch sizes and workers (:class:`~visrep.data.base.LoaderConfig`).
+        split: Fractions, seed and subset of the splits (:class:`~visrep.data.base.SplitConfig`);
+            its seed also seeds the training augmentation.
         transforms: Deterministic event transforms for every sample (e.g. ``Denoise``,
             ``MaxEvents``).
         train_transforms: Random event transforms for training batches.
@@ -63,25 +59,12 @@ class EventDataModule(SplitDataModule):
 
     def __init__(
         self,
-        batch_size: int = 64,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.2,
-        seed: int = 0,
-        train_samples: int | None = None,
+        loader: LoaderConfig = LoaderConfig(batch_size=64),
+        split: SplitConfig = SplitConfig(),
         transforms: list[EventTransform] | None = None,
         train_transforms: list[EventTransform] | None = None,
     ) -> None:
-        super().__init__(
-            batch_size,
-            eval_batch_size,
-            num_workers,
-            val_fraction,
-            test_fraction,
-            seed,
-            train_samples=train_samples,
-        )
+        super().__init__(loader, split)
         self.transforms = check_transforms(transforms, "data.transforms")
         self.train_transforms = check_transforms(train_transforms, "data.train_transforms")
         self.sensor_size: tuple[int, int] = (0, 0)
@@ -91,7 +74,7 @@ class EventDataModule(SplitDataModule):
 
     def on_splits_ready(self) -> None:
         # what the model sees: the source's sensor, or what data.transforms made of it (a crop)
-        self.sensor_size = self.train_set[0][0].sensor_size
+        self.sensor_size = self.train_set[0][EVENTS].sensor_size
 
     def augment(self, batch: EventBatch, rng: np.random.Generator) -> EventBatch:
         """``train_transforms`` applied to each sample of ``batch`` with one generator."""
@@ -112,10 +95,9 @@ class EventDataModule(SplitDataModule):
         epoch = self.trainer.current_epoch
         if epoch != self._aug_epoch:
             self._aug_epoch, self._aug_batch = epoch, 0
-        rng = np.random.default_rng([self.seed, epoch, self._aug_batch])
+        rng = np.random.default_rng([self.split.seed, epoch, self._aug_batch])
         self._aug_batch += 1
-        events, targets = batch
-        return self.augment(events, rng), targets
+        return {**batch, EVENTS: self.augment(batch[EVENTS], rng)}
 
     def spec(self) -> DataSpec:
         """What the model needs to know about the data (after :meth:`setup`)."""
@@ -147,8 +129,7 @@ class EventFolderDataModule(EventDataModule):
         sensor_size: ``(W, H)`` for every sample; default the data set's own
             (:attr:`default_sensor_size`), else what the first training file says.
         cache_dir: Keep decoded streams there as ``.npz`` (useful for slow formats).
-        batch_size, eval_batch_size, num_workers, val_fraction, test_fraction, seed,
-            train_samples, transforms, train_transforms: see :class:`EventDataModule`.
+        loader, split, transforms, train_transforms: see :class:`EventDataModule`.
     """
 
     default_sensor_size: tuple[int, int] | None = None
@@ -158,27 +139,12 @@ class EventFolderDataModule(EventDataModule):
         root: str,
         sensor_size: tuple[int, int] | None = None,
         cache_dir: str | None = None,
-        batch_size: int = 64,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.2,
-        seed: int = 0,
-        train_samples: int | None = None,
+        loader: LoaderConfig = LoaderConfig(batch_size=64),
+        split: SplitConfig = SplitConfig(),
         transforms: list[EventTransform] | None = None,
         train_transforms: list[EventTransform] | None = None,
     ) -> None:
-        super().__init__(
-            batch_size,
-            eval_batch_size,
-            num_workers,
-            val_fraction,
-            test_fraction,
-            seed,
-            train_samples=train_samples,
-            transforms=transforms,
-            train_transforms=train_transforms,
-        )
+        super().__init__(loader, split, transforms, train_transforms)
         self.root = Path(root)
         self.requested_sensor_size = sensor_size or self.default_sensor_size
         self.cache_dir = cache_dir
@@ -217,7 +183,7 @@ class NCarsDataModule(EventFolderDataModule):
 
 class NCaltech101DataModule(EventFolderDataModule):
     """N-Caltech101 (Orchard et al. 2015): ``<class>/*.bin`` (no official split: test and val
-    are held out with ``seed``); recordings fit a 240x180 sensor."""
+    are held out with ``split.seed``); recordings fit a 240x180 sensor."""
 
     default_sensor_size = (240, 180)
 
@@ -239,8 +205,8 @@ class DigitsEventsDataModule(EventDataModule):
         threshold_sigma: Per-pixel threshold mismatch.
         log_eps: ``log(I + eps)`` offset (digits are in ``[0, 1]``).
         max_samples: Use only the first ``max_samples`` digits (quick runs).
-        batch_size, eval_batch_size, num_workers, val_fraction, test_fraction, seed,
-            train_samples, transforms, train_transforms: see :class:`EventDataModule`.
+        seed: Seed of the simulated threshold mismatch.
+        loader, split, transforms, train_transforms: see :class:`EventDataModule`.
     """
 
     def __init__(
@@ -252,27 +218,13 @@ class DigitsEventsDataModule(EventDataModule):
         threshold_sigma: float = 0.03,
         log_eps: float = 0.2,
         max_samples: int | None = None,
-        batch_size: int = 64,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.2,
         seed: int = 0,
-        train_samples: int | None = None,
+        loader: LoaderConfig = LoaderConfig(batch_size=64),
+        split: SplitConfig = SplitConfig(),
         transforms: list[EventTransform] | None = None,
         train_transforms: list[EventTransform] | None = None,
     ) -> None:
-        super().__init__(
-            batch_size,
-            eval_batch_size,
-            num_workers,
-            val_fraction,
-            test_fraction,
-            seed,
-            train_samples=train_samples,
-            transforms=transforms,
-            train_transforms=train_transforms,
-        )
+        super().__init__(loader, split, transforms, train_transforms)
         if scale < 1 or (max_samples is not None and max_samples < 10):
             raise ConfigError(
                 f"data.scale must be >= 1 and data.max_samples >= 10, got {scale}, {max_samples}"
@@ -284,6 +236,7 @@ class DigitsEventsDataModule(EventDataModule):
         self.threshold_sigma = threshold_sigma
         self.log_eps = log_eps
         self.max_samples = max_samples
+        self.seed = seed
 
     def load(self) -> Splits:
         d = load_digits()

@@ -20,10 +20,12 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset
 
+from visrep.data.samples import EVENTS, LABEL
 from visrep.errors import DataError
 from visrep.events.io import read_atis_bin, read_events, read_npz, write_npz
 from visrep.events.transforms import EventTransform, apply_transforms
@@ -232,8 +234,11 @@ class EventFileDataset(Dataset):
             Path(tmp).unlink(missing_ok=True)
         return stream
 
-    def __getitem__(self, i: int) -> tuple[EventStream, int]:
-        return apply_transforms(self.read(i), self.transforms), int(self.targets[i])
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {
+            EVENTS: apply_transforms(self.read(i), self.transforms),
+            LABEL: int(self.targets[i]),
+        }
 
 
 class EventStreamDataset(Dataset):
@@ -254,5 +259,8 @@ class EventStreamDataset(Dataset):
     def __len__(self) -> int:
         return len(self.streams)
 
-    def __getitem__(self, i: int) -> tuple[EventStream, int]:
-        return apply_transforms(self.streams[i], self.transforms), int(self.targets[i])
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {
+            EVENTS: apply_transforms(self.streams[i], self.transforms),
+            LABEL: int(self.targets[i]),
+        }

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import default_collate
 
+from visrep.data.samples import EVENTS, collate
 from visrep.errors import DataError
 
 __all__ = ["EventBatch", "EventStream", "collate_events"]
@@ -243,12 +243,10 @@ class EventBatch:
         return EventStream(*arrs, sensor_size=self.sensor_size)
 
 
-def collate_events(samples: Sequence[tuple[EventStream, Any]]) -> tuple[EventBatch, Any]:
-    """``DataLoader`` collate function: ``[(stream, target), ...] -> (EventBatch, targets)``.
-
-    Targets go through :func:`torch.utils.data.default_collate`.
-    """
+def collate_events(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``DataLoader`` collate function of event samples: the ``events`` streams of the batch
+    become one :class:`EventBatch` (no padding), the other keys batch as
+    :func:`visrep.data.samples.collate` does."""
     if len(samples) == 0:
         raise DataError("collate_events got an empty list of samples")
-    streams, targets = zip(*samples, strict=True)
-    return EventBatch.from_streams(streams), default_collate(list(targets))
+    return collate(samples, {EVENTS: EventBatch.from_streams})

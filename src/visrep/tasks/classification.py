@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from visrep.data.base import DataSpec
+from visrep.data.samples import IMAGE, LABEL
 from visrep.errors import ConfigError
 from visrep.models import ImageClassifier
 from visrep.models.backbones.cnn import small_cnn
@@ -24,6 +25,8 @@ from visrep.tasks.adversarial import AdversarialConfig, adversarial_examples, as
 from visrep.tasks.base import Task
 from visrep.tasks.optim import OptimConfig
 from visrep.tasks.reprojection import NaisNetReprojection
+
+Batch = dict[str, Any]
 
 
 class ClassificationTask(Task):
@@ -43,6 +46,7 @@ class ClassificationTask(Task):
 
     monitor = ("val/acc", "max")
     families = ("classification",)
+    input_key = IMAGE  # the batch entry the model reads
 
     def __init__(
         self,
@@ -96,8 +100,8 @@ class ClassificationTask(Task):
     def _loss(self, logits: Tensor, y: Tensor) -> Tensor:
         return F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        x, y = batch
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        x, y = batch[self.input_key], batch[LABEL]
         if self.adversarial is not None:
             x = adversarial_examples(self.net, x, y, self.adversarial)
         logits = self.net(x)
@@ -116,8 +120,8 @@ class ClassificationTask(Task):
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=n)
         return loss
 
-    def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str) -> tuple[Tensor, Tensor]:
-        x, y = batch
+    def _eval_step(self, batch: Batch, stage: str) -> tuple[Tensor, Tensor]:
+        x, y = batch[self.input_key], batch[LABEL]
         logits = self.net(x)
         n = len(y)
         self.log(
@@ -136,13 +140,13 @@ class ClassificationTask(Task):
             self.log(f"{stage}/acc_top{self.k}", topk, batch_size=n)
         return logits, y
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._eval_step(batch, "val")
 
     def on_test_epoch_start(self) -> None:
         self._samples: list[tuple[Tensor, Tensor, Tensor]] = []
 
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
         logits, y = self._eval_step(batch, "test")
         self.test_per_class.update(logits, y)
         self.test_confmat.update(logits, y)
@@ -152,7 +156,7 @@ class ClassificationTask(Task):
         stride, per = max(1, batches // 32), max(1, math.ceil(32 / batches))
         k = min(per, 32 - sum(len(s[1]) for s in self._samples))
         if k > 0 and batch_idx % stride == 0:
-            images = self.sample_images(batch[0], k)
+            images = self.sample_images(batch[self.input_key], k)
             self._samples.append((images.cpu(), y[:k].cpu(), logits[:k].softmax(-1).cpu()))
 
     def on_test_epoch_end(self) -> None:
@@ -165,8 +169,8 @@ class ClassificationTask(Task):
         self.test_per_class.reset()
         self.test_confmat.reset()
 
-    def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
-        probs = self.net(batch[0]).softmax(-1)
+    def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
+        probs = self.net(batch[self.input_key]).softmax(-1)
         conf, pred = probs.max(-1)
         return {"pred": pred, "prob": conf}
 

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from visrep.data.base import DataSpec
+from visrep.data.samples import EVENTS
 from visrep.events.representations.registry import create_representation, representation_shape
 from visrep.events.types import EventBatch
 from visrep.models.backbones.cnn import small_cnn
@@ -77,6 +78,7 @@ class EventClassificationTask(ClassificationTask):
     """
 
     families = ("events",)
+    input_key = EVENTS
 
     def __init__(
         self,

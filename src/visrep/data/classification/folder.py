@@ -9,13 +9,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from visrep.data.augment import AugmentConfig
-from visrep.data.base import ImageDataModule, Splits
+from visrep.data.base import ImageDataModule, LoaderConfig, SplitConfig, Splits
 from visrep.data.datasets import (
     IMAGE_EXTENSIONS,
     ArrayImageDataset,
     ImageFileDataset,
     probe_image,
 )
+from visrep.data.samples import IMAGE, collate
 from visrep.errors import DataError
 
 
@@ -44,8 +45,8 @@ def scan_class_folders(root: Path) -> tuple[list[str], list[int], list[str]]:
 
 def _decode_all(ds: ImageFileDataset, workers: int) -> np.ndarray:
     """Decode every image once into one uint8 ``(N, C, H, W)`` array (parallel over workers)."""
-    loader = DataLoader(ds, batch_size=512, num_workers=workers)
-    out = [(x * 255).round_().to(torch.uint8).numpy() for x, _ in loader]
+    loader = DataLoader(ds, batch_size=512, num_workers=workers, collate_fn=collate)
+    out = [(b[IMAGE] * 255).round_().to(torch.uint8).numpy() for b in loader]
     return np.concatenate(out)
 
 
@@ -53,7 +54,7 @@ class ImageFolderDataModule(ImageDataModule):
     """Images sorted into one folder per class.
 
     If ``root`` has ``train/`` (and optionally ``val/``, ``test/``) sub-folders they are the
-    splits; otherwise ``root`` holds the class folders and val/test are held out with ``seed``.
+    splits; otherwise ``root`` holds the class folders and val/test are held out with ``split.seed``.
 
     Args:
         root: the tree's top folder.
@@ -61,8 +62,8 @@ class ImageFolderDataModule(ImageDataModule):
         image_size: resize every image to this (int or (H, W)); default: the first image's size.
         cache: decode all images once into memory (fast for small images such as CIFAR's);
             otherwise they stream from disk every epoch.
-        train_samples: use a seeded, class-stratified subset of this many training samples
-            (after the validation split is carved out); None uses all.
+        loader, split, augment: batches, splits and training augmentation (see
+            :class:`~visrep.data.base.ImageDataModule`).
     """
 
     def __init__(
@@ -71,25 +72,11 @@ class ImageFolderDataModule(ImageDataModule):
         channels: int | None = None,
         image_size: int | tuple[int, int] | None = None,
         cache: bool = False,
-        batch_size: int = 128,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.2,
-        seed: int = 0,
-        train_samples: int | None = None,
-        augment: AugmentConfig | None = None,
+        loader: LoaderConfig = LoaderConfig(),
+        split: SplitConfig = SplitConfig(),
+        augment: AugmentConfig = AugmentConfig(),
     ) -> None:
-        super().__init__(
-            batch_size,
-            eval_batch_size,
-            num_workers,
-            val_fraction,
-            test_fraction,
-            seed,
-            train_samples=train_samples,
-            augment=augment,
-        )
+        super().__init__(loader, split, augment)
         self.root = Path(root)
         if not self.root.is_dir():
             raise DataError(f"data.root {root!r} is not a folder")
@@ -104,7 +91,7 @@ class ImageFolderDataModule(ImageDataModule):
     ) -> ImageFileDataset | ArrayImageDataset:
         ds = ImageFileDataset(paths, targets, self.channels or 3, self.size)
         if self.cache:
-            return ArrayImageDataset(_decode_all(ds, self.num_workers), np.asarray(targets))
+            return ArrayImageDataset(_decode_all(ds, self.loader.num_workers), np.asarray(targets))
         return ds
 
     def load(self) -> Splits:

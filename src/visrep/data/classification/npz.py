@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from visrep.data.augment import AugmentConfig
-from visrep.data.base import ImageDataModule, Splits
+from visrep.data.base import ImageDataModule, LoaderConfig, SplitConfig, Splits
 from visrep.data.datasets import ArrayImageDataset, class_names, image_split, to_nchw
 from visrep.errors import DataError
 
@@ -63,8 +63,8 @@ class NpzDataModule(ImageDataModule):
         test_path: test archive; without it a stratified ``test_fraction`` is held out.
         train_labels_path / test_labels_path: separate label archives.
         images_key / labels_key: array names inside the archives.
-        train_samples: use a seeded, class-stratified subset of this many training samples
-            (after the validation split is carved out); None uses all.
+        loader, split, augment: batches, splits and training augmentation (see
+            :class:`~visrep.data.base.ImageDataModule`).
     """
 
     def __init__(
@@ -76,25 +76,11 @@ class NpzDataModule(ImageDataModule):
         images_key: str = "x",
         labels_key: str = "y",
         class_names: list[str] | None = None,
-        batch_size: int = 128,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.2,
-        seed: int = 0,
-        train_samples: int | None = None,
-        augment: AugmentConfig | None = None,
+        loader: LoaderConfig = LoaderConfig(),
+        split: SplitConfig = SplitConfig(),
+        augment: AugmentConfig = AugmentConfig(),
     ) -> None:
-        super().__init__(
-            batch_size,
-            eval_batch_size,
-            num_workers,
-            val_fraction,
-            test_fraction,
-            seed,
-            train_samples=train_samples,
-            augment=augment,
-        )
+        super().__init__(loader, split, augment)
         self.paths = (train_path, test_path, train_labels_path, test_labels_path)
         self.keys = (images_key, labels_key)
         self.names = class_names

@@ -7,7 +7,9 @@ from pathlib import Path
 import lightning as L
 from torch.utils.data import DataLoader
 
+from visrep.data.base import LoaderConfig
 from visrep.data.datasets import IMAGE_EXTENSIONS, ImageFileDataset
+from visrep.data.samples import collate
 from visrep.errors import DataError
 
 
@@ -31,22 +33,33 @@ def list_images(path: str | Path) -> list[str]:
 class ImageFilesDataModule(L.LightningDataModule):
     """Images to predict on, resized and converted to what the trained model expects.
 
-    The channel count and size are read from the model's data spec (stored in its checkpoint), so ``visrep predict --ckpt_path CKPT --data.path DIR`` needs nothing else.
+    The channel count and size are read from the model's data spec (stored in its checkpoint),
+    so ``visrep predict --ckpt_path CKPT --data.path DIR`` needs nothing else. Samples are
+    ``{"image": Image}`` (no label).
+
+    Args:
+        path: an image file or a folder of them (searched recursively).
+        loader: batch size and workers (``eval_batch_size`` is the prediction batch, when set).
     """
 
-    def __init__(self, path: str, batch_size: int = 256, num_workers: int = 0) -> None:
+    def __init__(self, path: str, loader: LoaderConfig = LoaderConfig(batch_size=256)) -> None:
         super().__init__()
         self.path = path
         self.files = list_images(path)
-        self.batch_size = batch_size
-        self.num_workers = num_workers
+        self.loader = loader
 
     def predict_dataloader(self) -> DataLoader:
         spec = getattr(self.trainer.lightning_module, "spec", None)
         size = tuple(spec.image_size) if spec is not None and spec.image_size else None
         chans = spec.in_chans if spec is not None and spec.in_chans else 3
         ds = ImageFileDataset(self.files, [-1] * len(self.files), chans, size)
-        return DataLoader(ds, batch_size=self.batch_size, num_workers=self.num_workers)
+        cfg = self.loader
+        return DataLoader(
+            ds,
+            batch_size=cfg.eval_batch_size or cfg.batch_size,
+            num_workers=cfg.num_workers,
+            collate_fn=collate,
+        )
 
     def sample_names(self) -> list[str]:
         """One name per prediction sample, in loader order."""

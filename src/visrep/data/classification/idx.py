@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from visrep.data.augment import AugmentConfig
-from visrep.data.base import ImageDataModule, Splits
+from visrep.data.base import ImageDataModule, LoaderConfig, SplitConfig, Splits
 from visrep.data.datasets import ArrayImageDataset, class_names, image_split
 from visrep.errors import DataError
 
@@ -101,33 +101,19 @@ class IDXDataModule(ImageDataModule):
         root: folder holding ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
             ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte`` (each optionally ``.gz``).
         class_names: names of the classes (default: their indices).
-        train_samples: use a seeded, class-stratified subset of this many training samples
-            (after the validation split is carved out); None uses all.
+        loader, split, augment: batches, splits and training augmentation (see
+            :class:`~visrep.data.base.ImageDataModule`).
     """
 
     def __init__(
         self,
         root: str,
         class_names: list[str] | None = None,
-        batch_size: int = 128,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.2,
-        seed: int = 0,
-        train_samples: int | None = None,
-        augment: AugmentConfig | None = None,
+        loader: LoaderConfig = LoaderConfig(),
+        split: SplitConfig = SplitConfig(),
+        augment: AugmentConfig = AugmentConfig(),
     ) -> None:
-        super().__init__(
-            batch_size,
-            eval_batch_size,
-            num_workers,
-            val_fraction,
-            test_fraction,
-            seed,
-            train_samples=train_samples,
-            augment=augment,
-        )
+        super().__init__(loader, split, augment)
         self.root = Path(root)
         if not self.root.is_dir():
             raise DataError(f"data.root {root!r} is not a folder")

@@ -1,0 +1,18 @@
+"""Image classification sources: one source format per file; samples ``{"image", "label"}``."""
+
+from visrep.data.classification.digits import DigitsDataModule
+from visrep.data.classification.files import ImageFilesDataModule, list_images
+from visrep.data.classification.folder import ImageFolderDataModule, scan_class_folders
+from visrep.data.classification.idx import IDXDataModule, read_idx
+from visrep.data.classification.npz import NpzDataModule
+
+__all__ = [
+    "DigitsDataModule",
+    "IDXDataModule",
+    "ImageFilesDataModule",
+    "ImageFolderDataModule",
+    "NpzDataModule",
+    "list_images",
+    "read_idx",
+    "scan_class_folders",
+]

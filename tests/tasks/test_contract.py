@@ -1,0 +1,104 @@
+"""The Task contract, for every task family visrep ships: fit one batch, validate, test,
+predict, and the run directory's artifacts written by the trainer's task-agnostic callbacks.
+
+A new family adds its class and a tiny data module to ``DATA`` below; the first test fails
+until it does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from tests.events.conftest import random_stream
+from visrep.data import DigitsDataModule
+from visrep.data.base import LoaderConfig, SplitConfig, Splits
+from visrep.events import EventDataModule, EventStreamDataset
+from visrep.runs import RunDir
+from visrep.tasks import ClassificationTask, EventClassificationTask, Task, task_classes
+from visrep.tasks.base import read_task_checkpoint
+from visrep.trainer.callbacks import MetricsFile, PredictionWriter, RandomState, RunArtifacts
+
+
+class TinyEvents(EventDataModule):
+    """30 random streams on a 12x12 sensor, 3 classes."""
+
+    def load(self) -> Splits:
+        labels = np.arange(30) % 3
+        ds = EventStreamDataset([random_stream(40, (12, 12), seed=i) for i in range(30)], labels)
+        return Splits(ds, ds.targets, ["a", "b", "c"])
+
+
+_SMALL = {"class_path": "small_cnn", "init_args": {"channels": [4, 8], "convs_per_stage": 1}}
+_LOADER = LoaderConfig(batch_size=16)
+DATA: dict[type[Task], Callable[[], tuple[Task, L.LightningDataModule]]] = {
+    ClassificationTask: lambda: (
+        ClassificationTask(backbone=_SMALL),
+        DigitsDataModule(loader=_LOADER, split=SplitConfig(train_samples=64)),
+    ),
+    EventClassificationTask: lambda: (
+        EventClassificationTask(representation="count", backbone=_SMALL),
+        TinyEvents(loader=_LOADER),
+    ),
+}
+
+
+def _visrep_tasks() -> list[type[Task]]:
+    return [c for p, c in task_classes().items() if p.startswith("visrep.")]
+
+
+def test_every_visrep_task_family_is_covered():
+    assert set(_visrep_tasks()) <= set(DATA), "add the new task family to DATA"
+
+
+@pytest.mark.parametrize("cls", list(DATA), ids=lambda c: c.__name__)
+def test_task_contract(cls: type[Task], tmp_path: Path):
+    L.seed_everything(0)
+    task, dm = DATA[cls]()
+    run = RunDir(tmp_path / "run")
+    trainer = L.Trainer(
+        max_epochs=1,
+        limit_train_batches=1,
+        limit_val_batches=1,
+        limit_test_batches=2,
+        limit_predict_batches=1,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=run.root,
+        callbacks=[
+            L.pytorch.callbacks.ModelCheckpoint(dirpath=run.checkpoints, filename="last"),
+            MetricsFile(run.root),
+            RunArtifacts(run.root),
+            RandomState(),
+            PredictionWriter(run.root / "predictions.csv"),
+        ],
+    )
+    trainer.fit(task, dm)
+    assert task.spec is not None and task.spec.family in cls.families
+    trainer.validate(task, dm, verbose=False)
+    trainer.test(task, dm, verbose=False)
+    trainer.predict(task, dm)
+    metrics = run.read_metrics()
+    assert {"epochs", "fit_time_s"} <= set(metrics)
+    assert any(k.startswith("test/") for k in metrics) and any(
+        k.startswith("val/") for k in metrics
+    )
+    assert len(run.read_epochs()) == 1 and run.report.is_file()
+    rows = (run.root / "predictions.csv").read_text().splitlines()
+    assert rows[0].startswith("file,") and len(rows) > 1
+    # the checkpoint rebuilds the same task without the data module
+    saved = read_task_checkpoint(run.checkpoints / "last.ckpt")
+    assert saved.task_class is cls and saved.data_spec == task.spec.to_dict()
+    loaded = saved.build()
+    batch = next(iter(dm.test_dataloader()))
+    x = batch[cls.input_key] if hasattr(cls, "input_key") else batch
+    task.eval()
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), task(x), atol=1e-6)
