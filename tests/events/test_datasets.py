@@ -18,9 +18,9 @@ from visrep.events import (
     NCarsDataModule,
     NMNISTDataModule,
     find_layout,
-    read_event_file,
     write_events,
 )
+from visrep.events.io import read_events
 from visrep.events.transforms import HorizontalFlip, MaxEvents, SpatialCrop
 
 NMNIST_SMALL = SHARED_DATA / "nmnist-small"
@@ -223,5 +223,5 @@ def test_real_nmnist_small() -> None:
         87,
         100,
     ]  # PROVENANCE
-    s = read_event_file(layout.splits["train"][0][0], (34, 34))
+    s = read_events(layout.splits["train"][0][0], (34, 34))
     assert len(s) == 4681 and int(s.t[0]) == 893 and int(s.t[-1]) == 305_924  # PROVENANCE

@@ -21,8 +21,7 @@ from tests.data.test_reader_fuzz import byte_cases, file_cases, run_cases
 from tests.events import conftest as c
 from tests.events.conftest import random_stream
 from visrep.events import EventStream, write_events
-from visrep.events.datasets import read_event_file
-from visrep.events.io import write_npz
+from visrep.events.io import read_events, write_npz
 
 EXTENSIONS = (".bin", ".bs2", ".dat", ".raw", ".aedat4", ".es", ".npz", ".h5", "", ".txt")
 
@@ -65,12 +64,12 @@ def same_as_stored(path: Path, s: EventStream) -> str | None:
 
 
 def read(path: Path) -> EventStream:
-    return read_event_file(path)
+    return read_events(path)
 
 
 def read_container(path: Path) -> EventStream:
     """Read an ``.npz`` / ``.h5`` file; a stream that differs from its arrays is a bad case."""
-    s = read_event_file(path)
+    s = read_events(path)
     problem = check_stream(s) or same_as_stored(path, s)
     if problem:
         raise AssertionError(problem)  # run_cases reports it
@@ -177,7 +176,7 @@ def test_fuzz_event_reader(tmp_path: Path, fmt: str) -> None:
 def read_sample(tmp: Path, data: bytes, ext: str) -> EventStream:
     path = tmp / f"original{ext}"
     path.write_bytes(data)
-    return read_event_file(path)
+    return read_events(path)
 
 
 def test_fuzz_event_wrong_extension(tmp_path: Path) -> None:
@@ -225,7 +224,7 @@ def test_fuzz_event_semantic(tmp_path: Path) -> None:
     def read_semantic(path: Path) -> EventStream:
         if path.suffix == ".npz":
             return read_container(path)
-        s = read_event_file(path)
+        s = read_events(path)
         if path.name.startswith("evt3-x") and s.x.tolist() != [65544]:
             raise AssertionError(f"x read as {s.x.tolist()}, expected [65544]")
         return s

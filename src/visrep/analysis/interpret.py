@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from visrep.data.samples import IMAGE, LABEL, collate
 from visrep.errors import ConfigError, ShapeError
+from visrep.utils.checks import check_images
 
 
 # -- helpers ----------------------------------------------------------------------------------------
@@ -47,12 +48,6 @@ def _targets(net: nn.Module, x: Tensor, target: Tensor | int | None) -> Tensor:
             return net(x).argmax(-1)
     t = torch.as_tensor(target, device=x.device).long().reshape(-1)
     return t.expand(x.shape[0]) if t.numel() == 1 else t
-
-
-def _check_images(x: Tensor, name: str = "x") -> None:
-    if not isinstance(x, Tensor) or x.dim() != 4:
-        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ShapeError(f"{name} must be images of shape (B, C, H, W), got {shape}")
 
 
 def resolve_layer(net: nn.Module, name: str) -> nn.Module:
@@ -159,7 +154,7 @@ def gradcam(
     Raises:
         ShapeError: the layer has no spatial layout (e.g. an MLP's ``(B, D)`` features).
     """
-    _check_images(x)
+    check_images(x)
     t = _targets(net, x, target)
     layer = layer if layer is not None else default_gradcam_layer(net, x)
     x = x.detach().requires_grad_(True)  # keeps a graph even when the weights are frozen
@@ -234,7 +229,7 @@ def occlusion(
     """
     from captum.attr import Occlusion
 
-    _check_images(x)
+    check_images(x)
     if output not in ("prob", "logit"):
         raise ConfigError(f"occlusion output must be 'prob' or 'logit', got {output!r}")
     wh, ww = (window, window) if isinstance(window, int) else tuple(window)
@@ -273,7 +268,7 @@ def saliency(net: nn.Module, x: Tensor, target: Tensor | int | None = None) -> T
     """
     from captum.attr import Saliency
 
-    _check_images(x)
+    check_images(x)
     t = _targets(net, x, target)
     with torch.enable_grad():
         g = Saliency(net).attribute(x.detach().requires_grad_(True), target=t, abs=True)
@@ -299,7 +294,7 @@ def integrated_gradients(
     """
     from captum.attr import IntegratedGradients
 
-    _check_images(x)
+    check_images(x)
     t = _targets(net, x, target)
     with torch.enable_grad():
         attr = IntegratedGradients(net).attribute(
@@ -328,7 +323,7 @@ def embed(
     """
     dev = device or next(net.parameters()).device
     if isinstance(data, Tensor):
-        _check_images(data, "data")
+        check_images(data, "data")
         return torch.cat(
             [net.embed(b.to(dev)).flatten(1).cpu() for b in data.split(batch_size)]
         ), None

@@ -18,16 +18,15 @@ import numpy as np
 import torch
 
 from visrep.commands._common import Command, run_subcommands
+from visrep.data.datasets import IMAGE_EXTENSIONS
 from visrep.errors import ConfigError, DataError
-from visrep.events.datasets import read_event_file
-from visrep.events.io import READERS, WRITERS, write_events
+from visrep.events.io import READERS, WRITERS, read_events, write_events
 from visrep.events.representations.registry import create_representation, list_representations
 from visrep.events.simulate import saccade_events, simulate_events
 from visrep.events.types import EventBatch, EventStream
 from visrep.plots.events import plot_event_frames
 from visrep.tasks.event_classification import event_frame_image
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg")
 # The largest dense frame `show` renders: 2**28 float32 elements (1 GiB) per sample.
 MAX_FRAME_ELEMENTS = 2**28
@@ -35,6 +34,16 @@ Size = tuple[int, int]
 
 
 # -- info ------------------------------------------------------------------------------------------
+# The simulator's saccade recording: three saccades of this many frames each.
+FRAMES_PER_SACCADE = 20
+
+
+def _refuse_folder(file: str) -> None:
+    """One line for a folder given where an event file is expected."""
+    if Path(file).is_dir():
+        raise DataError(f"{file} is a folder; expected an event file")
+
+
 def _format_name(path: Path) -> str:
     ext = path.suffix.lower()
     if ext == ".bs2":
@@ -54,8 +63,9 @@ def info(file: str, *, sensor_size: Size | None = None) -> int:
         file: an event file.
         sensor_size: sensor size W H (default: what the file or its reader says).
     """
+    _refuse_folder(file)
     path = Path(file)
-    s = read_event_file(path, sensor_size)
+    s = read_events(path, sensor_size)
     dur = s.duration
     rate = len(s) / (dur * 1e-6) if dur > 0 else float("nan")
     on = int(s.p.sum())
@@ -112,7 +122,10 @@ def show(
     path = Path(out)
     if path.suffix.lower() not in (".png", ".npy"):
         raise ConfigError(f"-o {path}: expected a .png or .npy file")
-    s = read_event_file(file, sensor_size)
+    _refuse_folder(file)
+    if sensor_size is not None:  # before the file is read at that size
+        _check_frame_size(sensor_size)
+    s = read_events(file, sensor_size)
     _check_frame_size(s.sensor_size)
     rep = create_representation(repr, s.sensor_size, **(repr_args or {})).eval()
     _check_frame_size(s.sensor_size, rep.out_channels)
@@ -149,7 +162,8 @@ def convert(source: str, out: str, *, sensor_size: Size | None = None) -> int:
     """
     path = Path(out)
     _check_writable(path)
-    s = read_event_file(source, sensor_size)
+    _refuse_folder(source)
+    s = read_events(source, sensor_size)
     write_events(s, path)
     print(f"{path}: {_summary(s)}")
     return 0
@@ -224,6 +238,11 @@ def simulate(
     """
     src, path = Path(source), Path(out)
     _check_writable(path)
+    _check_simulator_options(
+        pos_threshold=pos_threshold, neg_threshold=neg_threshold,
+        threshold_sigma=threshold_sigma, refractory_period=refractory_period,
+        shot_noise_rate=shot_noise_rate, log_eps=log_eps, amplitude=amplitude, duration=duration,
+    )  # fmt: skip
     common: dict[str, Any] = {
         "pos_threshold": pos_threshold,
         "neg_threshold": neg_threshold,
@@ -267,6 +286,23 @@ def simulate(
 
 
 simulate.__doc__ = simulate.__doc__.format(writers=", ".join(WRITERS))
+
+
+def _check_simulator_options(**values: float | None) -> None:
+    """The simulator's options, checked here so that the message names the option."""
+    for name, v in values.items():
+        if v is None:
+            continue
+        if name in ("pos_threshold", "neg_threshold", "amplitude") and not v > 0:
+            raise ConfigError(f"--{name} must be > 0, got {v}")
+        if not v >= 0:
+            raise ConfigError(f"--{name} must be >= 0, got {v}")
+    shortest = 3 * FRAMES_PER_SACCADE
+    if values["duration"] < shortest:
+        raise ConfigError(
+            f"--duration must be >= {shortest} us (three saccades of {FRAMES_PER_SACCADE} "
+            f"frames), got {values['duration']}"
+        )
 
 
 def _summary(s: EventStream) -> str:

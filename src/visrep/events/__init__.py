@@ -16,7 +16,6 @@ from visrep.events.datasets import (
     EventFileDataset,
     EventStreamDataset,
     find_layout,
-    read_event_file,
 )
 from visrep.events.io import read_events, write_events
 from visrep.events.representations import (
@@ -55,7 +54,6 @@ __all__ = [
     "create_representation",
     "find_layout",
     "list_representations",
-    "read_event_file",
     "read_events",
     "saccade_events",
     "saccade_frames",

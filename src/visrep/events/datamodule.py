@@ -28,8 +28,8 @@ from visrep.events.datasets import (
     EventFileDataset,
     EventStreamDataset,
     find_layout,
-    read_event_file,
 )
+from visrep.events.io import read_events
 from visrep.events.simulate import saccade_frames, simulate_batch
 from visrep.events.transforms import EventTransform, apply_transforms, check_transforms
 from visrep.events.types import EventBatch, collate_events
@@ -156,7 +156,7 @@ class EventFolderDataModule(EventDataModule):
         train_items = layout.splits["train"]
         if not train_items:
             raise DataError(f"{layout.root}: the training split ({layout.kind}) has no files")
-        size = self.requested_sensor_size or read_event_file(train_items[0][0]).sensor_size
+        size = self.requested_sensor_size or read_events(train_items[0][0]).sensor_size
 
         def dataset(items: list[tuple[str, str]]) -> EventFileDataset:
             files = [f for f, _ in items]

@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 
 from visrep.data.samples import EVENTS, LABEL
 from visrep.errors import DataError
-from visrep.events.io import read_atis_bin, read_events, read_npz, write_npz
+from visrep.events.io import read_events, read_npz, write_npz
 from visrep.events.transforms import EventTransform, apply_transforms
 from visrep.events.types import EventStream
 
@@ -37,7 +37,6 @@ __all__ = [
     "EventLayout",
     "EventStreamDataset",
     "find_layout",
-    "read_event_file",
 ]
 
 EVENT_EXTENSIONS = (".bin", ".bs2", ".dat", ".raw", ".aedat4", ".es", ".npz", ".h5", ".hdf5")
@@ -47,14 +46,6 @@ SPLITS = {
     "test": ("test", "testing"),
 }
 _MAX_DEPTH = 4
-
-
-def read_event_file(path: str | Path, sensor_size: tuple[int, int] | None = None) -> EventStream:
-    """:func:`~visrep.events.read_events`, plus SLAYER's ``.bs2`` (the ATIS ``.bin`` layout)."""
-    path = Path(path)
-    if path.suffix.lower() == ".bs2":
-        return read_atis_bin(path, sensor_size=sensor_size)
-    return read_events(path, sensor_size=sensor_size)
 
 
 def _split_name(name: str) -> str | None:
@@ -219,11 +210,11 @@ class EventFileDataset(Dataset):
         """Sample ``i``'s stream, decoded (or from the cache), before transforms."""
         path = Path(self.files[i])
         if self.cache_dir is None:
-            return read_event_file(path, self.sensor_size)
+            return read_events(path, self.sensor_size)
         cached = self._cache_path(path)
         if cached.is_file():
             return read_npz(cached, self.sensor_size)
-        stream = read_event_file(path, self.sensor_size)
+        stream = read_events(path, self.sensor_size)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.cache_dir, suffix=".npz.tmp")
         os.close(fd)

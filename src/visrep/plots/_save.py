@@ -11,8 +11,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 from torch import Tensor
 
-from visrep.errors import ShapeError
-
 
 def save(fig: plt.Figure, path: str | Path, dpi: int = 110) -> Path:
     """Write ``fig`` to ``path`` (parent folders created, tight bounding box), close it.
@@ -25,13 +23,6 @@ def save(fig: plt.Figure, path: str | Path, dpi: int = 110) -> Path:
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return path
-
-
-def check_images(x: Tensor, name: str = "images") -> None:
-    """Raise :class:`ShapeError` unless ``x`` is a batch of images ``(B, C, H, W)``."""
-    if not isinstance(x, Tensor) or x.dim() != 4:
-        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ShapeError(f"{name} must be images of shape (B, C, H, W), got {shape}")
 
 
 def to_imshow(img: Tensor) -> tuple[np.ndarray, str | None]:

@@ -9,7 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from torch import Tensor
 
-from visrep.plots._save import check_images, save, to_imshow
+from visrep.plots._save import save, to_imshow
+from visrep.utils.checks import check_images
 
 
 def plot_attributions(

@@ -10,7 +10,8 @@ import numpy as np
 from torch import Tensor
 
 from visrep.errors import ShapeError
-from visrep.plots._save import check_images, save, to_imshow
+from visrep.plots._save import save, to_imshow
+from visrep.utils.checks import check_images
 
 
 def plot_neighbours(

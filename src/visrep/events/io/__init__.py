@@ -48,6 +48,7 @@ __all__ = [
 Reader = Callable[..., EventStream]
 READERS: dict[str, Reader] = {
     ".bin": read_atis_bin,
+    ".bs2": read_atis_bin,  # SLAYER's N-MNIST subset: the ATIS .bin layout
     ".dat": read_dat,
     ".raw": read_raw,
     ".aedat4": read_aedat4,

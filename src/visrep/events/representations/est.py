@@ -26,6 +26,7 @@ from visrep.events.representations._common import (
     check_sensor_size,
     unpack,
 )
+from visrep.events.representations.registry import REPRESENTATIONS
 from visrep.events.types import EventBatch
 
 __all__ = ["EST", "to_est", "trilinear_kernel"]
@@ -155,6 +156,7 @@ class KernelMLP(nn.Module):
             optim.step()
 
 
+@REPRESENTATIONS.register(name="est")
 class EST(nn.Module):
     """Learnable Event Spike Tensor in front of any backbone: ``EventBatch -> (B, 2 bins, H, W)``.
 

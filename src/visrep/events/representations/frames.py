@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from visrep.events.representations._common import check_batch, check_int, unpack
+from visrep.events.representations.registry import REPRESENTATIONS
 from visrep.events.types import EventBatch
 
 __all__ = ["EventCount", "LastTimestamp", "to_event_count", "to_last_timestamp"]
@@ -75,6 +76,7 @@ def to_last_timestamp(batch: EventBatch, dtype: torch.dtype = torch.float32) -> 
     return out.view(B, 2, H, W)
 
 
+@REPRESENTATIONS.register(name="count")
 class EventCount(nn.Module):
     """Module form of :func:`to_event_count`."""
 
@@ -90,10 +92,14 @@ class EventCount(nn.Module):
         return f"bins={self.bins}"
 
 
+@REPRESENTATIONS.register(name="last_timestamp")
 class LastTimestamp(nn.Module):
-    """Module form of :func:`to_last_timestamp`."""
+    """Module form of :func:`to_last_timestamp` (no options)."""
 
     out_channels = 2
+
+    def __init__(self) -> None:
+        super().__init__()
 
     def forward(self, batch: EventBatch) -> torch.Tensor:
         return to_last_timestamp(batch)

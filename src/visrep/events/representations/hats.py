@@ -14,6 +14,7 @@ from visrep.events.representations._common import (
     check_positive,
     unpack,
 )
+from visrep.events.representations.registry import REPRESENTATIONS
 from visrep.events.types import EventBatch
 
 __all__ = ["HATS", "to_hats"]
@@ -138,6 +139,7 @@ def to_hats(
     return out.view(B, 2, Hc * S, Wc * S)
 
 
+@REPRESENTATIONS.register(name="hats")
 class HATS(nn.Module):
     """Module form of :func:`to_hats`."""
 

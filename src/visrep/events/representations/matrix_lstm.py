@@ -35,6 +35,7 @@ from visrep.events.representations._common import (
     check_sensor_size,
     unpack,
 )
+from visrep.events.representations.registry import REPRESENTATIONS
 from visrep.events.types import EventBatch
 
 __all__ = [
@@ -406,6 +407,7 @@ def to_matrix_lstm(
     return out.reshape(B, bins * hidden, out_h, out_w)
 
 
+@REPRESENTATIONS.register(name="matrix_lstm")
 class MatrixLSTM(nn.Module):
     """Matrix-LSTM representation in front of any backbone: module form of
     :func:`to_matrix_lstm`, holding the shared ``nn.LSTM``.

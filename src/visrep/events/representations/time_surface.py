@@ -7,6 +7,7 @@ from torch import nn
 
 from visrep.errors import ShapeError
 from visrep.events.representations._common import check_batch, check_positive, unpack
+from visrep.events.representations.registry import REPRESENTATIONS
 from visrep.events.types import EventBatch
 
 __all__ = ["TimeSurface", "to_time_surface"]
@@ -58,6 +59,7 @@ def to_time_surface(
     return torch.exp(last / tau).view(B, 2, H, W)
 
 
+@REPRESENTATIONS.register(name="timesurface")
 class TimeSurface(nn.Module):
     """Module form of :func:`to_time_surface` (reference time: each sample's last event)."""
 

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from visrep.events.representations._common import check_batch, check_int, unpack
+from visrep.events.representations.registry import REPRESENTATIONS
 from visrep.events.types import EventBatch
 
 __all__ = ["VoxelGrid", "to_voxel_grid"]
@@ -47,6 +48,7 @@ def to_voxel_grid(batch: EventBatch, bins: int, dtype: torch.dtype = torch.float
     return out.view(B, bins, H, W)
 
 
+@REPRESENTATIONS.register(name="voxel")
 class VoxelGrid(nn.Module):
     """Module form of :func:`to_voxel_grid`."""
 
