@@ -5,5 +5,5 @@ The flow (``../DESIGN.md``): data -> representation -> backbone -> head -> task 
 
 from visrep.errors import VisrepError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["VisrepError", "__version__"]
