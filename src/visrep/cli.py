@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import logging
 import re
 import sys
@@ -20,7 +21,8 @@ from typing import Any
 
 from jsonargparse import ActionYesNo, ArgumentError, DefaultHelpFormatter
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
@@ -59,6 +61,56 @@ TOOL_COMMANDS: dict[str, tuple[str, str]] = {
 
 # Run-directory locks this process holds; released when main() returns.
 _LOCKS: list[RunLock] = []
+# Run directories this process created (with the first folder it had to create above them);
+# removed again when the command fails before writing into them.
+_CREATED: list[tuple[Path, Path]] = []
+
+
+class _HeldLogs(logging.Filter):
+    """Lightning's info lines ("Seed set to 0", "GPU available: ..."), held until the run starts:
+    a mistake found while setting up prints its one ``error:`` line alone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+        self.handlers: list[logging.Handler] = []
+
+    def start(self) -> None:
+        for name in ("lightning.pytorch", "lightning.fabric"):
+            log = logging.getLogger(name)
+            handlers = log.handlers if log.handlers or not log.propagate else logging.root.handlers
+            for h in handlers:
+                if self not in h.filters:
+                    h.addFilter(self)
+                    self.handlers.append(h)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING or not record.name.startswith("lightning"):
+            return True
+        if not any(r is record for r in self.records):
+            self.records.append(record)
+        return False
+
+    def stop(self, show: bool) -> None:
+        """Stop holding; print what was held when ``show`` (the run started or ended well)."""
+        for h in self.handlers:
+            h.removeFilter(self)
+        self.handlers = []
+        records, self.records = self.records, []
+        for r in records if show else ():
+            logging.getLogger(r.name).handle(r)
+
+
+_HELD = _HeldLogs()
+
+
+class _RunStarted(Callback):
+    """Prints the held log lines once a stage starts (setup went well)."""
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        _HELD.stop(show=True)
+
+    on_validation_start = on_test_start = on_predict_start = on_fit_start
 
 
 class _SaveConfig(SaveConfigCallback):
@@ -145,13 +197,25 @@ class VisrepCLI(LightningCLI):
             configs = cfg.get("config") or []
             name = Path(str(configs[-1])).stem if configs else "run"
             run_dir = str(Path("runs") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}")
+        clip = cfg.trainer.get("gradient_clip_val")
+        if clip is not None and not clip >= 0:  # a negative norm would flip the gradients
+            raise ConfigError(f"--trainer.gradient_clip_val must be >= 0, got {clip}")
         run = RunDir(run_dir)
+        if run.root.exists() and not run.root.is_dir():
+            raise ConfigError(f"--run_dir {run_dir!r} is a file; expected a directory")
+        if rank_zero_only.rank == 0:  # DDP's other ranks run this too; one lock per run
+            # first the lock: a second process started into the same run is told it is in use
+            new = [p for p in (run.root, *run.root.parents) if not p.exists()]
+            _LOCKS.append(run.lock().acquire())
+            if new:
+                _CREATED.append((run.root, new[-1]))
         if sub == "fit":
             if cfg.get("resume"):
                 if not run.last_ckpt.is_file():
                     raise CheckpointError(
                         f"--resume: {run.last_ckpt} does not exist (nothing to resume)"
                     )
+                read_task_checkpoint(run.last_ckpt)  # the same checks as any --ckpt_path
                 cfg.ckpt_path = str(run.last_ckpt)
             elif run.checkpoints.is_dir() and any(run.checkpoints.iterdir()):
                 raise ConfigError(
@@ -163,8 +227,7 @@ class VisrepCLI(LightningCLI):
         if cfg.trainer.get("logger") is None:
             cfg.trainer.logger = False
         self.run = run
-        if rank_zero_only.rank == 0:  # DDP's other ranks run this too; one lock per run
-            _LOCKS.append(run.lock().acquire())
+        if rank_zero_only.rank == 0:
             run.remove_stale_temp_files()
 
     def after_instantiate_classes(self) -> None:
@@ -197,12 +260,16 @@ class VisrepCLI(LightningCLI):
             MetricsFile(self.run.root),
             RunArtifacts(self.run.root),
             RandomState(),
+            _RunStarted(),
         ]
         if self.subcommand == "predict":
             ours.append(PredictionWriter(self.run.root / "predictions.csv"))
         config = dict(config)
         config["plugins"] = [SafeCheckpointIO(), *(config.get("plugins") or [])]
-        return super()._instantiate_trainer(config, [*callbacks, *ours])
+        try:
+            return super()._instantiate_trainer(config, [*callbacks, *ours])
+        except (MisconfigurationException, ValueError, TypeError) as e:
+            raise ConfigError(_trainer_message(str(e))) from e
 
     def after_fit(self) -> None:
         if not self.config.fit.get("test_after_fit", True):
@@ -280,10 +347,17 @@ def _catalogue() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _trainer_message(text: str) -> str:
+    """Lightning's refusal of a Trainer argument, prefixed with the option it names."""
+    names = [n for n in inspect.signature(Trainer.__init__).parameters if n != "self"]
+    named = [n for n in names if re.search(rf"\b{n}\b", text)]
+    return f"--trainer.{named[0]}: {text}" if named else f"--trainer: {text}"
+
+
 def _explain(text: str) -> str:
     """jsonargparse's report of a bad registered-component option, said in one clause."""
     flat = re.sub(r"\s+", " ", text)
-    m = re.search(r"Expected a path but (\S+) either not accessible", flat)
+    m = re.search(r"Expected a path but (\S*) either not accessible", flat)
     key = re.search(r'Parser key "(backbone)"', flat)
     if m and key:
         try:
@@ -333,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     from_sys = argv is None
     args = list(sys.argv[1:] if from_sys else argv)
+    failed = False
     try:
         if not args or args[0] in ("-h", "--help"):
             print(_help())
@@ -345,13 +420,18 @@ def main(argv: list[str] | None = None) -> int:
         cmd = args[0]
         if cmd in TRAIN_COMMANDS:
             args = _predict_defaults(_resolve_configs(args))
-            logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropTips())
+            tips = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+            if not any(isinstance(f, _DropTips) for f in tips.filters):
+                tips.addFilter(_DropTips())
+            _HELD.start()
             if from_sys:  # DDP relaunches the script from sys.argv: give it the resolved arguments
                 sys.argv = [sys.argv[0], *args]
             with (
                 warnings.catch_warnings()
             ):  # in-process use passes args while sys.argv is the host's
                 warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+                # Lightning 2.6 on torch >= 2.9 warns on every run; it is not the user's to fix
+                warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
                 VisrepCLI(None if from_sys else args)
             return 0
         if cmd in TOOL_COMMANDS:
@@ -361,17 +441,46 @@ def main(argv: list[str] | None = None) -> int:
         hint = f"; did you mean {' or '.join(close)}?" if close else "; see `visrep --help`"
         raise ConfigError(f"unknown command {cmd!r}{hint}")
     except (VisrepError, ArgumentError, MisconfigurationException) as e:
+        failed = True
         print(f"error: {one_line(_explain(str(e)))}", file=sys.stderr)
         return 2
     except Exception as e:
+        failed = True
         cause = visrep_cause(e)
+        if cause is None and isinstance(e, OSError) and e.filename:
+            # a file the user named cannot be written or read (a folder, no permission, full)
+            names = " -> ".join(str(n) for n in (e.filename, e.filename2) if n)
+            print(f"error: {one_line(f'{names}: {e.strerror or e}')}", file=sys.stderr)
+            return 2
         if cause is None:
             raise
         print(f"error: {one_line(str(cause))}", file=sys.stderr)
         return 2
     finally:
+        while _CREATED:  # still under the lock
+            _remove_if_unused(*_CREATED.pop(), failed)
         while _LOCKS:
             _LOCKS.pop().release()
+        _HELD.stop(show=not failed)
+
+
+def _remove_if_unused(root: Path, top: Path, failed: bool) -> None:
+    """Remove a run directory that a failed command created and left holding only its lock and
+    saved config (no checkpoint, metrics or plot), and the empty folders above it up to ``top``
+    that it created too."""
+    if not (failed and root.is_dir()):
+        return
+    files = list(root.iterdir())
+    if not all(p.name == ".lock" or re.fullmatch(r"config(\.\w+)?\.yaml", p.name) for p in files):
+        return
+    for p in files:
+        p.unlink()
+    for folder in (root, *root.parents):
+        if any(folder.iterdir()):
+            break
+        folder.rmdir()
+        if folder == top:
+            break
 
 
 def entry() -> None:

@@ -18,6 +18,7 @@ import os
 import pickle
 import socket
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -72,10 +73,17 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
         CheckpointError: the file is missing, corrupt, truncated or holds Python objects.
     """
     p = Path(path)
+    if p.is_dir():
+        raise CheckpointError(
+            f"checkpoint {str(p)!r} is a folder; expected a .ckpt file (a run keeps its "
+            "checkpoints in RUN/checkpoints/best.ckpt and last.ckpt)"
+        )
     if not p.is_file():
         raise CheckpointError(f"checkpoint {str(p)!r} does not exist")
     try:
-        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a file in another pickle protocol is refused below
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except (
         pickle.UnpicklingError,
         RuntimeError,
@@ -153,6 +161,12 @@ class RunLock:
         os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode(), 0)
         self._fd = fd
         return self
+
+    def check(self) -> None:
+        """Raise :class:`RunLockedError` now if another process holds the lock (a tool calls
+        this before long work whose results it writes under the lock)."""
+        if self._fd is None:
+            self.acquire().release()
 
     def release(self) -> None:
         if self._fd is None:

@@ -119,8 +119,18 @@ def model_from_backbone(
             f"--in_chans {in_chans} disagrees with --input_size {' '.join(map(str, input_size))}"
         )
     h, w = (input_size[1], input_size[2]) if input_size else (32, 32)
-    model = create_backbone(
-        backbone, in_chans=in_chans, num_classes=num_classes, img_size=(h, w),
-        **(backbone_args or {}),
-    )  # fmt: skip
+    try:
+        model = create_backbone(
+            backbone, in_chans=in_chans, num_classes=num_classes, img_size=(h, w),
+            **(backbone_args or {}),
+        )  # fmt: skip
+    except VisrepError:
+        raise
+    except (RuntimeError, ValueError, TypeError, IndexError, ZeroDivisionError) as e:
+        # an option out of range (a negative width): torch's message names no option
+        args = ", ".join(f"{k}={v!r}" for k, v in (backbone_args or {}).items())
+        raise ConfigError(
+            f"cannot build --backbone {backbone} ({args or 'default options'}) for "
+            f"{in_chans}x{h}x{w} inputs and {num_classes} classes: {str(e).splitlines()[0]}"
+        ) from e
     return model, (in_chans, h, w)

@@ -100,6 +100,7 @@ def attack(
     others = {Path(r).name: read_robustness(r) for r in compare}  # fail before attacking
     dev = resolve_device(device)
     loaded = load_run(run_dir, which)
+    loaded.run.lock().check()  # before the attacks, not after
     net = classifier(loaded, "visrep attack")
     x, y = spread_batch(split_dataset(loaded, split), max_samples)
     net, x, y = net.to(dev), x.to(dev), y.to(dev)

@@ -73,11 +73,13 @@ def explain(
             f"--methods: unknown {', '.join(unknown) or '(empty)'}; choose from {', '.join(METHODS)}"
         )
     methods = list(dict.fromkeys(methods))
-    check_positive(num_images=num_images, batch_size=batch_size, ig_steps=ig_steps, k=k)
+    check_positive(num_images=num_images, batch_size=batch_size, ig_steps=ig_steps, k=k,
+                   window=window, stride=stride)  # fmt: skip
     if max_points < 4:
         raise ConfigError(f"--max_points must be >= 4, got {max_points}")
     dev = resolve_device(device)
     loaded = load_run(run_dir, which)
+    loaded.run.lock().check()  # before the work, not after
     ds = split_dataset(loaded, split)
     net = classifier(loaded, "visrep explain", needs="embed").to(dev)
     names = class_names(loaded.task)

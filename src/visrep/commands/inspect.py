@@ -37,6 +37,12 @@ def _console() -> Any:
     return Console(width=wide)
 
 
+def _check_output(option: str, path: str | None) -> None:
+    """An output file option must not name a folder (checked before any work)."""
+    if path is not None and Path(path).is_dir():
+        raise ConfigError(f"--{option} {path!r} is a folder; expected a file name")
+
+
 def _write(path: str, text: str) -> None:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -83,7 +89,11 @@ def model(
             "visrep inspect model needs exactly one of: a run directory or checkpoint, --config "
             f"NAME_OR_PATH, --backbone NAME (got {', '.join(sources) or 'none'})"
         )
-    check_positive(batch_size=batch_size)
+    check_positive(batch_size=batch_size, in_chans=in_chans)
+    if num_classes < 0:
+        raise ConfigError(f"--num_classes must be >= 0 (0: no classifier), got {num_classes}")
+    for option, path in (("csv", csv), ("json", json), ("markdown", markdown)):
+        _check_output(option, path)
     if input_size is not None and min(input_size) < 1:
         raise ConfigError(f"--input_size must be positive, got {' '.join(map(str, input_size))}")
     run = None
@@ -91,6 +101,7 @@ def model(
         net, size, loaded = model_from_run(source, which, input_size)
         if Path(source).is_dir() or loaded.checkpoint.parent == loaded.run.checkpoints:
             run = loaded.run
+            run.lock().check()
     elif config is not None:
         net, size = model_from_config(config, input_size, num_classes)
     else:
@@ -154,6 +165,7 @@ def stability(
     check_positive(num_samples=num_samples, n_iter=n_iter, batch_size=batch_size,
                    max_steps=max_steps)  # fmt: skip
     loaded = load_run(run_dir, which)
+    loaded.run.lock().check()  # before the measurements, not after
     s, c = stability_of_run(
         loaded, num_samples=num_samples, noise_levels=list(noise_levels), tol=tol,
         max_steps=max_steps, tol_sweep=list(tol_sweep), n_iter=n_iter, batch_size=batch_size,
@@ -230,6 +242,8 @@ def compare(
         seed: the noise.
     """
     check_positive(batch_size=batch_size)
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise ConfigError(f"--out {out!r} is a file; expected a folder")
     rows = compare_runs(runs, list(sigmas), batch_size, seed, which)
     from rich.table import Table
 

@@ -17,6 +17,8 @@ def report(run_dir: str) -> int:
         run_dir: a run directory written by `visrep fit`.
     """
     run = RunDir(run_dir)
+    if run.root.exists() and not run.root.is_dir():
+        raise DataError(f"{run_dir!r} is a file; expected a run directory written by visrep fit")
     if not run.root.is_dir():
         raise DataError(f"run directory {run_dir!r} does not exist")
     if not run.is_run():

@@ -9,9 +9,14 @@ trainer, the report and the prediction writer never look inside a task.
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import math
+import re
 import sys
+import types
+import typing
+import warnings
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from visrep.data.base import DataSpec
-from visrep.errors import CheckpointError, ConfigError, TrainingError
+from visrep.errors import CheckpointError, ConfigError, TrainingError, VisrepError
 from visrep.runs import CHECKPOINT_FORMAT, RunDir, load_checkpoint
 from visrep.tasks.optim import OptimConfig, as_optim_config, build_optimizer, build_scheduler
 
@@ -105,7 +110,34 @@ class Task(L.LightningModule):
                 f"module yields {spec.family!r} samples ({', '.join(spec.keys)})"
             )
         self.spec = spec
-        self.build(spec)
+        try:
+            with warnings.catch_warnings():  # a 0 width is refused below, in one line
+                warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
+                self.build(spec)
+        except VisrepError:
+            raise
+        except (RuntimeError, ValueError, TypeError, IndexError, ZeroDivisionError) as e:
+            # a backbone option out of range (a negative width, dropout 1.5): torch's message
+            # alone names no option
+            raise ConfigError(
+                f"cannot build the model {self._options_text()} for {_spec_text(spec)}: "
+                f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
+            ) from e
+        empty = [n for n, p in self.named_parameters() if p.numel() == 0]
+        if empty:
+            raise ConfigError(
+                f"the model {self._options_text()} for {_spec_text(spec)} has parameters with "
+                f"no elements ({', '.join(empty[:3])}): a width, depth or channel count is 0"
+            )
+
+    def _options_text(self) -> str:
+        """The task's backbone and its options, as a message names them."""
+        spec = self.hparams.get("backbone") if hasattr(self, "hparams") else None
+        if isinstance(spec, dict) and isinstance(spec.get("init_args"), dict):
+            name = str(spec.get("class_path", "")).rsplit(".", 1)[-1]
+            args = ", ".join(f"{k}={v!r}" for k, v in spec["init_args"].items() if v is not None)
+            return f"of {type(self).__name__} (--model.backbone {name}: {args})"
+        return f"of {type(self).__name__}"
 
     def configure_model(self) -> None:
         if self.net is not None:
@@ -142,7 +174,12 @@ class Task(L.LightningModule):
 
     # -- optimisation ------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict:
-        opt = build_optimizer(self, self.optim)
+        try:
+            opt = build_optimizer(self, self.optim)
+        except ValueError as e:  # torch's "Invalid momentum value: -0.5" names no option
+            text = str(e)
+            option = next((o for k, o in _TORCH_OPTIM_WORDS.items() if k in text), "optim")
+            raise ConfigError(f"--model.{option}: {text}") from e
         max_epochs = self.trainer.max_epochs
         if max_epochs is None or max_epochs < 1:
             raise ConfigError(
@@ -181,6 +218,22 @@ class Task(L.LightningModule):
             for i in range(n):
                 rows.append({k: _scalar(v[i]) for k, v in cols.items()})
         return rows
+
+
+# words of torch's optimiser errors -> the option that sets the value
+_TORCH_OPTIM_WORDS = {
+    "learning rate": "optim.lr",
+    "momentum": "optim.momentum",
+    "weight_decay": "optim.weight_decay",
+    "beta": "optim.betas",
+    "Nesterov": "optim.nesterov",
+}
+
+
+def _spec_text(spec: DataSpec) -> str:
+    dims = [d for d in (spec.in_chans, *(spec.image_size or ())) if d is not None]
+    size = f"{'x'.join(map(str, dims))} inputs" if dims else f"{spec.family} data"
+    return f"{size} and {spec.num_classes} classes"
 
 
 def _scalar(v: Tensor) -> float | int:
@@ -277,12 +330,15 @@ class SavedTask:
         source = f"checkpoint {str(self.path)!r}"
         try:
             task = self.task_class(**self.init_args)
-        except (TypeError, ValueError) as e:
+        except Exception as e:  # a visrep task class: a failure is a bad value in the file
             raise CheckpointError(
                 f"{source}: its hyper-parameters do not fit {self.task_class.__name__} ({e})"
             ) from e
         if self.data_spec:
-            task.setup_spec(DataSpec.from_dict(self.data_spec))
+            try:
+                task.setup_spec(DataSpec.from_dict(self.data_spec))
+            except VisrepError as e:
+                raise CheckpointError(f"{source}: {e}") from e
         check_state_dict(task, self.state_dict, source)
         task.load_state_dict(self.state_dict)
         return task.eval()
@@ -293,7 +349,10 @@ def read_task_checkpoint(path: str | Path) -> SavedTask:
 
     The task class must be one of visrep's task classes (:func:`resolve_task`), every nested
     ``class_path`` a class of visrep's own modules, and the hyper-parameters arguments of the
-    class: a crafted file can choose among visrep's classes, never import or call anything else.
+    class, plain data without import paths or config files in place of values (which
+    jsonargparse would import or read); the task class then normalises them (a backbone name
+    becomes its registered ``class_path``). A crafted file can choose among visrep's classes,
+    never import or call anything else.
 
     Raises:
         CheckpointError: unreadable, written before version 2, or naming anything else.
@@ -302,19 +361,33 @@ def read_task_checkpoint(path: str | Path) -> SavedTask:
     ckpt = load_checkpoint(p)
     source = f"checkpoint {str(p)!r}"
     meta = ckpt.get("visrep")
-    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+    version = meta.get("format") if isinstance(meta, dict) else None
+    if isinstance(version, int) and version > CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{source} has checkpoint format {version}, newer than the {CHECKPOINT_FORMAT} this "
+            "visrep reads: upgrade visrep"
+        )
+    if not isinstance(meta, dict) or version != CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"{source} predates visrep's version-2 checkpoint format (written by visrep 0.1); "
             "its model layout changed: retrain the run with this version"
         )
-    hp = dict(ckpt.get("hyper_parameters") or {})
-    hp.pop("_instantiator", None)
-    named = meta.get("task") or hp.get("_class_path")
-    hp.pop("_class_path", None)
-    if not isinstance(named, str):
+    hp = ckpt.get("hyper_parameters") or {}
+    if not isinstance(hp, dict):
+        raise CheckpointError(f"{source}: its hyper-parameters are not a mapping")
+    hp = dict(hp)
+    instantiator = hp.pop("_instantiator", None)
+    if instantiator not in (None, _LIGHTNING_INSTANTIATOR):
+        raise CheckpointError(f"{source}: names the instantiator {instantiator!r}; refused")
+    named, also = meta.get("task"), hp.pop("_class_path", None)
+    if named is None:
+        named = also
+    if not isinstance(named, str) or not named:
         raise CheckpointError(f"{source} does not name its task class")
     try:
         cls = resolve_task(named)
+        if also is not None and (not isinstance(also, str) or resolve_task(also) is not cls):
+            raise CheckpointError(f"it names a second task class {also!r}; refused")
     except CheckpointError as e:
         raise CheckpointError(f"{source}: {e}") from None
     own = inspect.signature(cls.__init__).parameters
@@ -330,8 +403,98 @@ def read_task_checkpoint(path: str | Path) -> SavedTask:
             f"{source}: hyper-parameters {unknown} are not options of {cls.__name__}"
         )
     init_args = _without_pretrained({k: v for k, v in hp.items() if k in own and k != "self"})
+    _check_values(init_args, "model", source)
+    _check_class_paths(init_args, "model", source)
+    _check_config_types(cls, init_args, source)
+    init_args = _normalised(cls, init_args, source)
+    _check_values(init_args, "model", source)
     _check_class_paths(init_args, "model", source)
     spec = meta.get("data_spec")
-    if spec is not None and not isinstance(spec, dict):
-        raise CheckpointError(f"{source}: its data spec is not a mapping")
-    return SavedTask(p, cls, init_args, spec, ckpt["state_dict"])
+    if spec is not None:
+        if not isinstance(spec, dict) or not is_plain(spec):
+            raise CheckpointError(f"{source}: its data spec is not a mapping of plain values")
+        try:
+            DataSpec.from_dict(spec)
+        except (VisrepError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{source}: bad data spec ({e})") from None
+    state = ckpt["state_dict"]
+    bad = [k for k, v in state.items() if not (isinstance(k, str) and isinstance(v, Tensor))]
+    if bad:
+        raise CheckpointError(
+            f"{source}: its state_dict holds entries that are not tensors ({bad[:3]})"
+        )
+    return SavedTask(p, cls, init_args, spec, state)
+
+
+# What LightningCLI records as the instantiator of a module (visrep drops it when saving).
+_LIGHTNING_INSTANTIATOR = "lightning.pytorch.cli.instantiate_module"
+_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
+_CONFIG_SUFFIXES = (".yaml", ".yml", ".json", ".jsonnet")
+
+
+def _importable(dotted: str) -> bool:
+    """Whether ``dotted`` starts with a module Python could import (found, never imported)."""
+    try:
+        return importlib.util.find_spec(dotted.split(".", 1)[0]) is not None
+    except (ImportError, ValueError):
+        return True
+
+
+def _check_values(value: Any, where: str, source: str) -> None:
+    """Refuse what jsonargparse would import or read given as a value: a string that is an
+    import path (``os.system``, ``some_module.Thing``), a config file, a ``__key__``, or
+    anything but plain data. ``class_path`` entries are checked by :func:`_check_class_paths`."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str) or k.startswith("__"):
+                raise CheckpointError(f"{source}: {where} has the key {k!r}; refused")
+            if k != "class_path":
+                _check_values(v, f"{where}.{k}", source)
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _check_values(v, f"{where}[{i}]", source)
+    elif isinstance(value, str):
+        if _DOTTED.match(value) and _importable(value):
+            raise CheckpointError(
+                f"{source}: {where} is {value!r}, an import path (a checkpoint names classes only "
+                "as the class_path of one of visrep's); refused"
+            )
+        if value.lower().endswith(_CONFIG_SUFFIXES) and Path(value).exists():
+            raise CheckpointError(f"{source}: {where} names the file {value!r}; refused")
+    elif not is_plain(value):
+        raise CheckpointError(f"{source}: {where} is not plain data; refused")
+
+
+def _config_classes(hint: Any) -> list[type]:
+    """The dataclasses among the members of a type hint (``OptimConfig | None`` ...)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return [c for a in typing.get_args(hint) for c in _config_classes(a)]
+    return [hint] if is_dataclass(hint) and isinstance(hint, type) else []
+
+
+def _check_config_types(cls: type, init_args: dict[str, Any], source: str) -> None:
+    """An option typed as a config dataclass is a mapping or None, never a string (which
+    jsonargparse would read as a class name or a config file)."""
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # an annotation that does not resolve: nothing to check against
+        return
+    for k, v in init_args.items():
+        if _config_classes(hints.get(k)) and not (v is None or isinstance(v, dict)):
+            raise CheckpointError(
+                f"{source}: model.{k} must be a mapping of options, got {type(v).__name__}"
+            )
+
+
+def _normalised(cls: type[Task], init_args: dict[str, Any], source: str) -> dict[str, Any]:
+    """The options as the task class records them once it has checked them (a backbone named
+    by its registered ``class_path``, config dataclasses as mappings)."""
+    try:
+        task = cls(**init_args)
+    except Exception as e:  # the class is visrep's own: any failure is a bad value in the file
+        raise CheckpointError(
+            f"{source}: its hyper-parameters do not fit {cls.__name__} "
+            f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        ) from e
+    saved = dict(task.hparams)
+    return {k: saved.get(k, v) for k, v in init_args.items()}
