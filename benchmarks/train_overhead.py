@@ -2,8 +2,9 @@
 
 Both train an ImageClassifier (ResNet-18, small-image stem, 32x32 RGB, 10 classes) with the
 same SGD optimiser and per-step schedule on the same in-memory images. visrep runs through
-its real CLI (`visrep fit`: LightningCLI, metrics, checkpoints, run directory); the baseline is
-a hand-written loop. Only training batches are timed (from the first batch of an epoch to the
+its real CLI (`visrep fit`: LightningCLI, sample dicts and their collate, the epoch-seeded
+sampler, metrics, checkpoints, run directory); the baseline is a hand-written loop over
+``(image, label)`` tuples with torch's default collate and shuffling. Only training batches are timed (from the first batch of an epoch to the
 end of its last batch; validation and the first, warm-up epoch are excluded), and the two
 sides alternate over several rounds so machine load affects both alike.
 
@@ -21,11 +22,12 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset
 
 from visrep.cli import main
-from visrep.data.base import ImageDataModule, LoaderConfig, Splits
+from visrep.data.base import ImageDataModule, LoaderConfig, SplitConfig, Splits
 from visrep.data.datasets import ArrayImageDataset
+from visrep.data.samples import batch_size
 from visrep.models import ImageClassifier, create_backbone
 from visrep.tasks import OptimConfig, build_optimizer, build_scheduler
 
@@ -39,15 +41,32 @@ def make_data(n: int) -> ArrayImageDataset:
     )
 
 
+class PlainDataset(Dataset):
+    """What a plain PyTorch loop reads: ``(image, label)`` tuples of the same arrays, converted
+    to float in [0, 1] exactly as :class:`ArrayImageDataset` does, without sample dicts."""
+
+    def __init__(self, ds: ArrayImageDataset, indices: list[int]) -> None:
+        self.images, self.targets, self.scale = ds.images, ds.targets, ds.scale
+        self.indices = indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        j = self.indices[i]
+        x = torch.from_numpy(np.array(self.images[j], dtype=np.float32, copy=True))
+        return x.mul_(self.scale), int(self.targets[j])
+
+
 class SyntheticDataModule(ImageDataModule):
     """Random 32x32 RGB images (the benchmark's data), split like any visrep source."""
 
     def __init__(
-        self, batch_size: int = 64, val_fraction: float = 0.1, test_fraction: float = 0.1
+        self,
+        loader: LoaderConfig = LoaderConfig(batch_size=64),
+        split: SplitConfig = SplitConfig(val_fraction=0.1, test_fraction=0.1),
     ) -> None:
-        super().__init__(
-            batch_size=batch_size, val_fraction=val_fraction, test_fraction=test_fraction
-        )
+        super().__init__(loader, split)
 
     def load(self) -> Splits:
         ds = make_data(N_IMAGES)
@@ -64,7 +83,7 @@ class EpochTimer(L.Callback):
         self.t0, self.n = time.perf_counter(), 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.n += len(batch[1])
+        self.n += batch_size(batch)
         self.t = time.perf_counter()
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
@@ -75,7 +94,7 @@ def visrep_run(batch: int, epochs: int) -> float:
     EPOCHS.clear()
     with tempfile.TemporaryDirectory() as d:
         code = main([
-            "fit", "--model.backbone", "resnet18", "--model.backbone_args", "{small_stem: true}",
+            "fit", "--model.backbone", "resnet18", "--model.backbone.small_stem", "true",
             "--data", f"{__name__}.SyntheticDataModule", "--data.loader.batch_size", str(batch),
             "--trainer.max_epochs", str(epochs), "--trainer.accelerator", "cpu",
             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
@@ -96,7 +115,7 @@ def plain_run(batch: int, epochs: int) -> float:
     )
     cfg = OptimConfig()
     loader = DataLoader(
-        Subset(dm.train_set.dataset, dm.train_set.indices),
+        PlainDataset(dm.train_set.dataset, dm.train_set.indices),
         batch_size=batch,
         shuffle=True,
         drop_last=True,
