@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from visrep.analysis.runs import load_run
@@ -226,6 +227,27 @@ TENSORS_ONLY: dict[str, list[str]] = {
 }
 
 
+# A run directory is read by the analysis tools too: the data section of its config.yaml.
+RUN_CONFIG_ATTACKS: dict[str, Callable[[dict], Any]] = {
+    "data_class_payload": _set(lambda c: c["data"], "class_path", f"{PAYLOAD}.Thing"),
+    "data_class_os_system": _set(lambda c: c["data"], "class_path", "os.system"),
+    "data_class_visrep_not_a_data_module": _set(lambda c: c["data"], "class_path",
+                                                "visrep.runs.RunDir"),
+    "data_class_visrep_dotted_non_class": _set(lambda c: c["data"], "class_path",
+                                               "visrep.runs.os.system"),
+    "data_section_a_string": _set(lambda c: c, "data", f"{PAYLOAD}.Thing"),
+    "data_config_option_string": _set(lambda c: c["data"]["init_args"], "loader",
+                                      f"{PAYLOAD}.Thing"),
+    "data_config_option_yaml_file": _set(lambda c: c["data"]["init_args"], "loader",
+                                         lambda: _yaml_file({})),
+    "data_nested_class_path": _set(lambda c: c["data"]["init_args"], "augment",
+                                   {"class_path": f"{PAYLOAD}.Thing"}),
+    "data_extra_entry": _set(lambda c: c["data"], "__path__", "x.yaml"),
+}  # fmt: skip
+# The commands that read a run's data.
+DATA_COMMANDS = ("inspect_stability", "inspect_compare", "explain", "attack")
+
+
 @pytest.fixture(scope="module")
 def arena(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A tiny trained run, the payload module on ``sys.path`` and one run per attack."""
@@ -267,6 +289,13 @@ def arena(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                 path.write_bytes(raw)
             else:
                 torch.save(ckpt, path)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    for name, attack in RUN_CONFIG_ATTACKS.items():
+        target = root / "runs" / name
+        shutil.copytree(run / "checkpoints", target / "checkpoints")
+        edited = copy.deepcopy(config)
+        attack(edited)
+        (target / "config.yaml").write_text(yaml.safe_dump(edited))
     yield {"root": root, "images": images}
     sys.path.remove(str(lib))
     sys.modules.pop(PAYLOAD, None)
@@ -340,7 +369,27 @@ def test_pretrained_weights_of_malicious_checkpoints(
         _one_error_line(code, out, err)
 
 
-@pytest.mark.parametrize("attack", list(ATTACKS))
+@pytest.mark.parametrize("command", DATA_COMMANDS)
+@pytest.mark.parametrize("attack", list(RUN_CONFIG_ATTACKS))
+def test_tools_refuse_malicious_run_configs(
+    arena: dict[str, Path], attack: str, command: str, tmp_path: Path,
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    capfd.readouterr()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            code = main(_argv(COMMANDS[command], attack, arena, tmp_path))
+    finally:
+        ran = _record(attack, command)
+    out, err = capfd.readouterr()
+    err = "".join(f"{w.category.__name__}: {w.message}\n" for w in caught) + err
+    assert not ran, f"{attack} ran code through {command}: {ran}"
+    _one_error_line(code, out, err)
+    assert "config.yaml" in err
+
+
+@pytest.mark.parametrize("attack", [*ATTACKS, *RUN_CONFIG_ATTACKS])
 def test_load_run_refuses_malicious_checkpoints(arena: dict[str, Path], attack: str) -> None:
     try:
         with pytest.raises(VisrepError) as e:
@@ -353,5 +402,6 @@ def test_load_run_refuses_malicious_checkpoints(arena: dict[str, Path], attack: 
 
 def test_no_attack_ran_code() -> None:
     """The count over every attack and command above (run last): must be zero."""
+    total = len(ATTACKS) + len(RUN_CONFIG_ATTACKS)
     assert len(ATTACKS) >= 24
-    assert not RAN_CODE, f"{len(RAN_CODE)} of {len(ATTACKS)} attacks ran code: {RAN_CODE}"
+    assert not RAN_CODE, f"{len(RAN_CODE)} of {total} attacks ran code: {RAN_CODE}"

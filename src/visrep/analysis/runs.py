@@ -1,22 +1,32 @@
 """Reading a trained run back: its task (with weights), its data module and its directory.
 
 Every analysis tool (inspect, explain, attack, stability) starts here, so they all accept a run
-directory or a checkpoint path and never unpickle anything (``weights_only=True``).
+directory or a checkpoint path and never unpickle anything (``weights_only=True``). A run
+directory may come from anyone: its checkpoint names only visrep's task classes and components
+(:func:`~visrep.tasks.base.read_task_checkpoint`), and the data section of its ``config.yaml``
+only visrep's data modules, with options jsonargparse cannot turn into an import.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import importlib
+import inspect
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
 import yaml
 from jsonargparse import ArgumentParser
 
-from visrep.errors import CheckpointError, ConfigError
+from visrep.errors import CheckpointError, ConfigError, VisrepError
 from visrep.runs import RunDir
-from visrep.tasks.base import read_task_checkpoint
+from visrep.tasks.base import check_saved_options, is_plain, read_task_checkpoint
 
 
 @dataclass
@@ -57,18 +67,106 @@ def load_datamodule(run: RunDir) -> L.LightningDataModule | None:
     cfg_path = run.root / "config.yaml"
     if not cfg_path.is_file():
         return None
-    data_cfg = (yaml.safe_load(cfg_path.read_text()) or {}).get("data")
+    try:
+        saved = yaml.safe_load(cfg_path.read_text()) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"{cfg_path}: not a readable YAML config ({type(e).__name__})") from e
+    data_cfg = saved.get("data") if isinstance(saved, dict) else None
     if not data_cfg:
         return None
+    data_cfg = _checked_data_section(data_cfg, str(cfg_path))
     parser = ArgumentParser(exit_on_error=False)
     parser.add_subclass_arguments(L.LightningDataModule, "data")
     try:
         cfg = parser.parse_object({"data": data_cfg})
         return parser.instantiate_classes(cfg).data
+    except VisrepError:
+        raise
     except Exception as e:  # jsonargparse wraps the cause; surface one line
         raise ConfigError(
-            f"{cfg_path}: cannot rebuild the data module ({str(e).splitlines()[0]})"
+            f"{cfg_path}: cannot rebuild the data module ({' '.join(str(e).split())[:300]})"
         ) from e
+
+
+def _checked_data_section(data: Any, source: str) -> dict[str, Any]:
+    """The ``data`` section of a run's config, refused unless it names a data module of visrep's
+    own and options that jsonargparse cannot turn into an import (a run directory, like a
+    checkpoint, may come from anyone: reading it must not run code)."""
+    if not isinstance(data, dict) or not isinstance(data.get("class_path"), str):
+        raise ConfigError(f"{source}: its data section is not a class_path/init_args mapping")
+    path, args = data["class_path"], data.get("init_args") or {}
+    module, _, name = path.rpartition(".")
+    cls = None
+    if module == "visrep" or module.startswith("visrep."):  # visrep's own code may be imported
+        try:
+            cls = getattr(importlib.import_module(module), name, None)
+        except ImportError:
+            cls = None
+    if not (inspect.isclass(cls) and issubclass(cls, L.LightningDataModule)):
+        raise ConfigError(
+            f"{source}: data class_path {path!r} is not one of visrep's data modules; refused"
+        )
+    if not isinstance(args, dict) or set(data) - {"class_path", "init_args"}:
+        raise ConfigError(f"{source}: its data section has unexpected entries; refused")
+    _check_typed(cls.__init__, args, "data", source)
+    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": args}
+
+
+_PLAIN_TYPES = (str, int, float, bool, type(None), Path)
+
+
+def _import_visrep_modules(value: Any) -> None:
+    """Import the visrep modules that nested ``class_path`` entries name (visrep's own code
+    only), so that the check finds their classes; anything else is left to the check."""
+    if isinstance(value, list | tuple):
+        for v in value:
+            _import_visrep_modules(v)
+    elif isinstance(value, dict):
+        module = str(value.get("class_path", "")).rpartition(".")[0]
+        if module.startswith("visrep."):
+            with contextlib.suppress(ImportError):  # then refused by the check
+                importlib.import_module(module)
+        for v in value.values():
+            _import_visrep_modules(v)
+
+
+def _plain_hint(hint: Any) -> bool:
+    """Whether jsonargparse parses values of this type without importing or reading anything."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return True
+    if origin in (typing.Union, types.UnionType, list, tuple, dict, set):
+        return all(a is Ellipsis or _plain_hint(a) for a in args)
+    return hint in _PLAIN_TYPES
+
+
+def _check_typed(fn: Any, values: dict[str, Any], where: str, source: str) -> None:
+    """Options of ``fn`` (a constructor or a dataclass) checked against its type hints: plain
+    types take plain values, config dataclasses mappings (checked the same way), anything else
+    the checks of a checkpoint's options."""
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # an annotation that does not resolve: the strictest checks
+        hints = {}
+    for key, value in values.items():
+        hint, at = hints.get(key), f"{where}.{key}"
+        members = typing.get_args(hint) if typing.get_origin(hint) in (
+            typing.Union, types.UnionType) else (hint,)  # fmt: skip
+        configs = [m for m in members if dataclasses.is_dataclass(m) and isinstance(m, type)]
+        if hint is not None and _plain_hint(hint):
+            if not is_plain(value):
+                raise ConfigError(f"{source}: {at} is not plain data; refused")
+        elif configs:  # jsonargparse would read a string as a class or a config file
+            if isinstance(value, dict):
+                _check_typed(configs[0], value, at, source)
+            elif value is not None:
+                raise ConfigError(f"{source}: {at} must be a mapping of options; refused")
+        else:
+            _import_visrep_modules(value)
+            try:
+                check_saved_options(value, at, source)
+            except CheckpointError as e:
+                raise ConfigError(str(e)) from None
 
 
 def load_run(run_or_ckpt: str | Path, which: str = "best", with_data: bool = True) -> LoadedRun:

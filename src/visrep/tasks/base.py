@@ -465,6 +465,18 @@ def _check_values(value: Any, where: str, source: str) -> None:
         raise CheckpointError(f"{source}: {where} is not plain data; refused")
 
 
+def check_saved_options(value: Any, where: str, source: str) -> None:
+    """Refuse saved options (of a checkpoint or a run's config) that would make jsonargparse
+    import or read anything: import paths or config files as values, ``class_path`` entries
+    other than classes of visrep's own modules, anything but plain data.
+
+    Raises:
+        CheckpointError: the message names ``source`` and the option (``where``).
+    """
+    _check_values(value, where, source)
+    _check_class_paths(value, where, source)
+
+
 def _config_classes(hint: Any) -> list[type]:
     """The dataclasses among the members of a type hint (``OptimConfig | None`` ...)."""
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
