@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from visrep.cli import main
+from visrep.models.registry import BACKBONES
 from visrep.runs import load_checkpoint
 
 VISREP = [sys.executable, "-m", "visrep"]
@@ -148,6 +149,27 @@ def test_mnist_config_on_idx_folder(idx_dir, tmp_path):
     ]
     assert main(args) == 0
     assert json.loads((run / "metrics.json").read_text())["test/acc"] > 0.5  # 3 classes
+
+
+@pytest.mark.parametrize("backbone", ["naisnet", "resnet18", "vit_small", "naisnet_fc", "mlp"])
+def test_mnist_config_trains_any_backbone_from_its_defaults(idx_dir, tmp_path, backbone):
+    """Swapping the backbone of a shipped config needs no other option, and starts from the new
+    backbone's defaults: the config's small-CNN options (channels, head_dropout) stay behind."""
+    run = tmp_path / backbone
+    code = main(
+        ["fit", "--config", "mnist", "--data.root", str(idx_dir), "--model.backbone", backbone,
+         "--run_dir", str(run), "--data.loader.num_workers", "0", "--trainer.max_epochs", "1",
+         "--trainer.limit_train_batches", "2", "--test_after_fit", "false",
+         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    )  # fmt: skip
+    assert code == 0
+    saved = load_checkpoint(run / "checkpoints" / "last.ckpt")["hyper_parameters"]["backbone"]
+    assert saved["class_path"].endswith(f".{backbone}")
+    assert "convs_per_stage" not in saved["init_args"]
+    defaults = {k: p.default for k, p in BACKBONES.options(backbone).items()}
+    assert saved["init_args"] == {
+        k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items()
+    }
 
 
 def _error(cli, *args) -> str:
@@ -310,3 +332,18 @@ def test_runs_are_deterministic(tmp_path, cli):
         assert code == 0
         rows.append((tmp_path / name / "metrics.csv").read_text())
     assert rows[0] == rows[1]
+
+
+def test_checkpoint_from_before_version_2_is_refused_in_one_line(quick_run, tmp_path, cli):
+    """A 0.1 checkpoint (no "visrep" entry; data facts among the hyper-parameters) says so."""
+    ckpt = load_checkpoint(quick_run / "checkpoints" / "best.ckpt")
+    old = {
+        "state_dict": ckpt["state_dict"],
+        "hyper_parameters": {"backbone": "small_cnn", "backbone_args": None, "num_classes": 10},
+    }
+    torch.save(old, tmp_path / "old.ckpt")
+    for args in (
+        ["test", "--ckpt_path", tmp_path / "old.ckpt"],
+        ["inspect", "model", tmp_path / "old.ckpt"],
+    ):
+        assert "predates visrep's version-2 checkpoint format" in _error(cli, *args)

@@ -170,6 +170,43 @@ class VisrepCLI(LightningCLI):
             }
         )
 
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        self._swapped_backbone_from_defaults(list(sys.argv[1:] if args is None else args))
+
+    def _swapped_backbone_from_defaults(self, argv: list[str]) -> None:
+        """``--model.backbone NAME`` on the command line, over a config with another backbone,
+        starts from NAME's defaults: jsonargparse would carry the config's options that NAME
+        also has (a small CNN's ``channels`` into a NAIS-Net). Options given on the command line
+        (``--model.backbone.OPTION``) stay."""
+        given = [
+            a.split("=", 1)[1] if "=" in a else argv[i + 1]
+            for i, a in enumerate(argv[:-1])
+            if a.split("=", 1)[0] in ("--model.backbone", "--model.init_args.backbone")
+        ]
+        given += [a.split("=", 1)[1] for a in argv[-1:] if a.startswith("--model.backbone=")]
+        sub = self.config.get("subcommand")
+        cfg = self.config[sub] if sub else self.config
+        spec = cfg.get("model.init_args.backbone") if given else None
+        if spec is None or not hasattr(spec, "class_path"):
+            return
+        before = None
+        for path in cfg.get("config") or []:
+            model = read_config(str(path)).get("model") or {}
+            b = (model.get("init_args") or model).get("backbone")
+            before = (b.get("class_path") if isinstance(b, dict) else b) or before
+        new_cls = BACKBONES.resolve(spec.class_path)
+        if before is None or BACKBONES.resolve(str(before)) is new_cls:
+            return
+        explicit = {
+            a.split("=", 1)[0].rsplit(".", 1)[-1]
+            for a in argv
+            if a.startswith(("--model.backbone.", "--model.init_args.backbone."))
+        }
+        for k, p in BACKBONES.options(new_cls.__name__).items():
+            if k not in explicit and spec.init_args is not None and k in spec.init_args:
+                spec.init_args[k] = p.default
+
     def _parse_ckpt_path(self) -> None:
         # Lightning's version imports whatever class path a checkpoint names; ours reads the
         # checkpoint safely and only accepts visrep's task classes and registered components.

@@ -210,3 +210,10 @@ def test_image_classifier_embeds_and_classifies():
     x = torch.rand(2, 1, 8, 8)
     assert clf.embed(x).shape == (2, bb.num_features)
     assert torch.allclose(clf(x), bb((x - 0.5) / 0.25))
+
+
+def test_vit_default_patch_divides_mnist_sized_images():
+    """28x28 (MNIST) is not a multiple of 28 // 8 = 3: the default patch is 2, not an error."""
+    m = create_backbone("vit_small", in_chans=1, num_classes=10, img_size=28, depth=1).eval()
+    assert m.patch_embed.patch_size == (2, 2)
+    assert m(torch.zeros(1, 1, 28, 28)).shape == (1, 10)

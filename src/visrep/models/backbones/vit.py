@@ -1,6 +1,7 @@
 """A small Vision Transformer (Dosovitskiy et al. 2021; seed 004): timm's implementation.
 
-Sized for 8x8 to 64x64 inputs: the patch size defaults to ``img_size // 8`` (at least 1), so a
+Sized for 8x8 to 64x64 inputs: the patch size defaults to the largest divisor of the image size
+that is at most ``size // 8`` (at least 1; see :func:`default_patch_size`), so a
 32x32 image becomes an 8x8 grid of 4x4 patches and a digits image a grid of single pixels.
 """
 
@@ -18,6 +19,16 @@ from visrep.models.pretrained import load_pretrained
 from visrep.models.registry import BACKBONES
 
 __all__ = ["vit_small"]
+
+
+def default_patch_size(h: int, w: int) -> int:
+    """The largest patch size that divides ``h`` and ``w`` and is at most ``min(h, w) // 8``.
+
+    >>> default_patch_size(32, 32), default_patch_size(28, 28), default_patch_size(8, 8)
+    (4, 2, 1)
+    """
+    cap = max(1, min(h, w) // 8)
+    return max(d for d in range(1, cap + 1) if h % d == 0 and w % d == 0)
 
 
 @BACKBONES.register
@@ -46,7 +57,7 @@ class vit_small(TimmIntermediates, VisionTransformer, Backbone):
         pretrained_path: str | None = None,
     ) -> None:
         h, w = to_hw(img_size, "vit_small")
-        p = patch_size or max(1, min(h, w) // 8)
+        p = patch_size or default_patch_size(h, w)
         if h % p or w % p:
             raise ConfigError(f"vit_small: patch_size {p} must divide the image size {h}x{w}")
         super().__init__(
