@@ -234,9 +234,10 @@ class VisrepCLI(LightningCLI):
             configs = cfg.get("config") or []
             name = Path(str(configs[-1])).stem if configs else "run"
             run_dir = str(Path("runs") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}")
-        clip = cfg.trainer.get("gradient_clip_val")
-        if clip is not None and not clip >= 0:  # a negative norm would flip the gradients
-            raise ConfigError(f"--trainer.gradient_clip_val must be >= 0, got {clip}")
+        for name, least in _TRAINER_MINIMUM.items():
+            value = cfg.trainer.get(name)
+            if isinstance(value, int | float) and not value >= least:
+                raise ConfigError(f"--trainer.{name} must be >= {least}, got {value}")
         run = RunDir(run_dir)
         if run.root.exists() and not run.root.is_dir():
             raise ConfigError(f"--run_dir {run_dir!r} is a file; expected a directory")
@@ -382,6 +383,22 @@ def _catalogue() -> str:
             opts.append(f"{p.name}: {kind} = {p.default!r}")
         lines.append(f"  {name}: " + ("; ".join(opts) or "no options"))
     return "\n".join(lines) + "\n"
+
+
+# Trainer options Lightning does not check (0 divides by zero; a negative clipping norm flips
+# the gradients): the least value of each.
+_TRAINER_MINIMUM = {
+    "gradient_clip_val": 0,
+    "accumulate_grad_batches": 1,
+    "check_val_every_n_epoch": 1,
+    "log_every_n_steps": 1,
+    "num_nodes": 1,
+    "min_epochs": 0,
+    "min_steps": 0,
+    "max_steps": -1,
+    "num_sanity_val_steps": -1,
+    "reload_dataloaders_every_n_epochs": 0,
+}
 
 
 def _trainer_message(text: str) -> str:

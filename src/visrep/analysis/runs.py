@@ -24,7 +24,7 @@ import numpy as np
 import yaml
 from jsonargparse import ArgumentParser
 
-from visrep.errors import CheckpointError, ConfigError, VisrepError
+from visrep.errors import CheckpointError, ConfigError, VisrepError, one_line
 from visrep.runs import RunDir
 from visrep.tasks.base import check_saved_options, is_plain, read_task_checkpoint
 
@@ -84,7 +84,8 @@ def load_datamodule(run: RunDir) -> L.LightningDataModule | None:
         raise
     except Exception as e:  # jsonargparse wraps the cause; surface one line
         raise ConfigError(
-            f"{cfg_path}: cannot rebuild the data module ({' '.join(str(e).split())[:300]})"
+            f"{cfg_path}: cannot rebuild the data module ({one_line(str(e))[:300]}); was the run "
+            "written by another version of visrep?"
         ) from e
 
 

@@ -83,6 +83,7 @@ class Task(L.LightningModule):
     def __init__(self, optim: OptimConfig | None = None) -> None:
         super().__init__()
         self.optim = as_optim_config(optim)
+        _check_optim(self.optim)
         self.spec: DataSpec | None = None
         self.net: nn.Module | None = None
 
@@ -218,6 +219,24 @@ class Task(L.LightningModule):
             for i in range(n):
                 rows.append({k: _scalar(v[i]) for k, v in cols.items()})
         return rows
+
+
+def _check_optim(cfg: OptimConfig) -> None:
+    """The optimiser options that neither torch (per-group values) nor the schedule check: a
+    negative weight decay or warm-up would train on silently."""
+    b1, b2 = cfg.betas
+    checks = {
+        "momentum": (cfg.momentum >= 0, ">= 0"),
+        "weight_decay": (cfg.weight_decay >= 0, ">= 0"),
+        "betas": (0 <= b1 < 1 and 0 <= b2 < 1, "two numbers in [0, 1)"),
+        "warmup_epochs": (cfg.warmup_epochs >= 0, ">= 0"),
+        "step_size": (cfg.step_size >= 1, ">= 1"),
+        "gamma": (cfg.gamma > 0, "> 0"),
+        "min_lr_ratio": (0 <= cfg.min_lr_ratio <= 1, "in [0, 1]"),
+    }
+    for name, (ok, expected) in checks.items():
+        if not ok:
+            raise ConfigError(f"--model.optim.{name} must be {expected}, got {getattr(cfg, name)}")
 
 
 # words of torch's optimiser errors -> the option that sets the value
