@@ -273,6 +273,8 @@ TOOLS: list[Case] = [
     ("events_info_empty", ["events", "info", "{empty_file}"], ("{empty_file}",)),
     ("events_info_random", ["events", "info", "{random_npz}"], ("{random_npz}",)),
     ("events_info_directory", ["events", "info", "{empty_dir}"], ("{empty_dir}",)),
+    ("events_info_sensor_negative", ["events", "info", "{events}", "--sensor_size", "-3,5"],
+     ("sensor_size",)),
     ("events_info_sensor_word", ["events", "info", "{events}", "--sensor_size", "34,x"],
      ("--sensor_size",)),
     ("events_show_huge_sensor", ["events", "show", "{events}", "-o", "{tmp}/v.png",

@@ -131,7 +131,9 @@ def build_parser(cmd: Command, prog: str) -> ArgumentParser:
 
 
 # -- argv ------------------------------------------------------------------------------------------
-_NUMBER = re.compile(r"^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+# a number, or numbers separated by commas (``-3,5`` is a value, not an option)
+_NUM = r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?"
+_NUMBER = re.compile(rf"^{_NUM}(,{_NUM})*$")
 
 
 def _lists(cmd: Command) -> dict[str, int | None]:
