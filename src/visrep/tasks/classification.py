@@ -59,6 +59,8 @@ class ClassificationTask(Task):
         super().__init__(optim)
         if not 0 <= label_smoothing < 1:
             raise ConfigError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
+        if top_k < 1:
+            raise ConfigError(f"model.top_k must be >= 1, got {top_k}")
         self.adversarial = as_adversarial_config(adversarial)
         self.backbone_spec = BACKBONES.spec(backbone)
         self.save_hyperparameters()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from visrep.errors import ConfigError
 from visrep.models.backbones._size import to_hw
 from visrep.models.heads import ClassifierHead
 from visrep.models.interface import Backbone
@@ -37,6 +38,8 @@ class MLP(Backbone):
         pretrained_path: str | None = None,
     ) -> None:
         super().__init__()
+        if depth < 0 or width < 1:
+            raise ConfigError(f"mlp: depth must be >= 0 and width >= 1, got {depth} and {width}")
         h, w = to_hw(img_size, type(self).__name__)
         layers: list[nn.Module] = []
         d = in_chans * h * w
