@@ -24,7 +24,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import torch  # noqa: F401  (doctest)
 from torch import Tensor, nn
@@ -83,6 +83,25 @@ class Backbone(nn.Module, ABC):
     @abstractmethod
     def forward_features(self, x: Tensor) -> Tensor:
         """Unpooled features ``z = g_phi(x)``, ``(B, num_features, H', W')`` for CNNs."""
+
+    def set_classifier(
+        self,
+        num_features: int,
+        num_classes: int,
+        pool: Literal["avg", "max"] = "avg",
+        dropout: float = 0.0,
+        pretrained_path: str | None = None,
+    ) -> None:
+        """Finish ``__init__``: the pooled classifier head over ``num_features`` channels, then
+        the optional pretrained weights (a file or a visrep run; see
+        :func:`visrep.models.pretrained.load_pretrained`), once every module exists."""
+        from visrep.models.pretrained import load_pretrained  # imports Lightning: only when used
+
+        self.num_features = num_features
+        self.num_classes = num_classes
+        self.head = ClassifierHead(num_features, num_classes, pool=pool, dropout=dropout)
+        if pretrained_path:
+            load_pretrained(self, pretrained_path)
 
     def forward_head(self, z: Tensor, pre_logits: bool = False) -> Tensor:
         """Pool and classify ``z``; ``pre_logits=True`` returns the pooled ``(B, num_features)``."""

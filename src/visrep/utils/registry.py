@@ -42,15 +42,6 @@ def _plain(value: Any) -> Any:
 T = TypeVar("T")
 
 
-def _plain(value: Any) -> Any:
-    # Specs hold plain values (YAML- and weights_only-safe): tuples become lists.
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
 class Registry(Generic[T]):
     """Classes of one kind (subclasses of ``base``), by name.
 

@@ -6,10 +6,8 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from visrep.models.heads import ClassifierHead
 from visrep.models.interface import Backbone
 from visrep.models.layers import get_activation
-from visrep.models.pretrained import load_pretrained
 from visrep.models.registry import BACKBONES
 
 __all__ = ["SmallCNN", "lenet", "small_cnn"]
@@ -61,11 +59,7 @@ class SmallCNN(Backbone):
                 {"num_chs": c, "reduction": 2 ** (i + 1), "module": f"features.{len(blocks) - 1}"}
             )
         self.features = nn.Sequential(*blocks)
-        self.num_features = c
-        self.head = ClassifierHead(c, num_classes, dropout=head_dropout)
-        self.num_classes = num_classes
-        if pretrained_path:
-            load_pretrained(self, pretrained_path)
+        self.set_classifier(c, num_classes, dropout=head_dropout, pretrained_path=pretrained_path)
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)

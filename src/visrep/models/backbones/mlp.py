@@ -6,10 +6,8 @@ from torch import Tensor, nn
 
 from visrep.errors import ConfigError
 from visrep.models.backbones._size import to_hw
-from visrep.models.heads import ClassifierHead
 from visrep.models.interface import Backbone
 from visrep.models.layers import get_activation
-from visrep.models.pretrained import load_pretrained
 from visrep.models.registry import BACKBONES
 
 __all__ = ["MLP", "mlp"]
@@ -52,12 +50,8 @@ class MLP(Backbone):
                 layers.append(nn.Dropout(dropout))
             d = width
         self.body = nn.Sequential(*layers)
-        self.num_features = d
         self.feature_info = [{"num_chs": d, "reduction": max(h, w), "module": "body"}]
-        self.head = ClassifierHead(d, num_classes)
-        self.num_classes = num_classes
-        if pretrained_path:
-            load_pretrained(self, pretrained_path)
+        self.set_classifier(d, num_classes, pretrained_path=pretrained_path)
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.body(x.flatten(1))

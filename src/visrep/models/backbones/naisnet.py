@@ -21,10 +21,8 @@ from torch import Tensor, nn
 
 from visrep.errors import ConfigError
 from visrep.models.backbones._size import to_hw
-from visrep.models.heads import ClassifierHead
 from visrep.models.interface import Backbone
 from visrep.models.layers.naisnet import NaisNetConvBlock, NaisNetFCBlock, iter_naisnet_blocks
-from visrep.models.pretrained import load_pretrained
 from visrep.models.registry import BACKBONES
 
 __all__ = ["NaisNet", "NaisNetFC", "naisnet", "naisnet_fc"]
@@ -101,11 +99,9 @@ class NaisNet(_DepthMixin, Backbone):
             )
             c_in = c
         self.features = nn.Sequential(*layers)
-        self.num_features = c_in
-        self.head = ClassifierHead(c_in, num_classes, dropout=head_dropout)
-        self.num_classes = num_classes
-        if pretrained_path:
-            load_pretrained(self, pretrained_path)
+        self.set_classifier(
+            c_in, num_classes, dropout=head_dropout, pretrained_path=pretrained_path
+        )
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)
@@ -163,15 +159,11 @@ class NaisNetFC(_DepthMixin, Backbone):
                 for i in range(num_blocks)
             )
         )
-        self.num_features = width
         self.feature_info = [
             {"num_chs": width, "reduction": max(hh, ww), "module": f"blocks.{i}"}
             for i in range(num_blocks)
         ]
-        self.head = ClassifierHead(width, num_classes)
-        self.num_classes = num_classes
-        if pretrained_path:
-            load_pretrained(self, pretrained_path)
+        self.set_classifier(width, num_classes, pretrained_path=pretrained_path)
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.blocks(x.flatten(1))

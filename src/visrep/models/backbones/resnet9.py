@@ -16,9 +16,7 @@ import torch  # noqa: F401  (doctest)
 from torch import Tensor, nn
 
 from visrep.errors import ConfigError
-from visrep.models.heads import ClassifierHead
 from visrep.models.interface import Backbone
-from visrep.models.pretrained import load_pretrained
 from visrep.models.registry import BACKBONES
 
 __all__ = ["ResNet9", "resnet9"]
@@ -80,12 +78,8 @@ class ResNet9(Backbone):
             {"num_chs": c, "reduction": r, "module": f"features.{i}"}
             for c, r, i in ((w, 1, 0), (2 * w, 2, 2), (4 * w, 4, 3), (8 * w, 8, 5))
         ]
-        self.num_features = 8 * w
         self.logit_scale = logit_scale
-        self.head = ClassifierHead(8 * w, num_classes, pool="max", dropout=head_dropout)
-        self.num_classes = num_classes
-        if pretrained_path:
-            load_pretrained(self, pretrained_path)
+        self.set_classifier(8 * w, num_classes, "max", head_dropout, pretrained_path)
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)

@@ -19,9 +19,7 @@ import torch  # noqa: F401  (doctest)
 from torch import Tensor, nn
 
 from visrep.errors import ConfigError
-from visrep.models.heads import ClassifierHead
 from visrep.models.interface import Backbone
-from visrep.models.pretrained import load_pretrained
 from visrep.models.registry import BACKBONES
 
 __all__ = ["PreActBlock", "ResNetSmall", "resnet_small"]
@@ -92,11 +90,9 @@ class ResNetSmall(Backbone):
         layers += [nn.BatchNorm2d(c_in), nn.ReLU()]  # pre-activation nets end with BN + ReLU
         self.feature_info[-1]["module"] = f"features.{len(layers) - 1}"
         self.features = nn.Sequential(*layers)
-        self.num_features = c_in
-        self.head = ClassifierHead(c_in, num_classes, dropout=head_dropout)
-        self.num_classes = num_classes
-        if pretrained_path:
-            load_pretrained(self, pretrained_path)
+        self.set_classifier(
+            c_in, num_classes, dropout=head_dropout, pretrained_path=pretrained_path
+        )
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)
