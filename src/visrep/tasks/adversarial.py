@@ -1,7 +1,7 @@
 """Adversarial training: train on adversarial examples of each batch (seed 001, seed 004).
 
 Seed 001: "'Adversarial' examples can be used for retraining to improve robustness." The
-examples come from :mod:`visrep.analysis.robustness`:
+examples come from :mod:`visrep.attacks`:
 
 - ``pgd``: Madry et al., ICLR 2018, Eq. (2.1): ``min_theta E[max_{||delta|| <= eps} L(x + delta)]``,
   the inner maximisation approximated by PGD with a random start;
