@@ -18,6 +18,14 @@ from visrep.data.samples import IMAGE, collate
 from visrep.errors import ConfigError, DataError
 
 
+def _lists(v: Any) -> Any:
+    return [_lists(x) for x in v] if isinstance(v, tuple | list) else v
+
+
+def _tuples(v: Any) -> Any:
+    return tuple(_tuples(x) for x in v) if isinstance(v, tuple | list) else v
+
+
 @dataclass(frozen=True)
 class DataSpec:
     """What a data module yields, as the task needs it to build its model (``configure_model``).
@@ -33,6 +41,11 @@ class DataSpec:
         class_names: one name per class.
         mean, std: per-channel statistics of the training images (the model normalises).
         sensor_size: ``(W, H)`` of an event sensor.
+        ignore_index: the label of pixels (or samples) that count in no loss or metric
+            (dense tasks: 255 by default, CamVid's void is 11); None when there is none.
+        class_colors: one ``(R, G, B)`` per class, for palette masks and overlays.
+        class_weights: per-class loss weights from the training split (e.g. SegNet's median
+            frequency balancing), or None.
     """
 
     family: str
@@ -44,10 +57,13 @@ class DataSpec:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     sensor_size: tuple[int, int] | None = None
+    ignore_index: int | None = None
+    class_colors: tuple[tuple[int, int, int], ...] = ()
+    class_weights: tuple[float, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values only (lists, numbers, strings): what a checkpoint stores."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return {k: _lists(v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DataSpec:
@@ -56,7 +72,7 @@ class DataSpec:
         unknown = sorted(set(d) - names)
         if unknown or "family" not in d:
             raise ConfigError(f"data spec: unknown keys {unknown} or no family in {sorted(d)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        return cls(**{k: _tuples(v) for k, v in d.items()})
 
 
 @dataclass
