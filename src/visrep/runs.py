@@ -250,6 +250,9 @@ class RunDir:
     def write_text(self, path: Path, text: str) -> None:
         atomic_write_bytes(path, lambda f: f.write(text.encode()))
 
+    def write_bytes(self, path: Path, data: bytes) -> None:
+        atomic_write_bytes(path, lambda f: f.write(data))
+
     def read_metrics(self) -> dict[str, Any]:
         if not self.metrics_json.is_file():
             return {}

@@ -206,6 +206,14 @@ class Task(L.LightningModule):
         ``test``) into ``run``; return extra values for ``metrics.json``. Called on rank 0."""
         return {}
 
+    def write_prediction_files(
+        self, run: RunDir, outputs: list[dict[str, Tensor]], names: list[str]
+    ) -> list[str]:
+        """Write per-sample prediction files (masks, images ...) under ``run.predictions`` and
+        return their paths relative to the run, one per sample, for the ``output`` column of
+        ``predictions.csv``; the default writes none and returns ``[]``."""
+        return []
+
     def predict_rows(self, outputs: list[dict[str, Tensor]]) -> list[dict[str, Any]]:
         """One row per predicted sample (the columns of ``predictions.csv``).
 

@@ -93,8 +93,9 @@ class RunArtifacts(Callback):
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Writes ``predictions.csv``: a ``file`` column (the data module's sample names) and the
-    columns of the task's :meth:`~visrep.tasks.Task.predict_rows`."""
+    """Writes ``predictions.csv``: a ``file`` column (the data module's sample names), the
+    columns of the task's :meth:`~visrep.tasks.Task.predict_rows`, and ``output`` when the task
+    writes files per sample (:meth:`~visrep.tasks.Task.write_prediction_files`)."""
 
     def __init__(self, path: str | Path) -> None:
         super().__init__(write_interval="epoch")
@@ -111,6 +112,10 @@ class PredictionWriter(BasePredictionWriter):
         names = dm.sample_names() if hasattr(dm, "sample_names") else []
         if len(names) != len(rows):
             names = [f"sample_{i}" for i in range(len(rows))]
+        if isinstance(pl_module, Task):
+            files = pl_module.write_prediction_files(RunDir(self.path.parent), outputs, names)
+            if files:
+                rows = [{**r, "output": f} for r, f in zip(rows, files, strict=True)]
         path = self.path
         if trainer.world_size > 1:  # each rank predicted its own share of the samples
             path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
