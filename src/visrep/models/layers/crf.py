@@ -142,8 +142,10 @@ def _exact_messages(
     return torch.cat(out, dim=2)
 
 
-def _pixel_features(image: Tensor, theta_alpha: float, theta_beta: float, theta_gamma: float):
-    """Appearance ``[y, x] / theta_alpha ++ 255 I / theta_beta`` and smoothness ``[y, x] / theta_gamma``."""
+def _pixel_features(
+    image: Tensor, theta_alpha: float, theta_beta: float, theta_gamma: float
+) -> tuple[Tensor, Tensor]:
+    """Features ``([y, x] / theta_alpha ++ 255 I / theta_beta, [y, x] / theta_gamma)``, (B, N, D)."""
     b, _, h, w = image.shape
     ys, xs = torch.meshgrid(
         torch.arange(h, dtype=image.dtype, device=image.device),
