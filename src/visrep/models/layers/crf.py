@@ -145,7 +145,7 @@ def _exact_messages(
 def _pixel_features(
     image: Tensor, theta_alpha: float, theta_beta: float, theta_gamma: float
 ) -> tuple[Tensor, Tensor]:
-    """Features ``([y, x] / theta_alpha ++ 255 I / theta_beta, [y, x] / theta_gamma)``, (B, N, D)."""
+    """``([y, x] / theta_alpha ++ 255 I / theta_beta, [y, x] / theta_gamma)``, each (B, N, D)."""
     b, _, h, w = image.shape
     ys, xs = torch.meshgrid(
         torch.arange(h, dtype=image.dtype, device=image.device),
