@@ -1,0 +1,48 @@
+"""Semantic segmentation models: ``(B, C, H, W)`` images to ``(B, num_classes, H, W)`` logits.
+
+Registered in :data:`SEGMENTERS` (what ``--model.model NAME`` selects): ``fcn32s``, ``fcn16s``,
+``fcn8s`` (Long et al. 2015), ``segnet``, ``segnet_basic`` (Badrinarayanan et al. 2017),
+``unet`` (Ronneberger et al. 2015) and ``deeplab`` (DeepLab v3, Chen et al. 2017).
+"""
+
+from visrep.models.segmentation.base import (
+    SEGMENTERS,
+    Segmenter,
+    SegmenterFactory,
+    SegmenterRegistry,
+    build_encoder,
+)
+from visrep.models.segmentation.deeplab import ASPP, DeepLabV3, DilatedCNN, deeplab
+from visrep.models.segmentation.fcn import FCN, fcn8s, fcn16s, fcn32s
+from visrep.models.segmentation.segnet import (
+    SegNet,
+    max_pool_indices,
+    max_unpool,
+    segnet,
+    segnet_basic,
+)
+from visrep.models.segmentation.unet import UNet, unet, unet_weight_map
+
+__all__ = [
+    "ASPP",
+    "FCN",
+    "SEGMENTERS",
+    "DeepLabV3",
+    "DilatedCNN",
+    "SegNet",
+    "Segmenter",
+    "SegmenterFactory",
+    "SegmenterRegistry",
+    "UNet",
+    "build_encoder",
+    "deeplab",
+    "fcn8s",
+    "fcn16s",
+    "fcn32s",
+    "max_pool_indices",
+    "max_unpool",
+    "segnet",
+    "segnet_basic",
+    "unet",
+    "unet_weight_map",
+]
