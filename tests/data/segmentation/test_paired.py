@@ -198,8 +198,9 @@ def test_camvid_class_set_by_name(tmp_path: Path) -> None:
 
 def test_median_frequency_weights_by_hand(tmp_path: Path) -> None:
     # image 1 (2x2): classes 0,0,0,1; image 2 (2x2): classes 1, 2, ignore, ignore
-    write_split(tmp_path / "w", "train", [np.array([[0, 0], [0, 1]], np.uint8),
-                                           np.array([[1, 2], [IGNORE, IGNORE]], np.uint8)])  # fmt: skip
+    first = np.array([[0, 0], [0, 1]], np.uint8)
+    second = np.array([[1, 2], [IGNORE, IGNORE]], np.uint8)
+    write_split(tmp_path / "w", "train", [first, second])
     write_split(tmp_path / "w", "val", [np.zeros((2, 2), np.uint8)])
     write_split(tmp_path / "w", "test", [np.zeros((2, 2), np.uint8)])
     dm = module(tmp_path / "w")
@@ -312,7 +313,27 @@ def test_bad_options(camvid: Path) -> None:
         PairedFolderDataModule(str(camvid), num_classes=4, class_names=["a", "b"])
     with pytest.raises(ConfigError, match=r"class_names or data\.num_classes"):
         PairedFolderDataModule(str(camvid))
+    with pytest.raises(ConfigError, match="12 but"):
+        PairedFolderDataModule(str(camvid), class_names="camvid", num_classes=12)
     with pytest.raises(ConfigError, match="unknown class set"):
         PairedFolderDataModule(str(camvid), class_names="cityscapes")
     with pytest.raises(ConfigError, match="scale"):
         SegAugment(scale=(2.0, 1.0))
+
+
+def test_worker_augmentation_repeats_with_the_seed(camvid: Path) -> None:
+    # v2 draws from torch's global generator; in a worker torch seeds it from the loader's
+    # generator, which the module seeds with torch.initial_seed() (set by seed_everything)
+    def first_batch(seed: int) -> dict:
+        torch.manual_seed(seed)
+        dm = module(
+            camvid,
+            crop_size=10,
+            augment=SegAugment(scale=(0.5, 1.5), hflip=True),
+            loader=LoaderConfig(batch_size=4, num_workers=1),
+        )
+        return next(iter(dm.train_dataloader()))
+
+    a, b, c = first_batch(3), first_batch(3), first_batch(4)
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
+    assert not torch.equal(a["image"], c["image"])

@@ -70,10 +70,10 @@ def resolve_classes(
     Raises:
         ConfigError: neither names nor a count, or counts and names that disagree.
     """
-    if class_names is None and default is not None and num_classes in (None, len(default.names)):
-        names, colors = default.names, default.colors
-    elif class_names is not None:
+    if class_names is not None:
         names, colors = tuple(class_names), ()
+    elif default is not None:
+        names, colors = default.names, default.colors
     elif num_classes is not None:
         names, colors = tuple(f"class_{i}" for i in range(num_classes)), ()
     else:
@@ -260,10 +260,11 @@ class SegmentationDataset(Dataset):
         image = read_rgb_or_grey(self.images[i], self.channels)
         label = read_label(self.labels[i], self.threshold)
         check_label(label, image.shape[:2], self.num_classes, self.ignore_index, self.labels[i])
-        return image, label.astype(np.uint8 if label.max(initial=0) < 256 else np.int64)
+        small = label.min(initial=0) >= 0 and label.max(initial=0) < 256
+        return image, label.astype(np.uint8 if small else np.int64)
 
     def raw(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Image ``(H, W, C)`` uint8 and label map ``(H, W)`` of pair ``i``, checked, no transform."""
+        """Image ``(H, W, C)`` uint8 and label map ``(H, W)`` of pair ``i`` (checked, as stored)."""
         return self._cache[i] if self._cache is not None else self._read(i)
 
     def with_transform(self, transform: v2.Transform | None) -> SegmentationDataset:
@@ -318,7 +319,8 @@ class SegmentationDataModule(SplitDataModule):
     Subclasses implement :meth:`load`, returning :class:`SegmentationDataset` splits without a
     transform; training samples then get :func:`train_transform`, val/test ones none. Once the
     splits exist one pass over the training pairs gives the channel mean/std and the class
-    pixel counts behind :attr:`class_weights`.
+    pixel counts behind :attr:`class_weights`. ``spec().image_size`` is the training crop (the
+    first training image's size without one).
 
     Args:
         classes: the class names and colours.
