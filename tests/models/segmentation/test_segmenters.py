@@ -140,3 +140,18 @@ def test_jsonargparse_cli_options_of_the_nested_encoder():
     cfg = parser.parse_args([*argv, "--model.model.encoder.channels", "[4,8]"])
     s = SEGMENTERS.spec(parser.instantiate(cfg).model.model)
     assert s["init_args"]["encoder"]["init_args"]["channels"] == [4, 8]
+
+
+def test_jsonargparse_switching_models_keeps_a_valid_encoder():
+    # jsonargparse carries the options two classes share (encoder, encoder_channels) over when
+    # the class changes; both FCN and DeepLab default to encoder=None, their own DilatedCNN.
+    parser = jsonargparse.ArgumentParser(exit_on_error=False)
+
+    def task(model: SegmenterFactory = fcn8s) -> SegmenterFactory:
+        return model
+
+    parser.add_function_arguments(task, "model")
+    argv = ["--model.model", "deeplab", "--model.model.encoder_channels", "[4,4,8,8]"]
+    factory = parser.instantiate(parser.parse_args([*argv, "--model.model.aspp_channels", "4"]))
+    m = factory.model.model(3, 2)
+    assert type(m).__name__ == "deeplab" and type(m.encoder).__name__ == "DilatedCNN"

@@ -12,7 +12,8 @@ from visrep.models.segmentation.base import (
     SegmenterRegistry,
     build_encoder,
 )
-from visrep.models.segmentation.deeplab import ASPP, DeepLabV3, DilatedCNN, deeplab
+from visrep.models.segmentation.deeplab import ASPP, DeepLabV3, deeplab
+from visrep.models.segmentation.encoder import DilatedCNN
 from visrep.models.segmentation.fcn import FCN, fcn8s, fcn16s, fcn32s
 from visrep.models.segmentation.segnet import (
     SegNet,

@@ -34,8 +34,11 @@ class DilatedCNN(Backbone):
     """A small encoder of stages (3x3 conv-BN-ReLU twice), the first conv of each with stride 2.
 
     Once the stride reaches ``output_stride``, later stages keep stride 1 and double the
-    dilation instead (DeepLab's atrous convolution), so their receptive field grows as if they
-    still subsampled. One feature level per stage, with its true reduction.
+    dilation instead (DeepLab's atrous convolution; the first conv of such a stage keeps the
+    previous dilation, as timm's and torchvision's dilated ResNets), so the net computes the
+    undilated net's features at every position: with the same weights, the undilated map is the
+    dilated one sampled every ``2^k`` pixels. One feature level per stage, with its true
+    reduction.
 
     Args:
         in_chans: input channels.
@@ -73,12 +76,13 @@ class DilatedCNN(Backbone):
         stages, self.feature_info = [], []
         c_prev, reduction, dilation = in_chans, 1, 1
         for i, c in enumerate(channels):
+            first = dilation  # the conv that would subsample keeps the dilation before it
             if reduction < os_:
                 stride, reduction = 2, reduction * 2
             else:
                 stride, dilation = 1, dilation * 2
             layers = [
-                nn.Conv2d(c_prev, c, 3, stride, padding=dilation, dilation=dilation, bias=False),
+                nn.Conv2d(c_prev, c, 3, stride, padding=first, dilation=first, bias=False),
                 nn.BatchNorm2d(c),
                 nn.ReLU(inplace=True),
                 *conv_bn_relu(c, c, 3, dilation),
