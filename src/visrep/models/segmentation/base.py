@@ -18,6 +18,7 @@ nested spec back into a factory of a registered backbone.
 from __future__ import annotations
 
 import functools
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -38,7 +39,7 @@ __all__ = [
 ]
 
 
-class Segmenter(nn.Module):
+class Segmenter(nn.Module, ABC):
     """Base class of every registered segmentation model.
 
     Subclasses define ``__init__(in_chans, num_classes, <typed options>)`` and :meth:`forward`.
@@ -47,9 +48,9 @@ class Segmenter(nn.Module):
     in_chans: int
     num_classes: int
 
-    def forward(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+    @abstractmethod
+    def forward(self, x: Tensor) -> Tensor:
         """Logits ``(B, num_classes, H, W)`` for images ``(B, in_chans, H, W)``."""
-        raise NotImplementedError
 
 
 # The type of a segmenter constructor with its options bound, called with (in_chans, num_classes).
