@@ -64,3 +64,14 @@ def cli(capsys: pytest.CaptureFixture[str]):
         return code, out, err
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _restore_deterministic_algorithms():
+    """In-process runs with ``trainer.deterministic: true`` switch torch's deterministic mode on
+    for the whole process; every test starts from the mode it found."""
+    import torch
+
+    before = torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.use_deterministic_algorithms(before)

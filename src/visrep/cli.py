@@ -163,12 +163,6 @@ class VisrepCLI(LightningCLI):
             default=True,
             help="After fit, validate and test the best checkpoint.",
         )
-        parser.set_defaults(
-            {
-                "model": {"class_path": "visrep.tasks.ClassificationTask"},
-                "data": {"class_path": "visrep.data.DigitsDataModule"},
-            }
-        )
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
         super().parse_arguments(parser, args)
@@ -349,6 +343,34 @@ def _resolve_configs(argv: list[str]) -> list[str]:
     return out
 
 
+DEFAULT_CLASSES = {
+    "model": "visrep.tasks.ClassificationTask",
+    "data": "visrep.data.DigitsDataModule",
+}
+
+
+def _class_defaults(argv: list[str]) -> list[str]:
+    """The default model and data classes (the quickstart's), for runs that name none.
+
+    Given as arguments, not as parser defaults: jsonargparse carries a default class's options
+    into a class chosen later when the names match (``--data visrep.data.IDXDataModule`` would
+    get the digits module's batch size, a segmentation module its image augmentation).
+    """
+    configs = [
+        read_config(a.split("=", 1)[1] if "=" in a else argv[i + 1])
+        for i, a in enumerate(argv)
+        if (a in ("--config", "-c") and i + 1 < len(argv)) or a.startswith("--config=")
+    ]
+    extra = []
+    for key, cls in DEFAULT_CLASSES.items():
+        given = any(
+            a == f"--{key}" or a.startswith((f"--{key}=", f"--{key}.class_path")) for a in argv
+        )
+        if not given and not any(key in c for c in configs):
+            extra += [f"--{key}", cls]
+    return [argv[0], *extra, *argv[1:]]
+
+
 def _predict_defaults(argv: list[str]) -> list[str]:
     """``predict --data.path P`` without a data class predicts on image files."""
     if argv[0] != "predict" or not any(a.startswith("--data.path") for a in argv):
@@ -473,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         cmd = args[0]
         if cmd in TRAIN_COMMANDS:
-            args = _predict_defaults(_resolve_configs(args))
+            args = _class_defaults(_predict_defaults(_resolve_configs(args)))
             tips = logging.getLogger("lightning.pytorch.utilities.rank_zero")
             if not any(isinstance(f, _DropTips) for f in tips.filters):
                 tips.addFilter(_DropTips())

@@ -17,10 +17,16 @@ import torch
 
 from tests.events.conftest import random_stream
 from visrep.data import DigitsDataModule
-from visrep.data.base import LoaderConfig, SplitConfig, Splits
+from visrep.data.base import DataSpec, LoaderConfig, SplitConfig, SplitDataModule, Splits
 from visrep.events import EventDataModule, EventStreamDataset
 from visrep.runs import RunDir
-from visrep.tasks import ClassificationTask, EventClassificationTask, Task, task_classes
+from visrep.tasks import (
+    ClassificationTask,
+    EventClassificationTask,
+    SegmentationTask,
+    Task,
+    task_classes,
+)
 from visrep.tasks.base import read_task_checkpoint
 from visrep.trainer.callbacks import MetricsFile, PredictionWriter, RandomState, RunArtifacts
 
@@ -34,12 +40,35 @@ class TinyEvents(EventDataModule):
         return Splits(ds, ds.targets, ["a", "b", "c"])
 
 
+class TinySegmentation(SplitDataModule):
+    """40 random 1x12x10 images; the mask is 1 where a pixel is bright, 255 (ignored) on a border."""
+
+    def load(self) -> Splits:
+        g = torch.Generator().manual_seed(0)
+        images = torch.rand(40, 1, 12, 10, generator=g)
+        masks = (images[:, 0] > 0.5).long()
+        masks[:, 0, :] = 255
+        ds = [{"image": x, "mask": m} for x, m in zip(images, masks, strict=True)]
+        return Splits(ds, None, ["dark", "bright"])
+
+    def spec(self) -> DataSpec:
+        return DataSpec(
+            family="segmentation", keys=("image", "mask"), in_chans=1, image_size=(12, 10),
+            num_classes=2, class_names=("dark", "bright"), mean=(0.5,), std=(0.29,),
+            ignore_index=255, class_weights=(1.0, 1.0),
+        )  # fmt: skip
+
+
 _SMALL = {"class_path": "small_cnn", "init_args": {"channels": [4, 8], "convs_per_stage": 1}}
 _LOADER = LoaderConfig(batch_size=16)
 DATA: dict[type[Task], Callable[[], tuple[Task, L.LightningDataModule]]] = {
     ClassificationTask: lambda: (
         ClassificationTask(backbone=_SMALL),
         DigitsDataModule(loader=_LOADER, split=SplitConfig(train_samples=64)),
+    ),
+    SegmentationTask: lambda: (
+        SegmentationTask(model={"class_path": "unet", "init_args": {"width": 4, "depth": 2}}),
+        TinySegmentation(loader=_LOADER, split=SplitConfig(stratify=False)),
     ),
     EventClassificationTask: lambda: (
         EventClassificationTask(representation="count", backbone=_SMALL),

@@ -35,11 +35,18 @@ from visrep.data.classification import (
 )
 from visrep.data.datasets import ArrayImageDataset, ImageFileDataset, load_image
 from visrep.data.samples import collate
+from visrep.data.segmentation import (
+    DavisDataModule,
+    MaskFolderDataModule,
+    PairedFolderDataModule,
+    VOCSegmentationDataModule,
+)
 
 __all__ = [
     "ArrayImageDataset",
     "AugmentConfig",
     "DataSpec",
+    "DavisDataModule",
     "DigitsDataModule",
     "EpochShuffleSampler",
     "IDXDataModule",
@@ -48,10 +55,13 @@ __all__ = [
     "ImageFilesDataModule",
     "ImageFolderDataModule",
     "LoaderConfig",
+    "MaskFolderDataModule",
     "NpzDataModule",
+    "PairedFolderDataModule",
     "SplitConfig",
     "SplitDataModule",
     "Splits",
+    "VOCSegmentationDataModule",
     "augment_batch",
     "channel_stats",
     "collate",

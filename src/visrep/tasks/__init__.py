@@ -7,11 +7,13 @@ from visrep.tasks.base import Task, resolve_task, task_classes
 from visrep.tasks.classification import ClassificationTask
 from visrep.tasks.event_classification import EventClassificationTask
 from visrep.tasks.optim import OptimConfig, build_optimizer, build_scheduler, lr_factor
+from visrep.tasks.segmentation import SegmentationTask
 
 __all__ = [
     "ClassificationTask",
     "EventClassificationTask",
     "OptimConfig",
+    "SegmentationTask",
     "Task",
     "build_optimizer",
     "build_scheduler",

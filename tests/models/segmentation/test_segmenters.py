@@ -155,3 +155,17 @@ def test_jsonargparse_switching_models_keeps_a_valid_encoder():
     factory = parser.instantiate(parser.parse_args([*argv, "--model.model.aspp_channels", "4"]))
     m = factory.model.model(3, 2)
     assert type(m).__name__ == "deeplab" and type(m.encoder).__name__ == "DilatedCNN"
+
+
+def test_segnet_runs_under_deterministic_algorithms():
+    """Lightning's deterministic=True turns on torch.use_deterministic_algorithms, which refuses
+    F.max_unpool2d; SegNet's unpooling is a scatter and still runs (and backpropagates)."""
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        m = SEGMENTERS.build(
+            {"class_path": "segnet_basic", "init_args": TINY["segnet_basic"]}, 3, 4
+        )
+        m(torch.randn(2, 3, 17, 9)).sum().backward()
+    finally:
+        torch.use_deterministic_algorithms(before)

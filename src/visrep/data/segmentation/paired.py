@@ -61,7 +61,7 @@ class PairedFolderDataModule(SegmentationDataModule):
         class_colors: list[Color] | None = None,
         ignore_index: int = 255,
         crop_size: int | tuple[int, int] | None = None,
-        augment: SegAugment = SegAugment(),  # noqa: B008 - frozen, like LoaderConfig
+        augment: SegAugment = SegAugment(),
         cache: bool = False,
         loader: LoaderConfig = LoaderConfig(),
         split: SplitConfig = SplitConfig(),

@@ -40,7 +40,7 @@ class VOCSegmentationDataModule(SegmentationDataModule):
         self,
         root: str,
         crop_size: int | tuple[int, int] | None = 320,
-        augment: SegAugment = SegAugment(),  # noqa: B008 - frozen, like LoaderConfig
+        augment: SegAugment = SegAugment(),
         cache: bool = False,
         loader: LoaderConfig = LoaderConfig(),
         split: SplitConfig = SplitConfig(),

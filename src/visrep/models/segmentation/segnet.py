@@ -54,7 +54,12 @@ def max_unpool(y: Tensor, indices: Tensor, size: tuple[int, int]) -> Tensor:
     """
     if y.shape != indices.shape:
         raise ShapeError(f"values {tuple(y.shape)} and indices {tuple(indices.shape)} differ")
-    return F.max_unpool2d(y, indices, 2, 2, output_size=tuple(size))
+    # A scatter into zeros, as F.max_unpool2d computes, but allowed under
+    # torch.use_deterministic_algorithms (Lightning's deterministic=True), which refuses
+    # max_unpool2d: non-overlapping 2x2 windows give every value its own position.
+    b, c = y.shape[:2]
+    out = y.new_zeros(b, c, size[0] * size[1])
+    return out.scatter(2, indices.flatten(2), y.flatten(2)).view(b, c, *size)
 
 
 class MaxPoolIndices(nn.Module):

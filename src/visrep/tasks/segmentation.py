@@ -1,0 +1,231 @@
+"""Semantic segmentation: per-pixel classification (seed 001, loss eq. 18; seed 003, FCN / DeepLab).
+
+The loss is the pixel-wise cross-entropy ``-sum_i w_{y_i} log p_i(y_i)`` over the pixels that
+are not ignored (seed 001, eq. 18), with SegNet's median-frequency class weights ``w`` from the
+data module when ``class_weights`` is on, optionally plus the soft Dice loss. Metrics come from
+torchmetrics over the non-ignored pixels: mean IoU (``val/miou`` picks ``best.ckpt``), per-class
+IoU, pixel accuracy and mean class accuracy.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassJaccardIndex,
+)
+
+from visrep.data.base import DataSpec
+from visrep.data.samples import IMAGE, MASK
+from visrep.errors import ConfigError
+from visrep.losses import dice_loss
+from visrep.models.segmentation import SEGMENTERS, SegmenterFactory
+from visrep.models.segmentation import unet as default_model
+from visrep.models.segmenter import ImageSegmenter
+from visrep.plots.classification import plot_confusion_matrix
+from visrep.plots.segmentation import colorize, default_colors, plot_class_iou, plot_segmentations
+from visrep.runs import RunDir
+from visrep.tasks.base import Task
+from visrep.tasks.optim import OptimConfig
+
+Batch = dict[str, Any]
+_SAMPLES = 6  # test images in the overlay grid
+
+
+class SegmentationTask(Task):
+    """Trains an :class:`~visrep.models.segmenter.ImageSegmenter` around a registered model.
+
+    Args:
+        model: a registered segmentation model with its options (``--model.model fcn8s
+            --model.model.encoder resnet_small``); the data decides channels and classes.
+        loss: ``ce`` (weighted cross-entropy), ``dice`` or ``ce+dice``.
+        class_weights: weight the cross-entropy with the data's class weights (SegNet's median
+            frequency balancing) when the data module gives them.
+        optim: optimiser and schedule.
+    """
+
+    monitor = ("val/miou", "max")
+    families = ("segmentation",)
+    input_key = IMAGE
+
+    def __init__(
+        self,
+        model: SegmenterFactory = default_model,
+        loss: Literal["ce", "dice", "ce+dice"] = "ce",
+        class_weights: bool = True,
+        optim: OptimConfig | None = None,
+    ) -> None:
+        super().__init__(optim)
+        if loss not in ("ce", "dice", "ce+dice"):
+            raise ConfigError(f"model.loss must be ce, dice or ce+dice, got {loss!r}")
+        self.model_spec = SEGMENTERS.spec(model)
+        self.save_hyperparameters()
+        self.hparams["model"] = self.model_spec  # plain data, whatever form was given
+
+    # -- model -----------------------------------------------------------------------------------
+    def build(self, spec: DataSpec) -> None:
+        if not spec.in_chans or not spec.num_classes or not spec.mean:
+            raise ConfigError(
+                "SegmentationTask needs the data's channels, classes and mean/std (its spec())"
+            )
+        model = SEGMENTERS.build(self.model_spec, spec.in_chans, spec.num_classes)
+        self.net = ImageSegmenter(model, spec.mean, spec.std)
+        n, ignore = spec.num_classes, spec.ignore_index
+        weights = spec.class_weights if self.hparams.class_weights else None
+        self.register_buffer(
+            "class_weight",
+            torch.tensor(weights, dtype=torch.float32) if weights else None,
+            persistent=False,
+        )
+        for stage in ("val", "test"):
+            setattr(
+                self, f"{stage}_iou", MulticlassJaccardIndex(n, average=None, ignore_index=ignore)
+            )
+            setattr(
+                self, f"{stage}_pixacc", MulticlassAccuracy(n, average="micro", ignore_index=ignore)
+            )
+            setattr(
+                self,
+                f"{stage}_classacc",
+                MulticlassAccuracy(n, average="macro", ignore_index=ignore),
+            )
+        self.test_confmat = MulticlassConfusionMatrix(n, ignore_index=ignore)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    # -- steps -----------------------------------------------------------------------------------
+    def _loss(self, logits: Tensor, mask: Tensor) -> Tensor:
+        ignore = self.spec.ignore_index if self.spec.ignore_index is not None else -100
+        loss = logits.new_zeros(())
+        if "ce" in self.hparams.loss:
+            loss = loss + F.cross_entropy(
+                logits, mask, weight=self.class_weight, ignore_index=ignore
+            )
+        if "dice" in self.hparams.loss:
+            loss = loss + dice_loss(logits, mask, self.spec.ignore_index)
+        return loss
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        x, mask = batch[IMAGE], batch[MASK]
+        loss = self._loss(self.net(x), mask)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
+        return loss
+
+    def _eval_step(self, batch: Batch, stage: str) -> tuple[Tensor, Tensor]:
+        x, mask = batch[IMAGE], batch[MASK]
+        logits = self.net(x)
+        n = len(x)
+        self.log(f"{stage}/loss", self._loss(logits, mask), sync_dist=True, batch_size=n)
+        pred = logits.argmax(1)
+        for name in ("iou", "pixacc", "classacc"):
+            getattr(self, f"{stage}_{name}").update(pred, mask)
+        return pred, mask
+
+    def _log_epoch(self, stage: str) -> Tensor:
+        iou = getattr(self, f"{stage}_iou").compute()
+        self.log(f"{stage}/miou", iou.mean(), prog_bar=stage == "val")
+        self.log(f"{stage}/pixel_acc", getattr(self, f"{stage}_pixacc").compute())
+        self.log(f"{stage}/mean_class_acc", getattr(self, f"{stage}_classacc").compute())
+        for name in ("iou", "pixacc", "classacc"):
+            getattr(self, f"{stage}_{name}").reset()
+        return iou
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._samples: list[tuple[Tensor, Tensor, Tensor]] = []
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        pred, mask = self._eval_step(batch, "test")
+        self.test_confmat.update(pred, mask)
+        # a few test images spread over the split for the overlay grid
+        batches = self.trainer.num_test_batches[0] if self._trainer is not None else 1
+        batches = int(batches) if math.isfinite(batches) and batches > 0 else 1
+        stride = max(1, batches // _SAMPLES)
+        have = sum(len(s[0]) for s in self._samples)
+        if have < _SAMPLES and batch_idx % stride == 0:
+            k = min(_SAMPLES - have, max(1, math.ceil(_SAMPLES / batches)), len(pred))
+            self._samples.append((batch[IMAGE][:k].cpu(), mask[:k].cpu(), pred[:k].cpu()))
+
+    def on_test_epoch_end(self) -> None:
+        iou = self._log_epoch("test")
+        self._test_results = {
+            "iou": iou.tolist(),
+            "confusion_matrix": self.test_confmat.compute().tolist(),
+            "samples": tuple(torch.cat(t) for t in zip(*self._samples, strict=True)),
+        }
+        self.test_confmat.reset()
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
+        return {"mask": self.net(batch[IMAGE]).argmax(1).to(torch.uint8)}
+
+    # -- what the trainer calls ------------------------------------------------------------------
+    def _colors(self) -> list[tuple[int, int, int]]:
+        spec = self.spec
+        return list(spec.class_colors) or default_colors(spec.num_classes)
+
+    def write_artifacts(self, run: RunDir, stage: str) -> dict[str, Any]:
+        """After test: per-class IoU (bars and metrics), the confusion matrix, overlays."""
+        results = getattr(self, "_test_results", None)
+        if stage != "test" or not results:
+            return {}
+        self._test_results = None
+        names = list(self.spec.class_names) or [str(c) for c in range(self.spec.num_classes)]
+        cm = results["confusion_matrix"]
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["true \\ predicted", *names])
+        w.writerows([n, *r] for n, r in zip(names, cm, strict=True))
+        run.write_text(run.root / "confusion_matrix.csv", buf.getvalue())
+        plot_confusion_matrix(cm, names, run.plots / "confusion_matrix.png")
+        plot_class_iou(results["iou"], names, run.plots / "class_iou.png")
+        images, truth, pred = results["samples"]
+        plot_segmentations(
+            images, truth, pred, self._colors(), self.spec.ignore_index,
+            run.plots / "test_segmentations.png",
+        )  # fmt: skip
+        return {"test/iou_per_class": dict(zip(names, results["iou"], strict=True))}
+
+    def write_prediction_files(
+        self, run: RunDir, outputs: list[dict[str, Tensor]], names: list[str]
+    ) -> list[str]:
+        """A palette PNG of each predicted mask: ``predictions/<index>_<name>.png``."""
+        masks = [m for out in outputs for m in out["mask"].cpu().numpy()]
+        palette = np.zeros((256, 3), dtype=np.uint8)
+        palette[: self.spec.num_classes] = colorize(
+            np.arange(self.spec.num_classes)[None], self._colors(), None
+        )[0]
+        paths = []
+        for i, (mask, name) in enumerate(zip(masks, names, strict=True)):
+            rel = Path("predictions") / f"{i:05d}_{Path(name).stem}.png"
+            img = Image.fromarray(mask, mode="P")
+            img.putpalette(palette.flatten().tolist())
+            buf = io.BytesIO()
+            img.save(buf, format="PNG")
+            run.write_bytes(run.root / rel, buf.getvalue())
+            paths.append(str(rel))
+        return paths
+
+    def predict_rows(self, outputs: list[dict[str, Tensor]]) -> list[dict[str, Any]]:
+        """The classes present in each predicted mask (the mask itself is a file)."""
+        return [
+            {"classes": " ".join(map(str, np.unique(m).tolist()))}
+            for out in outputs
+            for m in out["mask"].cpu().numpy()
+        ]
