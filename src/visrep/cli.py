@@ -38,7 +38,7 @@ TRAIN_COMMANDS = {
     "fit": "train a model (then validate and test its best checkpoint)",
     "validate": "evaluate a checkpoint on the validation split",
     "test": "evaluate a checkpoint on the test split",
-    "predict": "predict classes of images with a checkpoint, written as CSV",
+    "predict": "predict with a checkpoint: predictions.csv (and per-sample files, e.g. masks)",
 }
 # name -> (module with main(argv), one-line description)
 TOOL_COMMANDS: dict[str, tuple[str, str]] = {
