@@ -52,3 +52,30 @@ def test_camvid_config_fits_tests_and_predicts(tmp_path, cli):
     assert rows[0] == "file,classes,output" and len(rows) == 7
     mask = Image.open(run / rows[1].split(",")[-1])
     assert mask.mode == "P" and mask.size == (16, 16)  # the model's input size (the crop)
+
+
+def test_crf_post_processing_is_the_dense_crf_of_the_network_scores():
+    import torch
+
+    from visrep.data.base import DataSpec
+    from visrep.models.layers.crf import dense_crf
+    from visrep.tasks import SegmentationTask
+    from visrep.tasks.segmentation import CRFConfig
+
+    spec = DataSpec(
+        family="segmentation", keys=("image", "mask"), in_chans=3, image_size=(12, 10),
+        num_classes=4, mean=(0.5,) * 3, std=(0.25,) * 3, ignore_index=255,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = {"class_path": "unet", "init_args": {"depth": 1, "width": 4}}
+    task = SegmentationTask(model=model, crf={"window": 3, "iterations": 2})
+    assert task.crf == CRFConfig(window=3, iterations=2) and task.hparams["crf"]["window"] == 3
+    task.setup_spec(spec)
+    task.eval()
+    x = torch.rand(2, 3, 12, 10)
+    with torch.no_grad():
+        logits = task.net(x)
+        q = dense_crf(-logits.log_softmax(1), x, 2, window=3)
+        assert torch.equal(task.predict_mask(x), q.argmax(1))
+        task.crf = CRFConfig(w_appearance=0.0, w_smoothness=0.0)  # no pairwise terms
+        assert torch.equal(task.predict_mask(x), logits.argmax(1))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +31,7 @@ from visrep.data.base import DataSpec
 from visrep.data.samples import IMAGE, MASK
 from visrep.errors import ConfigError
 from visrep.losses import dice_loss
+from visrep.models.layers.crf import dense_crf
 from visrep.models.segmentation import SEGMENTERS, SegmenterFactory
 from visrep.models.segmentation import unet as default_model
 from visrep.models.segmenter import ImageSegmenter
@@ -40,6 +42,26 @@ from visrep.tasks.base import Task
 from visrep.tasks.optim import OptimConfig
 
 Batch = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CRFConfig:
+    """Dense-CRF post-processing of the predictions (DeepLab, Chen et al. 2015; seed 003):
+    mean-field marginals of :func:`visrep.models.layers.crf.dense_crf` with the network's
+    log-probabilities as unaries, on every evaluated and predicted image. The defaults are
+    Krähenbühl and Koltun's (intensities in 0..255 units); ``window`` is the radius of the
+    message window (see the CRF's docstring for what it truncates).
+    """
+
+    iterations: int = 5
+    theta_alpha: float = 80.0
+    theta_beta: float = 13.0
+    theta_gamma: float = 3.0
+    w_appearance: float = 10.0
+    w_smoothness: float = 3.0
+    window: int = 9
+
+
 _SAMPLES = 6  # test images in the overlay grid
 
 
@@ -52,6 +74,8 @@ class SegmentationTask(Task):
         loss: ``ce`` (weighted cross-entropy), ``dice`` or ``ce+dice``.
         class_weights: weight the cross-entropy with the data's class weights (SegNet's median
             frequency balancing) when the data module gives them.
+        crf: refine validation, test and predicted masks with a dense CRF (None: off). The loss
+            is always that of the network's own scores.
         optim: optimiser and schedule.
     """
 
@@ -64,9 +88,11 @@ class SegmentationTask(Task):
         model: SegmenterFactory = default_model,
         loss: Literal["ce", "dice", "ce+dice"] = "ce",
         class_weights: bool = True,
+        crf: CRFConfig | None = None,
         optim: OptimConfig | None = None,
     ) -> None:
         super().__init__(optim)
+        self.crf = CRFConfig(**crf) if isinstance(crf, dict) else crf
         if loss not in ("ce", "dice", "ce+dice"):
             raise ConfigError(f"model.loss must be ce, dice or ce+dice, got {loss!r}")
         self.model_spec = SEGMENTERS.spec(model)
@@ -123,12 +149,24 @@ class SegmentationTask(Task):
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
         return loss
 
+    def predict_mask(self, x: Tensor, logits: Tensor | None = None) -> Tensor:
+        """Class ids ``(B, H, W)`` of images ``x``: the network's argmax, or the CRF's."""
+        logits = self.net(x) if logits is None else logits
+        if self.crf is None:
+            return logits.argmax(1)
+        c = self.crf
+        q = dense_crf(
+            -logits.float().log_softmax(1), x.float(), c.iterations, c.theta_alpha,
+            c.theta_beta, c.theta_gamma, c.w_appearance, c.w_smoothness, window=c.window,
+        )  # fmt: skip
+        return q.argmax(1)
+
     def _eval_step(self, batch: Batch, stage: str) -> tuple[Tensor, Tensor]:
         x, mask = batch[IMAGE], batch[MASK]
         logits = self.net(x)
         n = len(x)
         self.log(f"{stage}/loss", self._loss(logits, mask), sync_dist=True, batch_size=n)
-        pred = logits.argmax(1)
+        pred = self.predict_mask(x, logits)
         for name in ("iou", "pixacc", "classacc"):
             getattr(self, f"{stage}_{name}").update(pred, mask)
         return pred, mask
@@ -173,7 +211,7 @@ class SegmentationTask(Task):
         self.test_confmat.reset()
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
-        return {"mask": self.net(batch[IMAGE]).argmax(1).to(torch.uint8)}
+        return {"mask": self.predict_mask(batch[IMAGE]).to(torch.uint8)}
 
     # -- what the trainer calls ------------------------------------------------------------------
     def _colors(self) -> list[tuple[int, int, int]]:
