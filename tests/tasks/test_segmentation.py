@@ -79,3 +79,24 @@ def test_crf_post_processing_is_the_dense_crf_of_the_network_scores():
         assert torch.equal(task.predict_mask(x), q.argmax(1))
         task.crf = CRFConfig(w_appearance=0.0, w_smoothness=0.0)  # no pairwise terms
         assert torch.equal(task.predict_mask(x), logits.argmax(1))
+
+
+def test_isbi_config_fits_on_a_tiny_slice_stack(tmp_path, cli):
+    rng = np.random.default_rng(1)
+    for sub in ("image", "label"):
+        (tmp_path / "isbi" / "train" / sub).mkdir(parents=True)
+    for i in range(8):
+        label = np.full((20, 20), 255, np.uint8)
+        label[::5] = 0  # membranes
+        img = (rng.integers(100, 140, (20, 20)) + (label > 0) * 100).astype(np.uint8)
+        Image.fromarray(img).save(tmp_path / "isbi" / "train" / "image" / f"{i}.png")
+        Image.fromarray(label).save(tmp_path / "isbi" / "train" / "label" / f"{i}.png")
+    code, _, err = cli(
+        "fit", "--config", "isbi_unet", "--data.root", tmp_path / "isbi",
+        "--run_dir", tmp_path / "run", "--data.crop_size", "[16,16]",
+        "--model.model.width", "4", "--model.model.depth", "2", "--trainer.max_epochs", "1",
+        "--trainer.enable_progress_bar", "false",
+    )  # fmt: skip
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert set(metrics["test/iou_per_class"]) == {"membrane", "cell"}
