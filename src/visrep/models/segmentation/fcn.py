@@ -17,6 +17,7 @@ layers), so any input size works.
 from __future__ import annotations
 
 from functools import partial
+from typing import ClassVar
 
 from torch import Tensor, nn
 
@@ -30,7 +31,8 @@ __all__ = ["FCN", "fcn8s", "fcn16s", "fcn32s"]
 
 
 class FCN(Segmenter):
-    """FCN with ``skips`` skip levels (0: FCN-32s, 1: FCN-16s, 2: FCN-8s).
+    """FCN with ``skips`` skip levels, a class attribute set by the registered variants
+    (0: FCN-32s, 1: FCN-16s, 2: FCN-8s).
 
     Args:
         in_chans: input channels.
@@ -40,11 +42,12 @@ class FCN(Segmenter):
             :class:`~visrep.models.segmentation.encoder.DilatedCNN` (reductions 2 to 32).
         encoder_channels: stage channels of that default encoder.
         pretrained_path: the encoder's weights: a state dict or a visrep run / ``.ckpt``.
-        skips: number of finer levels fused (set by the registered variants).
         learn_final_upsample: learn the final upsampling too (the reference keeps it fixed).
 
     Shape: ``(B, in_chans, H, W) -> (B, num_classes, H, W)``.
     """
+
+    skips: ClassVar[int] = 2
 
     def __init__(
         self,
@@ -53,12 +56,10 @@ class FCN(Segmenter):
         encoder: BackboneFactory | None = None,
         encoder_channels: tuple[int, ...] = DEFAULT_ENCODER_CHANNELS,
         pretrained_path: str | None = None,
-        skips: int = 2,
         learn_final_upsample: bool = False,
     ) -> None:
         super().__init__()
-        if skips not in (0, 1, 2):
-            raise ConfigError(f"skips must be 0, 1 or 2, got {skips}")
+        skips = self.skips
         self.in_chans, self.num_classes = in_chans, num_classes
         if encoder is None:
             encoder = partial(DilatedCNN, channels=tuple(encoder_channels))
@@ -99,48 +100,14 @@ class FCN(Segmenter):
 class fcn32s(FCN):  # noqa: N801 (the registered, user-facing name)
     """FCN-32s: scores of the last level, upsampled to the image in one step; see :class:`FCN`."""
 
-    def __init__(
-        self,
-        in_chans: int,
-        num_classes: int,
-        encoder: BackboneFactory | None = None,
-        encoder_channels: tuple[int, ...] = DEFAULT_ENCODER_CHANNELS,
-        pretrained_path: str | None = None,
-        learn_final_upsample: bool = False,
-    ) -> None:
-        super().__init__(
-            in_chans,
-            num_classes,
-            encoder,
-            encoder_channels,
-            pretrained_path,
-            0,
-            learn_final_upsample,
-        )
+    skips = 0
 
 
 @SEGMENTERS.register
 class fcn16s(FCN):  # noqa: N801 (the registered, user-facing name)
     """FCN-16s: FCN-32s fused with the scores of the half-reduction level; see :class:`FCN`."""
 
-    def __init__(
-        self,
-        in_chans: int,
-        num_classes: int,
-        encoder: BackboneFactory | None = None,
-        encoder_channels: tuple[int, ...] = DEFAULT_ENCODER_CHANNELS,
-        pretrained_path: str | None = None,
-        learn_final_upsample: bool = False,
-    ) -> None:
-        super().__init__(
-            in_chans,
-            num_classes,
-            encoder,
-            encoder_channels,
-            pretrained_path,
-            1,
-            learn_final_upsample,
-        )
+    skips = 1
 
 
 @SEGMENTERS.register
@@ -153,21 +120,4 @@ class fcn8s(FCN):  # noqa: N801 (the registered, user-facing name)
     torch.Size([1, 5, 31, 45])
     """
 
-    def __init__(
-        self,
-        in_chans: int,
-        num_classes: int,
-        encoder: BackboneFactory | None = None,
-        encoder_channels: tuple[int, ...] = DEFAULT_ENCODER_CHANNELS,
-        pretrained_path: str | None = None,
-        learn_final_upsample: bool = False,
-    ) -> None:
-        super().__init__(
-            in_chans,
-            num_classes,
-            encoder,
-            encoder_channels,
-            pretrained_path,
-            2,
-            learn_final_upsample,
-        )
+    skips = 2
