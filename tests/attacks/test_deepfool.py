@@ -6,26 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from tests.attacks._digits import digits_mlp, torchattacks
+from tests.attacks._digits import torchattacks
 from visrep.attacks import (
     deepfool,
     perturbation_norms,
 )
 
 needs_torchattacks = pytest.mark.skipif(torchattacks is None, reason="torchattacks not installed")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def digits_model() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    return digits_mlp()
 
 
 @needs_torchattacks
