@@ -20,6 +20,7 @@ import socket
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +250,12 @@ class RunDir:
 
     def write_text(self, path: Path, text: str) -> None:
         atomic_write_bytes(path, lambda f: f.write(text.encode()))
+
+    def write_csv(self, path: Path, rows: Iterable[Sequence[Any]]) -> None:
+        """Rows (the first one the header) as a CSV file, written atomically."""
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows(rows)
+        self.write_text(path, buf.getvalue())
 
     def write_bytes(self, path: Path, data: bytes) -> None:
         atomic_write_bytes(path, lambda f: f.write(data))

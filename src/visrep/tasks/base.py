@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from visrep.data.base import DataSpec
 from visrep.errors import CheckpointError, ConfigError, TrainingError, VisrepError
+from visrep.plots.classification import plot_confusion_matrix
 from visrep.runs import CHECKPOINT_FORMAT, RunDir, load_checkpoint
 from visrep.tasks.optim import OptimConfig, as_optim_config, build_optimizer, build_scheduler
 
@@ -261,6 +262,15 @@ def _spec_text(spec: DataSpec) -> str:
     dims = [d for d in (spec.in_chans, *(spec.image_size or ())) if d is not None]
     size = f"{'x'.join(map(str, dims))} inputs" if dims else f"{spec.family} data"
     return f"{size} and {spec.num_classes} classes"
+
+
+def write_confusion_matrix(run: RunDir, names: list[str], cm: list[list[int]]) -> None:
+    """``confusion_matrix.csv`` (rows: true class) and ``plots/confusion_matrix.png`` of a test."""
+    run.write_csv(
+        run.root / "confusion_matrix.csv",
+        [["true \\ predicted", *names], *([n, *r] for n, r in zip(names, cm, strict=True))],
+    )
+    plot_confusion_matrix(cm, names, run.plots / "confusion_matrix.png")
 
 
 def _scalar(v: Tensor) -> float | int:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from typing import Any
 
@@ -19,10 +17,10 @@ from visrep.models import ImageClassifier
 from visrep.models.backbones.cnn import small_cnn
 from visrep.models.interface import BackboneFactory
 from visrep.models.registry import BACKBONES
-from visrep.plots.classification import plot_confusion_matrix, plot_prediction_grid
+from visrep.plots.classification import plot_prediction_grid
 from visrep.runs import RunDir
 from visrep.tasks.adversarial import AdversarialConfig, adversarial_examples, as_adversarial_config
-from visrep.tasks.base import Task
+from visrep.tasks.base import Task, write_confusion_matrix
 from visrep.tasks.optim import OptimConfig
 from visrep.tasks.reprojection import NaisNetReprojection
 
@@ -185,12 +183,7 @@ class ClassificationTask(Task):
         self._test_results = None
         names = list(self.spec.class_names)
         cm = results["confusion_matrix"]
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["true \\ predicted", *names])
-        w.writerows([n, *r] for n, r in zip(names, cm, strict=True))
-        run.write_text(run.root / "confusion_matrix.csv", buf.getvalue())
-        plot_confusion_matrix(cm, names, run.plots / "confusion_matrix.png")
+        write_confusion_matrix(run, names, cm)
         images, targets, probs = results["samples"]
         plot_prediction_grid(images, targets, probs, names, run.plots / "test_predictions.png")
         return {"test/acc_per_class": dict(zip(names, results["per_class_acc"], strict=True))}

@@ -9,7 +9,6 @@ IoU, pixel accuracy and mean class accuracy.
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 from dataclasses import dataclass
@@ -35,10 +34,9 @@ from visrep.models.layers.crf import dense_crf
 from visrep.models.segmentation import SEGMENTERS, SegmenterFactory
 from visrep.models.segmentation import unet as default_model
 from visrep.models.segmenter import ImageSegmenter
-from visrep.plots.classification import plot_confusion_matrix
 from visrep.plots.segmentation import colorize, default_colors, plot_class_iou, plot_segmentations
 from visrep.runs import RunDir
-from visrep.tasks.base import Task
+from visrep.tasks.base import Task, write_confusion_matrix
 from visrep.tasks.optim import OptimConfig
 
 Batch = dict[str, Any]
@@ -226,12 +224,7 @@ class SegmentationTask(Task):
         self._test_results = None
         names = list(self.spec.class_names) or [str(c) for c in range(self.spec.num_classes)]
         cm = results["confusion_matrix"]
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["true \\ predicted", *names])
-        w.writerows([n, *r] for n, r in zip(names, cm, strict=True))
-        run.write_text(run.root / "confusion_matrix.csv", buf.getvalue())
-        plot_confusion_matrix(cm, names, run.plots / "confusion_matrix.png")
+        write_confusion_matrix(run, names, cm)
         plot_class_iou(results["iou"], names, run.plots / "class_iou.png")
         images, truth, pred = results["samples"]
         plot_segmentations(
