@@ -31,7 +31,8 @@ from visrep.data.base import DataSpec
 from visrep.errors import CheckpointError, ConfigError, VisrepError, one_line, visrep_cause
 from visrep.models.registry import BACKBONES
 from visrep.runs import RunDir, RunLock, SafeCheckpointIO
-from visrep.tasks.base import Task, read_task_checkpoint
+from visrep.tasks.base import Task
+from visrep.tasks.checkpoint import read_task_checkpoint
 from visrep.trainer.callbacks import MetricsFile, PredictionWriter, RandomState, RunArtifacts
 
 TRAIN_COMMANDS = {

@@ -25,7 +25,7 @@ from visrep.models import create_backbone
 from visrep.models.event_classifier import EventClassifier, rms_normalize
 from visrep.runs import load_checkpoint
 from visrep.tasks import EventClassificationTask, OptimConfig
-from visrep.tasks.base import read_task_checkpoint
+from visrep.tasks.checkpoint import read_task_checkpoint
 from visrep.tasks.event_classification import event_frame_image, first_samples
 
 SIZE = (20, 20)

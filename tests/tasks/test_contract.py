@@ -27,7 +27,7 @@ from visrep.tasks import (
     Task,
     task_classes,
 )
-from visrep.tasks.base import read_task_checkpoint
+from visrep.tasks.checkpoint import read_task_checkpoint
 from visrep.trainer.callbacks import MetricsFile, PredictionWriter, RandomState, RunArtifacts
 
 

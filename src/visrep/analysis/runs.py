@@ -3,7 +3,7 @@
 Every analysis tool (inspect, explain, attack, stability) starts here, so they all accept a run
 directory or a checkpoint path and never unpickle anything (``weights_only=True``). A run
 directory may come from anyone: its checkpoint names only visrep's task classes and components
-(:func:`~visrep.tasks.base.read_task_checkpoint`), and the data section of its ``config.yaml``
+(:func:`~visrep.tasks.checkpoint.read_task_checkpoint`), and the data section of its ``config.yaml``
 only visrep's data modules, with options jsonargparse cannot turn into an import.
 """
 
@@ -26,7 +26,8 @@ from jsonargparse import ArgumentParser
 
 from visrep.errors import CheckpointError, ConfigError, VisrepError, one_line
 from visrep.runs import RunDir
-from visrep.tasks.base import check_saved_options, is_plain, read_task_checkpoint
+from visrep.tasks.base import is_plain
+from visrep.tasks.checkpoint import check_saved_options, read_task_checkpoint
 
 
 @dataclass
@@ -57,7 +58,7 @@ def load_task(ckpt_path: str | Path) -> L.LightningModule:
     """Rebuild the task a checkpoint was trained with and load its weights (eval mode).
 
     Only visrep's task classes and components can be named by the file (see
-    :func:`visrep.tasks.base.read_task_checkpoint`): loading never runs code from it.
+    :func:`visrep.tasks.checkpoint.read_task_checkpoint`): loading never runs code from it.
     """
     return read_task_checkpoint(ckpt_path).build()
 

@@ -3,7 +3,8 @@
 :class:`~visrep.tasks.base.Task` is the base of every family; one file per family.
 """
 
-from visrep.tasks.base import Task, resolve_task, task_classes
+from visrep.tasks.base import Task
+from visrep.tasks.checkpoint import resolve_task, task_classes
 from visrep.tasks.classification import ClassificationTask
 from visrep.tasks.event_classification import EventClassificationTask
 from visrep.tasks.optim import OptimConfig, build_optimizer, build_scheduler, lr_factor
