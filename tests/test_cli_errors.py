@@ -133,6 +133,8 @@ FIT: list[Case] = [
     ("config_a_scalar", ["fit", "--config", "{scalar_yaml}"], ("{scalar_yaml}", "mapping")),
     ("config_binary", ["fit", "--config", "{binary_yaml}"], ("{binary_yaml}",)),
     ("config_unknown_key", ["fit", "--config", "{unknown_key_yaml}"], ("max_epoch",)),
+    # a prefix of an option is a typo, not an abbreviation
+    ("option_prefix", ["fit", "--trainer.max_epoch", "1"], ("--trainer.max_epoch",)),
     ("config_unknown_section", ["fit", "--config", "{unknown_section_yaml}"], ("optimiser",)),
     ("config_equals_missing", ["fit", "--config={tmp}/nope.yaml"], ("nope.yaml",)),
 ]

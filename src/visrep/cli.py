@@ -128,7 +128,8 @@ class VisrepCLI(LightningCLI):
     """LightningCLI with visrep's run directory, checkpointing and defaults (digits + small CNN)."""
 
     def __init__(self, args: list[str] | None) -> None:
-        no_exit = {"exit_on_error": False}
+        # allow_abbrev=False: a typo such as --trainer.max_epoch must be an error, not a prefix match
+        no_exit = {"exit_on_error": False, "allow_abbrev": False}
         super().__init__(
             model_class=None,
             datamodule_class=None,
@@ -136,6 +137,7 @@ class VisrepCLI(LightningCLI):
             save_config_kwargs={"overwrite": True},
             parser_kwargs={
                 "exit_on_error": False,
+                "allow_abbrev": False,
                 "formatter_class": _HelpFormatter,  # subcommands inherit it
                 **{c: dict(no_exit) for c in TRAIN_COMMANDS},
                 "fit": {**no_exit, "epilog": _catalogue()},
