@@ -100,3 +100,153 @@ def test_isbi_config_fits_on_a_tiny_slice_stack(tmp_path, cli):
     assert code == 0, err
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert set(metrics["test/iou_per_class"]) == {"membrane", "cell"}
+
+
+# -- CRF-as-RNN and sliding-window inference -----------------------------------------------------
+_TINY_UNET = {"class_path": "unet", "init_args": {"depth": 1, "width": 4}}
+# a local CRF that a 12x10 image feels (the paper's theta_alpha = 80 would be flat here)
+_CRF = {"trainable": True, "window": 2, "iterations": 2, "theta_alpha": 3.0, "theta_beta": 30.0}
+
+
+def _spec(size=(12, 10)):
+    from visrep.data.base import DataSpec
+
+    return DataSpec(
+        family="segmentation", keys=("image", "mask"), in_chans=3, image_size=size,
+        num_classes=3, class_names=("a", "b", "c"), mean=(0.5,) * 3, std=(0.25,) * 3,
+        ignore_index=255, class_weights=(1.0, 2.0, 0.5),
+    )  # fmt: skip
+
+
+def _batch(n=4, size=(12, 10), seed=0):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 3, *size, generator=g)
+    mask = x.argmax(1)  # the brightest channel is the class
+    mask[:, 0] = 255
+    return x, mask
+
+
+def test_trainable_crf_loss_is_the_nll_of_the_crf_marginals_and_trains_both():
+    import torch
+    import torch.nn.functional as F
+
+    from visrep.models.layers.crf import dense_crf, potts_compatibility
+    from visrep.tasks import SegmentationTask
+
+    torch.manual_seed(0)
+    task = SegmentationTask(model=_TINY_UNET, crf=_CRF)
+    task.setup_spec(_spec())
+    crf = task.net.crf
+    assert crf is not None and crf.learnable and crf.num_labels == 3
+    assert torch.equal(crf.compatibility.detach(), potts_compatibility(3))
+    x, mask = _batch()
+    scores = task.net.scores(x)
+    q = dense_crf(-scores, x, 2, 3.0, 30.0, 3.0, 10.0, 3.0, potts_compatibility(3), window=2)
+    weight = torch.tensor([1.0, 2.0, 0.5])
+    expected = F.nll_loss(q.log(), mask, weight=weight, ignore_index=255)
+    loss = task._loss(task(x), mask)
+    assert torch.isfinite(loss) and torch.allclose(loss, expected, atol=1e-6)
+    assert torch.equal(task.predict_mask(x), q.argmax(1))
+    loss.backward()
+    grads = {n: p.grad for n, p in task.named_parameters()}
+    assert all(g is not None and g.abs().sum() > 0 for g in grads.values()), [
+        n for n, g in grads.items() if g is None or g.abs().sum() == 0
+    ]
+    assert {"net.crf.w_appearance", "net.crf.w_smoothness", "net.crf.compatibility"} <= set(grads)
+    assert any(n.startswith("net.model.") for n in grads)
+
+
+def test_trainable_crf_fits_and_its_checkpoint_round_trips(tmp_path):
+    import lightning as L
+    import torch
+
+    from visrep.data.base import LoaderConfig, SplitConfig, SplitDataModule, Splits
+    from visrep.tasks import SegmentationTask
+    from visrep.tasks.checkpoint import read_task_checkpoint
+
+    class Tiny(SplitDataModule):
+        def load(self) -> Splits:
+            x, mask = _batch(24)
+            return Splits([{"image": a, "mask": m} for a, m in zip(x, mask, strict=True)], None,
+                          ["a", "b", "c"])  # fmt: skip
+
+        def spec(self):
+            return _spec()
+
+    L.seed_everything(0)
+    sliding = {"mode": "sliding", "window": [8, 6], "overlap": 0.5, "blend": "gaussian"}
+    task = SegmentationTask(
+        model=_TINY_UNET, crf=_CRF, inference=sliding, optim={"optimizer": "adam", "lr": 0.05}
+    )
+    dm = Tiny(loader=LoaderConfig(batch_size=8), split=SplitConfig(stratify=False))
+    trainer = L.Trainer(
+        max_epochs=2, accelerator="cpu", logger=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path,
+        callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, filename="last")],
+    )  # fmt: skip
+    trainer.fit(task, dm)
+    crf = task.net.crf
+    assert not torch.isclose(crf.w_appearance.detach(), torch.tensor(10.0))
+    assert not torch.isclose(crf.w_smoothness.detach(), torch.tensor(3.0))
+    assert not torch.equal(crf.compatibility.detach(), 1 - torch.eye(3))
+    metrics = trainer.callback_metrics
+    assert torch.isfinite(metrics["train/loss"]) and torch.isfinite(metrics["val/loss"])
+
+    saved = read_task_checkpoint(tmp_path / "last.ckpt")
+    assert saved.init_args["crf"]["trainable"] and saved.init_args["inference"]["mode"] == "sliding"
+    loaded = saved.build()
+    assert torch.equal(loaded.net.crf.compatibility, crf.compatibility)
+    x, _ = _batch(3, seed=1)
+    task.eval()
+    with torch.no_grad():
+        assert torch.allclose(loaded.logits(x), task.logits(x), atol=1e-6)
+        assert torch.equal(loaded.predict_mask(x), task.predict_mask(x))
+
+
+def test_sliding_inference_in_the_task():
+    import torch
+
+    from visrep.models.inference import sliding_window_logits
+    from visrep.tasks import SegmentationTask
+
+    torch.manual_seed(0)
+    x, _ = _batch(2, size=(13, 11))
+    task = SegmentationTask(model=_TINY_UNET, crf=_CRF, inference={"mode": "sliding"})
+    task.setup_spec(_spec(size=(13, 11)))  # window None: the training size, here the image's
+    task.eval()
+    with torch.no_grad():
+        assert torch.equal(task.logits(x), task.net(x))
+        task.setup_spec(_spec(size=(6, 5)))  # a smaller training crop: tiles of it
+        task.eval()
+        want = task.net.refine(sliding_window_logits(task.net.scores, x, (6, 5), overlap=0.5), x)
+        assert torch.equal(task.logits(x), want)
+        # images of different sizes (a list batch): one mask each, at its own size
+        images = [torch.rand(3, 13, 11), torch.rand(3, 17, 9)]
+        out = task.predict_step({"image": images}, 0)["mask"]
+        assert [tuple(m.shape) for m in out] == [(13, 11), (17, 9)]
+        assert all(m.dtype == torch.uint8 for m in out)
+        assert torch.equal(out[1].long(), task.predict_mask(images[1][None])[0])
+
+
+def test_inference_options_are_checked():
+    import pytest
+
+    from visrep.errors import ConfigError
+    from visrep.tasks import SegmentationTask
+    from visrep.tasks.segmentation import InferenceConfig
+
+    task = SegmentationTask(inference={"mode": "sliding", "window": [4, 5]})
+    assert task.inference == InferenceConfig(mode="sliding", window=(4, 5))
+    assert task.hparams["inference"]["window"] == [4, 5]
+    for bad, word in (
+        ({"mode": "tiles"}, "mode"),
+        ({"window": [0, 3]}, "window"),
+        ({"window": [3]}, "window"),
+        ({"overlap": 1.0}, "overlap"),
+        ({"blend": "cosine"}, "blend"),
+        ({"batch_size": 0}, "batch_size"),
+    ):
+        with pytest.raises(ConfigError, match=f"--model.inference.{word}"):
+            SegmentationTask(inference=bad)

@@ -5,13 +5,18 @@ are not ignored (seed 001, eq. 18), with SegNet's median-frequency class weights
 data module when ``class_weights`` is on, optionally plus the soft Dice loss. Metrics come from
 torchmetrics over the non-ignored pixels: mean IoU (``val/miou`` picks ``best.ckpt``), per-class
 IoU, pixel accuracy and mean class accuracy.
+
+Two options change what the network's scores go through: ``crf`` (a dense CRF, as DeepLab's
+post-processing or, with ``crf.trainable``, as a CRF-as-RNN layer trained end to end, Zheng et
+al. ICCV 2015) and ``inference`` (whole-image or sliding-window scores for validation, test and
+prediction; :mod:`visrep.models.inference`).
 """
 
 from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +35,8 @@ from visrep.data.base import DataSpec
 from visrep.data.samples import IMAGE, MASK
 from visrep.errors import ConfigError
 from visrep.losses import dice_loss
-from visrep.models.layers.crf import dense_crf
+from visrep.models.inference import sliding_window_logits
+from visrep.models.layers.crf import DenseCRF, dense_crf
 from visrep.models.segmentation import SEGMENTERS, SegmenterFactory
 from visrep.models.segmentation import unet as default_model
 from visrep.models.segmenter import ImageSegmenter
@@ -44,11 +50,23 @@ Batch = dict[str, Any]
 
 @dataclass(frozen=True)
 class CRFConfig:
-    """Dense-CRF post-processing of the predictions (DeepLab, Chen et al. 2015; seed 003):
-    mean-field marginals of :func:`visrep.models.layers.crf.dense_crf` with the network's
-    log-probabilities as unaries, on every evaluated and predicted image. The defaults are
+    """A dense CRF on the network's scores (Krähenbühl and Koltun 2011; seed 003).
+
+    With ``trainable`` off it is DeepLab's post-processing (Chen et al. 2015): mean-field
+    marginals of :func:`visrep.models.layers.crf.dense_crf` with the network's log-probabilities
+    as unaries, on every evaluated and predicted image; the loss stays the network's own. With
+    ``trainable`` on it is CRF-as-RNN (Zheng et al., ICCV 2015): the model ends in a
+    :class:`~visrep.models.layers.crf.DenseCRF` layer whose kernel weights ``w_appearance``,
+    ``w_smoothness`` (initialised to the values here) and label-compatibility matrix
+    (initialised to Potts) are learnt with the network through the unrolled iterations; the
+    loss is the (class-weighted) NLL of the CRF's marginals ``log Q``, and evaluation and
+    prediction use the same layer. The thetas stay fixed, as in the paper. The defaults are
     Krähenbühl and Koltun's (intensities in 0..255 units); ``window`` is the radius of the
     message window (see the CRF's docstring for what it truncates).
+
+    Cost of the trainable layer: the ``(2 window + 1)^2 - 1`` appearance weights are held per
+    image, ``4 B ((2 window + 1)^2 - 1) H W`` bytes (window 9, 8 images of 176x240: 487 MB), and
+    each of ``iterations`` steps passes that many shifted messages per label, forward and back.
     """
 
     iterations: int = 5
@@ -58,6 +76,60 @@ class CRFConfig:
     w_appearance: float = 10.0
     w_smoothness: float = 3.0
     window: int = 9
+    trainable: bool = False
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """How validation, test and prediction compute the scores of an image.
+
+    ``whole`` runs the model once on the whole image; ``sliding`` on overlapping ``window``
+    tiles whose scores are blended (:func:`visrep.models.inference.sliding_window_logits`),
+    then a trainable CRF, if any, runs once on the blended scores of the whole image. Training
+    always runs on whole (cropped) samples.
+
+    Attributes:
+        mode: ``whole`` or ``sliding``.
+        window: tile ``(H, W)``; None: the training crop (the data spec's image size).
+        overlap: fraction of a tile shared with its neighbour, in ``[0, 1)``.
+        blend: ``uniform`` or ``gaussian`` weights of a tile's pixels.
+        batch_size: tiles per model call; None: the loader's batch size.
+    """
+
+    mode: Literal["whole", "sliding"] = "whole"
+    window: tuple[int, int] | None = None
+    overlap: float = 0.5
+    blend: Literal["uniform", "gaussian"] = "uniform"
+    batch_size: int | None = None
+
+
+def _inference_config(value: InferenceConfig | dict | None) -> InferenceConfig:
+    """``value`` as a checked :class:`InferenceConfig` (a ``ConfigError`` names the option)."""
+    cfg = InferenceConfig(**value) if isinstance(value, dict) else value or InferenceConfig()
+    if cfg.mode not in ("whole", "sliding"):
+        raise ConfigError(f"--model.inference.mode must be whole or sliding, got {cfg.mode!r}")
+    if cfg.window is not None:
+        w = tuple(cfg.window) if isinstance(cfg.window, list | tuple) else (cfg.window,)
+        if len(w) != 2 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in w
+        ):
+            raise ConfigError(
+                f"--model.inference.window must be (H, W) of ints >= 1 or null, got {cfg.window!r}"
+            )
+        cfg = replace(cfg, window=w)
+    if not isinstance(cfg.overlap, int | float) or not 0 <= cfg.overlap < 1:
+        raise ConfigError(f"--model.inference.overlap must be in [0, 1), got {cfg.overlap!r}")
+    if cfg.blend not in ("uniform", "gaussian"):
+        raise ConfigError(f"--model.inference.blend must be uniform or gaussian, got {cfg.blend!r}")
+    if cfg.batch_size is not None and (
+        isinstance(cfg.batch_size, bool)
+        or not isinstance(cfg.batch_size, int)
+        or cfg.batch_size < 1
+    ):
+        raise ConfigError(
+            f"--model.inference.batch_size must be an int >= 1 or null, got {cfg.batch_size!r}"
+        )
+    return cfg
 
 
 _SAMPLES = 6  # test images in the overlay grid
@@ -72,8 +144,11 @@ class SegmentationTask(Task):
         loss: ``ce`` (weighted cross-entropy), ``dice`` or ``ce+dice``.
         class_weights: weight the cross-entropy with the data's class weights (SegNet's median
             frequency balancing) when the data module gives them.
-        crf: refine validation, test and predicted masks with a dense CRF (None: off). The loss
-            is always that of the network's own scores.
+        crf: a dense CRF (None: off): post-processing of validation, test and predicted masks
+            (the loss is the network's own), or with ``crf.trainable`` a CRF-as-RNN layer
+            trained end to end (the loss is the NLL of its marginals); see :class:`CRFConfig`.
+        inference: whole-image (default) or sliding-window scores for validation, test and
+            prediction (``--model.inference.mode sliding``); see :class:`InferenceConfig`.
         optim: optimiser and schedule.
     """
 
@@ -87,10 +162,12 @@ class SegmentationTask(Task):
         loss: Literal["ce", "dice", "ce+dice"] = "ce",
         class_weights: bool = True,
         crf: CRFConfig | None = None,
+        inference: InferenceConfig | None = None,
         optim: OptimConfig | None = None,
     ) -> None:
         super().__init__(optim)
         self.crf = CRFConfig(**crf) if isinstance(crf, dict) else crf
+        self.inference = _inference_config(inference)
         if loss not in ("ce", "dice", "ce+dice"):
             raise ConfigError(f"model.loss must be ce, dice or ce+dice, got {loss!r}")
         self.model_spec = SEGMENTERS.spec(model)
@@ -104,7 +181,14 @@ class SegmentationTask(Task):
                 "SegmentationTask needs the data's channels, classes and mean/std (its spec())"
             )
         model = SEGMENTERS.build(self.model_spec, spec.in_chans, spec.num_classes)
-        self.net = ImageSegmenter(model, spec.mean, spec.std)
+        c = self.crf
+        layer = None
+        if c is not None and c.trainable:
+            layer = DenseCRF(
+                spec.num_classes, c.iterations, c.theta_alpha, c.theta_beta, c.theta_gamma,
+                c.w_appearance, c.w_smoothness, window=c.window, learnable=True,
+            )  # fmt: skip
+        self.net = ImageSegmenter(model, spec.mean, spec.std, crf=layer)
         n, ignore = spec.num_classes, spec.ignore_index
         weights = spec.class_weights if self.hparams.class_weights else None
         self.register_buffer(
@@ -147,10 +231,32 @@ class SegmentationTask(Task):
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
         return loss
 
+    def logits(self, x: Tensor) -> Tensor:
+        """The model's scores on images ``x`` at their size, as evaluation computes them: the
+        whole image in one call, or blended sliding-window scores (then a trainable CRF on
+        the whole image). With a trainable CRF the scores are its ``log Q``.
+
+        Shape: ``(B, C, H, W) -> (B, num_classes, H, W)``.
+        """
+        cfg = self.inference
+        if cfg.mode == "whole":
+            return self.net(x)
+        window = cfg.window or (tuple(self.spec.image_size) if self.spec.image_size else None)
+        if window is None:
+            raise ConfigError(
+                "--model.inference.window is needed: the data spec gives no training image size"
+            )
+        scores = sliding_window_logits(
+            self.net.scores, x, window, overlap=cfg.overlap, blend=cfg.blend,
+            batch_size=cfg.batch_size or len(x),
+        )  # fmt: skip
+        return self.net.refine(scores, x)
+
     def predict_mask(self, x: Tensor, logits: Tensor | None = None) -> Tensor:
-        """Class ids ``(B, H, W)`` of images ``x``: the network's argmax, or the CRF's."""
-        logits = self.net(x) if logits is None else logits
-        if self.crf is None:
+        """Class ids ``(B, H, W)`` of images ``x``: the argmax of :meth:`logits` (of the
+        trainable CRF's marginals when there is one), or of the post-processing CRF's."""
+        logits = self.logits(x) if logits is None else logits
+        if self.crf is None or self.crf.trainable:
             return logits.argmax(1)
         c = self.crf
         q = dense_crf(
@@ -161,7 +267,7 @@ class SegmentationTask(Task):
 
     def _eval_step(self, batch: Batch, stage: str) -> tuple[Tensor, Tensor]:
         x, mask = batch[IMAGE], batch[MASK]
-        logits = self.net(x)
+        logits = self.logits(x)
         n = len(x)
         self.log(f"{stage}/loss", self._loss(logits, mask), sync_dist=True, batch_size=n)
         pred = self.predict_mask(x, logits)
@@ -208,8 +314,13 @@ class SegmentationTask(Task):
         }
         self.test_confmat.reset()
 
-    def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
-        return {"mask": self.predict_mask(batch[IMAGE]).to(torch.uint8)}
+    def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor | list[Tensor]]:
+        """``{"mask": (B, H, W) uint8}`` at the size of the images given; a batch of images of
+        different sizes (a list) gives a list of masks, each at its image's size."""
+        x = batch[IMAGE]
+        if isinstance(x, list | tuple):
+            return {"mask": [self.predict_mask(im[None])[0].to(torch.uint8) for im in x]}
+        return {"mask": self.predict_mask(x).to(torch.uint8)}
 
     # -- what the trainer calls ------------------------------------------------------------------
     def _colors(self) -> list[tuple[int, int, int]]:
@@ -237,7 +348,7 @@ class SegmentationTask(Task):
         self, run: RunDir, outputs: list[dict[str, Tensor]], names: list[str]
     ) -> list[str]:
         """A palette PNG of each predicted mask: ``predictions/<index>_<name>.png``."""
-        masks = [m for out in outputs for m in out["mask"].cpu().numpy()]
+        masks = _masks(outputs)
         palette = np.zeros((256, 3), dtype=np.uint8)
         palette[: self.spec.num_classes] = colorize(
             np.arange(self.spec.num_classes)[None], self._colors(), None
@@ -255,8 +366,9 @@ class SegmentationTask(Task):
 
     def predict_rows(self, outputs: list[dict[str, Tensor]]) -> list[dict[str, Any]]:
         """The classes present in each predicted mask (the mask itself is a file)."""
-        return [
-            {"classes": " ".join(map(str, np.unique(m).tolist()))}
-            for out in outputs
-            for m in out["mask"].cpu().numpy()
-        ]
+        return [{"classes": " ".join(map(str, np.unique(m).tolist()))} for m in _masks(outputs)]
+
+
+def _masks(outputs: list[dict[str, Any]]) -> list[np.ndarray]:
+    """The predicted masks of ``predict_step`` outputs, one ``(H, W)`` array per sample."""
+    return [m.cpu().numpy() for out in outputs for m in out["mask"]]
