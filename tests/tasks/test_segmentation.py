@@ -51,7 +51,7 @@ def test_camvid_config_fits_tests_and_predicts(tmp_path, cli):
     rows = (run / "predictions.csv").read_text().splitlines()
     assert rows[0] == "file,classes,output" and len(rows) == 7
     mask = Image.open(run / rows[1].split(",")[-1])
-    assert mask.mode == "P" and mask.size == (16, 16)  # the model's input size (the crop)
+    assert mask.mode == "P" and mask.size == (32, 24)  # the input image's own size
 
 
 def test_crf_post_processing_is_the_dense_crf_of_the_network_scores():

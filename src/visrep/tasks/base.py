@@ -70,10 +70,14 @@ class Task(L.LightningModule):
     Class attributes:
         monitor: ``(metric, mode)`` that selects ``best.ckpt``; None keeps ``last.ckpt`` only.
         families: the ``DataSpec.family`` values whose data this task can train on.
+        predict_native_size: ``visrep predict`` on image files feeds each image at its own size
+            (dense tasks: one output pixel per input pixel) instead of resizing it to the
+            training size.
     """
 
     monitor: ClassVar[tuple[str, str] | None] = ("val/loss", "min")
     families: ClassVar[tuple[str, ...]] = ()
+    predict_native_size: ClassVar[bool] = False
 
     def __init__(self, optim: OptimConfig | None = None) -> None:
         super().__init__()

@@ -163,6 +163,7 @@ class SegmentationTask(Task):
 
     monitor = ("val/miou", "max")
     families = ("segmentation",)
+    predict_native_size = True
     input_key = IMAGE
 
     def __init__(

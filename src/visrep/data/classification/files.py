@@ -49,8 +49,12 @@ class ImageFilesDataModule(L.LightningDataModule):
         self.loader = loader
 
     def predict_dataloader(self) -> DataLoader:
-        spec = getattr(self.trainer.lightning_module, "spec", None)
-        size = tuple(spec.image_size) if spec is not None and spec.image_size else None
+        task = self.trainer.lightning_module
+        spec = getattr(task, "spec", None)
+        native = getattr(task, "predict_native_size", False)  # dense tasks: masks at image size
+        size = (
+            tuple(spec.image_size) if spec is not None and spec.image_size and not native else None
+        )
         chans = spec.in_chans if spec is not None and spec.in_chans else 3
         ds = ImageFileDataset(self.files, [-1] * len(self.files), chans, size)
         cfg = self.loader
