@@ -22,8 +22,9 @@ TINY: dict[str, dict] = {
     "segnet_basic": {"width": 4},
     "unet": {"depth": 3, "width": 4},
     "deeplab": {"encoder_channels": [4, 8, 8, 8], "aspp_channels": 4, "output_stride": 8},
+    "fpn": {"encoder_channels": [4, 4, 8, 8, 8], "fpn_channels": 8, "head_channels": 4},
 }
-NAMES = ["deeplab", "fcn16s", "fcn32s", "fcn8s", "segnet", "segnet_basic", "unet"]
+NAMES = ["deeplab", "fcn16s", "fcn32s", "fcn8s", "fpn", "segnet", "segnet_basic", "unet"]
 
 
 def test_registered_names():

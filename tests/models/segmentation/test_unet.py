@@ -1,13 +1,19 @@
-"""U-Net: the paper's architecture, same-size output, and the border weight map (Eq. 2)."""
+"""U-Net: the paper's architecture, same-size output, the border weight map (Eq. 2), and the
+U-Net over an encoder (parity with segmentation_models_pytorch's Unet)."""
 
+import functools
 import math
 
+import jsonargparse
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from visrep.errors import ConfigError, ShapeError
+from visrep.models.backbones.resnet import resnet18
+from visrep.models.backbones.resnet_small import resnet_small
+from visrep.models.segmentation import SEGMENTERS, SegmenterFactory
 from visrep.models.segmentation.unet import UNet, unet, unet_weight_map
 
 
@@ -85,3 +91,71 @@ def test_weight_map_bad_input():
         unet_weight_map(np.zeros((1, 4, 4)))
     with pytest.raises(ConfigError, match="sigma"):
         unet_weight_map(np.zeros((4, 4)), sigma=0)
+
+
+# -- U-Net over an encoder (segmentation_models_pytorch's Unet decoder) -------------------------------
+def _resnet18_unet(num_classes: int = 11) -> UNet:
+    return SEGMENTERS.build(
+        {"class_path": "unet", "init_args": {"encoder": "resnet18"}}, 3, num_classes
+    )
+
+
+def test_encoder_unet_architecture():
+    m = _resnet18_unet()
+    assert type(m.encoder) is resnet18 and not hasattr(m, "down")
+    blocks = [(b.conv1[0].in_channels, b.conv1[0].out_channels) for b in m.decoder.blocks]
+    # in + skip -> out: 512+256, 256+128, 128+64, 64+64 (the stem), 32 (no skip) to the input size.
+    assert blocks == [(768, 256), (384, 128), (192, 64), (128, 32), (32, 16)]
+    assert all(
+        isinstance(b.conv1[1], nn.BatchNorm2d) and b.conv1[0].bias is None for b in m.decoder.blocks
+    )
+    assert m.classifier.kernel_size == (3, 3) and m.classifier.in_channels == 16
+    # smp.Unet("resnet18", encoder_weights=None, classes=11) has 14,329,659 parameters.
+    assert sum(p.numel() for p in m.parameters()) == 14_329_659
+    assert sum(p.numel() for p in m.decoder.parameters()) == 3_151_552
+
+
+def test_encoder_unet_equals_smp_unet_with_the_same_weights():
+    smp = pytest.importorskip("segmentation_models_pytorch")
+    torch.manual_seed(0)
+    ref = smp.Unet("resnet18", encoder_weights=None, classes=11).eval()
+    m = _resnet18_unet().eval()
+    assert sum(p.numel() for p in m.parameters()) == sum(p.numel() for p in ref.parameters())
+    sd = {k.replace("segmentation_head.0.", "classifier."): v for k, v in ref.state_dict().items()}
+    m.load_state_dict(sd)  # strict: the same module names, encoder included
+    with torch.no_grad():
+        for size in [(64, 96), (45, 71)]:
+            x = torch.randn(2, 3, *size)
+            torch.testing.assert_close(m(x), ref(x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [(16, 16), (19, 23), (5, 3)])
+def test_encoder_unet_same_size_for_any_input(size):
+    enc = functools.partial(resnet_small, channels=(4, 8, 8))  # reductions 1, 2, 4: 2 blocks
+    m = unet(2, 3, encoder=enc)
+    assert [b.conv2[0].out_channels for b in m.decoder.blocks] == [32, 16]
+    assert m(torch.randn(2, 2, *size)).shape == (2, 3, *size)
+    m = unet(2, 3, encoder=resnet18, decoder_channels=(8, 8, 8, 8, 4))
+    y = m(torch.randn(2, 2, *size))
+    assert y.shape == (2, 3, *size) and torch.isfinite(y).all()
+
+
+def test_encoder_unet_bad_config():
+    with pytest.raises(ConfigError, match=r"decoder_channels must be 5 positive channels"):
+        unet(3, 2, encoder=resnet18, decoder_channels=(8, 8))
+    with pytest.raises(ConfigError, match="need an encoder"):
+        unet(3, 2, decoder_channels=(8,))
+
+
+def test_cli_options_build_the_encoder_unet():
+    parser = jsonargparse.ArgumentParser(exit_on_error=False)
+
+    def task(model: SegmenterFactory = unet) -> SegmenterFactory:
+        return model
+
+    parser.add_function_arguments(task, "model")
+    argv = ["--model.model", "unet", "--model.model.encoder", "resnet_small"]
+    argv += ["--model.model.encoder.channels", "[4,8]", "--model.model.decoder_channels", "[6]"]
+    m = parser.instantiate(parser.parse_args(argv)).model.model(3, 2)
+    assert type(m) is unet and type(m.encoder) is resnet_small
+    assert m.decoder.out_channels == 6 and m(torch.zeros(2, 3, 9, 7)).shape == (2, 2, 9, 7)

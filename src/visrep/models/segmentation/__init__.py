@@ -2,7 +2,9 @@
 
 Registered in :data:`SEGMENTERS` (what ``--model.model NAME`` selects): ``fcn32s``, ``fcn16s``,
 ``fcn8s`` (Long et al. 2015), ``segnet``, ``segnet_basic`` (Badrinarayanan et al. 2017),
-``unet`` (Ronneberger et al. 2015) and ``deeplab`` (DeepLab v3, Chen et al. 2017).
+``unet`` (Ronneberger et al. 2015; plain, or over any encoder as segmentation_models_pytorch's
+``Unet``), ``deeplab`` (DeepLab v3, Chen et al. 2017) and ``fpn`` (the semantic branch of
+Panoptic FPN, Kirillov et al. 2019, on the FPN of Lin et al. 2017).
 """
 
 from visrep.models.segmentation.base import (
@@ -15,6 +17,7 @@ from visrep.models.segmentation.base import (
 from visrep.models.segmentation.deeplab import ASPP, DeepLabV3, deeplab
 from visrep.models.segmentation.encoder import DilatedCNN
 from visrep.models.segmentation.fcn import FCN, fcn8s, fcn16s, fcn32s
+from visrep.models.segmentation.fpn import SemanticFPN, fpn, pyramid_levels
 from visrep.models.segmentation.segnet import (
     SegNet,
     max_pool_indices,
@@ -22,7 +25,13 @@ from visrep.models.segmentation.segnet import (
     segnet,
     segnet_basic,
 )
-from visrep.models.segmentation.unet import UNet, unet, unet_weight_map
+from visrep.models.segmentation.unet import (
+    UNet,
+    UNetDecoder,
+    UNetDecoderBlock,
+    unet,
+    unet_weight_map,
+)
 
 __all__ = [
     "ASPP",
@@ -34,14 +43,19 @@ __all__ = [
     "Segmenter",
     "SegmenterFactory",
     "SegmenterRegistry",
+    "SemanticFPN",
     "UNet",
+    "UNetDecoder",
+    "UNetDecoderBlock",
     "build_encoder",
     "deeplab",
     "fcn8s",
     "fcn16s",
     "fcn32s",
+    "fpn",
     "max_pool_indices",
     "max_unpool",
+    "pyramid_levels",
     "segnet",
     "segnet_basic",
     "unet",
