@@ -36,7 +36,9 @@ from visrep.data.classification import (
 from visrep.data.datasets import ArrayImageDataset, ImageFileDataset, load_image
 from visrep.data.samples import collate
 from visrep.data.segmentation import (
+    CocoSegmentationDataModule,
     DavisDataModule,
+    LabelmeDataModule,
     MaskFolderDataModule,
     PairedFolderDataModule,
     VOCSegmentationDataModule,
@@ -45,6 +47,7 @@ from visrep.data.segmentation import (
 __all__ = [
     "ArrayImageDataset",
     "AugmentConfig",
+    "CocoSegmentationDataModule",
     "DataSpec",
     "DavisDataModule",
     "DigitsDataModule",
@@ -54,6 +57,7 @@ __all__ = [
     "ImageFileDataset",
     "ImageFilesDataModule",
     "ImageFolderDataModule",
+    "LabelmeDataModule",
     "LoaderConfig",
     "MaskFolderDataModule",
     "NpzDataModule",

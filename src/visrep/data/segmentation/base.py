@@ -13,6 +13,7 @@ returns lists.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,19 +171,24 @@ def train_transform(
     return v2.Compose(steps) if steps else None
 
 
-def read_rgb_or_grey(path: str, channels: int) -> np.ndarray:
-    """An image file as uint8 ``(H, W, channels)``."""
+def read_rgb_or_grey(path: str | Callable[[], Image.Image], channels: int) -> np.ndarray:
+    """An image file (or a callable opening one, e.g. an image embedded in a JSON) as uint8
+    ``(H, W, channels)``."""
     try:
-        with Image.open(path) as im:
+        with path() if callable(path) else Image.open(path) as im:
             arr = np.array(im.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
     except _PIL_ERRORS as e:
         raise _image_error(path, e) from e
     return arr[..., None] if arr.ndim == 2 else arr
 
 
-def read_label(path: str, threshold: int | None = None) -> np.ndarray:
+def read_label(path: str | Callable[[], np.ndarray], threshold: int | None = None) -> np.ndarray:
     """A label map as ``(H, W)`` integers: grey values or palette indices ("P" mode) as they are,
-    or ``value > threshold`` as 0/1 when ``threshold`` is given."""
+    or ``value > threshold`` as 0/1 when ``threshold`` is given. A callable label source (an
+    annotation rasterised on demand, :mod:`.polygons`) returns the map itself."""
+    if callable(path):
+        arr = np.asarray(path())
+        return (arr > threshold).astype(np.uint8) if threshold is not None else arr
     try:
         with Image.open(path) as im:
             if im.mode not in ("L", "P", "1", "I", "I;16") and threshold is None:
@@ -223,7 +229,8 @@ class SegmentationDataset(Dataset):
     """(image, label map) file pairs as ``{"image": Image, "mask": Mask}`` samples.
 
     Args:
-        images, labels: paired files (same length, same order).
+        images, labels: paired files (same length, same order), or callables returning the
+            opened image / the label map (see :func:`read_rgb_or_grey`, :func:`read_label`).
         channels: 1 (grey) or 3 (RGB); images are converted.
         num_classes, ignore_index: the valid label values (checked whenever a label is read).
         threshold: binarise label maps as ``value > threshold`` (mask sources); None reads
@@ -234,8 +241,8 @@ class SegmentationDataset(Dataset):
 
     def __init__(
         self,
-        images: list[str],
-        labels: list[str],
+        images: Sequence[str | Callable[[], Image.Image]],
+        labels: Sequence[str | Callable[[], np.ndarray]],
         channels: int,
         num_classes: int,
         ignore_index: int,
@@ -368,7 +375,11 @@ class SegmentationDataModule(SplitDataModule):
         self.class_weights: list[float] = []
 
     def pairs(
-        self, images: list[str], labels: list[str], channels: int, threshold: int | None = None
+        self,
+        images: Sequence[str | Callable[[], Image.Image]],
+        labels: Sequence[str | Callable[[], np.ndarray]],
+        channels: int,
+        threshold: int | None = None,
     ) -> SegmentationDataset:
         """A split of this module's sources (its classes, ignore index and cache)."""
         return SegmentationDataset(
