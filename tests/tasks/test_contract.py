@@ -17,11 +17,20 @@ import torch
 
 from tests.events.conftest import random_stream
 from visrep.data import DigitsDataModule
-from visrep.data.base import DataSpec, LoaderConfig, SplitConfig, SplitDataModule, Splits
+from visrep.data.base import (
+    DataSpec,
+    ImageDataModule,
+    LoaderConfig,
+    SplitConfig,
+    SplitDataModule,
+    Splits,
+)
+from visrep.data.samples import image_sample
 from visrep.events import EventDataModule, EventStreamDataset
 from visrep.runs import RunDir
 from visrep.tasks import (
     ClassificationTask,
+    ColorizationTask,
     EventClassificationTask,
     SegmentationTask,
     Task,
@@ -59,6 +68,16 @@ class TinySegmentation(SplitDataModule):
         )  # fmt: skip
 
 
+class TinyColour(ImageDataModule):
+    """30 random smooth RGB 12x10 images (labels unused): the colourisation task's data."""
+
+    def load(self) -> Splits:
+        g = torch.Generator().manual_seed(0)
+        low = torch.rand(30, 3, 3, 3, generator=g)
+        images = torch.nn.functional.interpolate(low, size=(12, 10), mode="bilinear")
+        return Splits([image_sample(x, 0) for x in images], None, ["image"])
+
+
 _SMALL = {"class_path": "small_cnn", "init_args": {"channels": [4, 8], "convs_per_stage": 1}}
 _LOADER = LoaderConfig(batch_size=16)
 DATA: dict[type[Task], Callable[[], tuple[Task, L.LightningDataModule]]] = {
@@ -69,6 +88,10 @@ DATA: dict[type[Task], Callable[[], tuple[Task, L.LightningDataModule]]] = {
     SegmentationTask: lambda: (
         SegmentationTask(model={"class_path": "unet", "init_args": {"width": 4, "depth": 2}}),
         TinySegmentation(loader=_LOADER, split=SplitConfig(stratify=False)),
+    ),
+    ColorizationTask: lambda: (
+        ColorizationTask(model={"class_path": "unet", "init_args": {"width": 4, "depth": 1}}),
+        TinyColour(loader=_LOADER, split=SplitConfig(stratify=False)),
     ),
     EventClassificationTask: lambda: (
         EventClassificationTask(representation="count", backbone=_SMALL),

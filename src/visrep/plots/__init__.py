@@ -7,6 +7,7 @@ analysis and the tool commands all draw with them. The backend is headless (Agg)
 from visrep.plots._save import save
 from visrep.plots.attribution import plot_attributions
 from visrep.plots.classification import plot_confusion_matrix, plot_prediction_grid
+from visrep.plots.colorization import plot_colorizations
 from visrep.plots.embedding import plot_embedding, plot_neighbours
 from visrep.plots.events import plot_event_frames
 from visrep.plots.robustness import (
@@ -20,6 +21,7 @@ from visrep.plots.training import plot_learning_curves
 __all__ = [
     "plot_adversarial_examples",
     "plot_attributions",
+    "plot_colorizations",
     "plot_confusion_matrix",
     "plot_depth",
     "plot_embedding",

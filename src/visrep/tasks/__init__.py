@@ -6,12 +6,14 @@
 from visrep.tasks.base import Task
 from visrep.tasks.checkpoint import resolve_task, task_classes
 from visrep.tasks.classification import ClassificationTask
+from visrep.tasks.colorization import ColorizationTask
 from visrep.tasks.event_classification import EventClassificationTask
 from visrep.tasks.optim import OptimConfig, build_optimizer, build_scheduler, lr_factor
 from visrep.tasks.segmentation import SegmentationTask
 
 __all__ = [
     "ClassificationTask",
+    "ColorizationTask",
     "EventClassificationTask",
     "OptimConfig",
     "SegmentationTask",
