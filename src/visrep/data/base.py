@@ -91,11 +91,12 @@ class Splits:
 
 
 def stratified_split(
-    targets: np.ndarray, held_out: float | int, seed: int
+    targets: np.ndarray, held_out: float | int, seed: int, option: str = "data.split"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Seeded sorted (kept, held-out) index split, stratified by class when possible.
 
-    ``held_out`` is a fraction of the samples (float) or a number of samples (int).
+    ``held_out`` is a fraction of the samples (float) or a number of samples (int); ``option``
+    names it in the error raised when nothing would be left to keep.
     """
     idx = np.arange(len(targets))
     if held_out <= 0:
@@ -103,6 +104,11 @@ def stratified_split(
     counts = np.bincount(targets)
     classes = int((counts > 0).sum())
     n_held = held_out if isinstance(held_out, int) else int(np.ceil(held_out * len(targets)))
+    if n_held >= len(targets):
+        raise ConfigError(
+            f"{option} {held_out} holds out {n_held} of the {len(targets)} samples left, "
+            "leaving none: use a smaller value or more data"
+        )
     # Stratify when every class can appear on both sides; tiny sets fall back to a plain split.
     can = counts[counts > 0].min() >= 2 and classes <= n_held <= len(targets) - classes
     stratify = targets if can else None
@@ -261,7 +267,9 @@ class SplitDataModule(L.LightningDataModule):
         train_idx = np.arange(n)
         test = s.test
         if test is None:
-            train_idx, test_idx = stratified_split(targets, cfg.test_fraction, cfg.seed)
+            train_idx, test_idx = stratified_split(
+                targets, cfg.test_fraction, cfg.seed, "data.split.test_fraction"
+            )
             if len(test_idx) == 0:
                 raise ConfigError(
                     "the source has no test split: data.split.test_fraction must be > 0"
@@ -269,7 +277,9 @@ class SplitDataModule(L.LightningDataModule):
             test = Subset(s.train, test_idx.tolist())
         val = s.val
         if val is None and cfg.val_fraction > 0:
-            keep, held = stratified_split(targets[train_idx], cfg.val_fraction, cfg.seed + 1)
+            keep, held = stratified_split(
+                targets[train_idx], cfg.val_fraction, cfg.seed + 1, "data.split.val_fraction"
+            )
             val = Subset(s.train, train_idx[held].tolist())
             train_idx = train_idx[keep]
         if cfg.train_samples is not None and cfg.train_samples < len(train_idx):
