@@ -159,3 +159,16 @@ def test_cli_options_build_the_encoder_unet():
     m = parser.instantiate(parser.parse_args(argv)).model.model(3, 2)
     assert type(m) is unet and type(m.encoder) is resnet_small
     assert m.decoder.out_channels == 6 and m(torch.zeros(2, 3, 9, 7)).shape == (2, 2, 9, 7)
+
+
+def test_encoder_unet_initialised_as_smp():
+    # He-uniform decoder convolutions: bound sqrt(6 / fan_in); Glorot head, zero bias.
+    torch.manual_seed(0)
+    m = unet(3, 11, encoder=resnet18)
+    w = m.decoder.blocks[0].conv1[0].weight
+    bound = math.sqrt(6 / (768 * 9))
+    assert w.abs().max() <= bound and w.abs().max() > 0.99 * bound
+    head = m.classifier.weight
+    glorot = math.sqrt(6 / (16 * 9 + 11 * 9))
+    assert head.abs().max() <= glorot and head.abs().max() > 0.95 * glorot
+    assert not m.classifier.bias.any()

@@ -13,7 +13,7 @@ paper, common since).
 With ``encoder`` (any backbone with ``forward_intermediates`` and ``feature_info``, e.g.
 ``resnet18``) the contracting path is that backbone and the expanding path is the decoder of
 segmentation_models_pytorch's ``Unet`` (Iakubovskii; the same modules, so the same parameter
-count): from the coarsest level, each block upsamples (nearest, to the size of the next finer
+count, and its initialisation): from the coarsest level, each block upsamples (nearest, to the size of the next finer
 level), concatenates that level's features, and applies two 3x3 conv-BN-ReLU; blocks without a
 skip continue to full resolution (the last one to the input size), and a 3x3 convolution gives
 the scores. One skip per reduction (the last level of that reduction); reductions must be
@@ -240,6 +240,12 @@ class UNet(Segmenter):
             )
             # smp's SegmentationHead: a 3x3 convolution (the paper's is 1x1).
             self.classifier = nn.Conv2d(self.decoder.out_channels, num_classes, 3, padding=1)
+            # smp's initialisation of the decoder (He uniform; BN at 1, 0) and head (Glorot).
+            for conv in self.decoder.modules():
+                if isinstance(conv, nn.Conv2d):
+                    nn.init.kaiming_uniform_(conv.weight, nonlinearity="relu")
+            nn.init.xavier_uniform_(self.classifier.weight)
+            nn.init.zeros_(self.classifier.bias)
             return
         if pretrained_path or decoder_channels is not None:
             raise ConfigError("pretrained_path and decoder_channels need an encoder")
