@@ -13,11 +13,11 @@ paper, common since).
 With ``encoder`` (any backbone with ``forward_intermediates`` and ``feature_info``, e.g.
 ``resnet18``) the contracting path is that backbone and the expanding path is the decoder of
 segmentation_models_pytorch's ``Unet`` (Iakubovskii; the same modules, so the same parameter
-count, and its initialisation): from the coarsest level, each block upsamples (nearest, to the size of the next finer
-level), concatenates that level's features, and applies two 3x3 conv-BN-ReLU; blocks without a
-skip continue to full resolution (the last one to the input size), and a 3x3 convolution gives
-the scores. One skip per reduction (the last level of that reduction); reductions must be
-powers of two.
+count, and the same initialisation): from the coarsest level, each block upsamples (nearest,
+to the size of the next finer level), concatenates that level's features, and applies two 3x3
+conv-BN-ReLU; blocks without a skip continue to full resolution (the last one to the input
+size), and a 3x3 convolution gives the scores. One skip per reduction (the last level of that
+reduction); reductions must be powers of two.
 
 :func:`unet_weight_map` is the paper's Eq. 2, the weights of the pixel-wise cross-entropy that
 separate touching objects.
