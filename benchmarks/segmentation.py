@@ -6,10 +6,11 @@ default) of visrep's ``unet`` with the ``resnet18`` encoder against
 ``segmentation_models_pytorch.Unet("resnet18", encoder_weights=None, classes=11)``, for each
 thread count asked for. The two sides alternate over ``--rounds`` so that machine load affects
 both alike (in ABBA order: the side that runs first in a round was seen to be slower); each
-round times ``--steps`` steps after one warm-up step; the median step time is reported. Both are the bare segmenters (visrep's ``ImageSegmenter`` normalisation is left
-out). Parameter counts are printed; the architectures are the same (see
-:mod:`visrep.models.segmentation.unet`), so the counts match. The comparison is skipped, with a
-line saying so, when segmentation_models_pytorch is not installed (a test-only reference:
+round times ``--steps`` steps after one warm-up step; the median step time is reported. Both
+are the bare segmenters (visrep's ``ImageSegmenter`` normalisation is left out). Parameter
+counts are printed; the architectures are the same (see :mod:`visrep.models.segmentation.unet`),
+so the counts match. The comparison is skipped, with a line saying so, when
+segmentation_models_pytorch is not installed (a test-only reference:
 ``pip install segmentation-models-pytorch``).
 
 (b) Dense-CRF milliseconds per 240x180 image (11 labels, 5 mean-field iterations, the paper's
@@ -20,8 +21,8 @@ costs the same; it runs ``--exact-iterations`` iterations (default 1: several mi
 iteration on one core) and its 5-iteration time is that time scaled by ``5 / K`` (printed as
 such; ``--exact-iterations 5`` measures it directly). The max abs difference of the marginals
 ``Q`` (and the mean, since the max is often a label flipped outright, 1.0) compares the
-windowed and the exact CRF after the same ``K`` iterations on the full image. The input is benchmarks/crf.py's synthetic scene (discs and rectangles plus noise,
-noisy one-hot unaries).
+windowed and the exact CRF after the same ``K`` iterations on the full image. The input is
+benchmarks/crf.py's synthetic scene (discs and rectangles plus noise, noisy one-hot unaries).
 
     python benchmarks/segmentation.py [--size 240x176] [--batch 8] [--threads 1,2] [--steps 3]
         [--rounds 2] [--exact-iterations 1] [--skip-unet] [--skip-crf]

@@ -93,7 +93,7 @@ def test_weight_map_bad_input():
         unet_weight_map(np.zeros((4, 4)), sigma=0)
 
 
-# -- U-Net over an encoder (segmentation_models_pytorch's Unet decoder) -------------------------------
+# -- U-Net over an encoder (segmentation_models_pytorch's Unet decoder) --------------------------
 def _resnet18_unet(num_classes: int = 11) -> UNet:
     return SEGMENTERS.build(
         {"class_path": "unet", "init_args": {"encoder": "resnet18"}}, 3, num_classes

@@ -146,7 +146,7 @@ class SemanticFPN(Segmenter):
 
 @SEGMENTERS.register
 class fpn(SemanticFPN):  # noqa: N801 (the registered, user-facing name)
-    """Semantic FPN (Panoptic FPN's semantic branch, Kirillov et al. 2019); see :class:`SemanticFPN`.
+    """Panoptic FPN's semantic branch (Kirillov et al. 2019); see :class:`SemanticFPN`.
 
     >>> m = fpn(3, 5, encoder_channels=(4, 4, 8, 8, 8), fpn_channels=8, head_channels=8)
     >>> m(torch.zeros(1, 3, 31, 45)).shape
