@@ -86,6 +86,7 @@ class CRFConfig:
     w_smoothness: float = 3.0
     window: int = 9
     trainable: bool = False
+    normalize: Literal["none", "after", "symmetric"] = "none"  # kernel normalisation, see dense_crf
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,7 @@ class SegmentationTask(Task):
             layer = DenseCRF(
                 spec.num_classes, c.iterations, c.theta_alpha, c.theta_beta, c.theta_gamma,
                 c.w_appearance, c.w_smoothness, window=c.window, learnable=True,
+                normalize=c.normalize,
             )  # fmt: skip
         self.net = ImageSegmenter(model, spec.mean, spec.std, crf=layer)
         n, ignore = spec.num_classes, spec.ignore_index
@@ -272,6 +274,7 @@ class SegmentationTask(Task):
         q = dense_crf(
             -logits.float().log_softmax(1), x.float(), c.iterations, c.theta_alpha,
             c.theta_beta, c.theta_gamma, c.w_appearance, c.w_smoothness, window=c.window,
+            normalize=c.normalize,
         )  # fmt: skip
         return q.argmax(1)
 
