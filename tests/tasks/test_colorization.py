@@ -107,3 +107,24 @@ def test_bad_options_raise_config_errors():
         ColorizationTask(mode="gan")
     with pytest.raises(ConfigError, match=r"bins\.lam"):
         ColorizationTask(bins={"lam": 0.0})
+
+
+def test_predict_colours_each_image_at_its_own_size(tmp_path):
+    """A list batch (images of different sizes) gives one colourised image per input, each at
+    its input's size; the task asks ``visrep predict`` for native sizes."""
+    assert ColorizationTask.predict_native_size
+    task = ColorizationTask(
+        model={"class_path": "unet", "init_args": {"depth": 1, "width": 4}}, mode="regression"
+    )
+    task.setup_spec(
+        DataSpec(
+            family="classification", in_chans=3, num_classes=1, mean=(0.5,) * 3, std=(0.3,) * 3
+        )
+    )
+    torch.manual_seed(0)
+    images = [torch.rand(3, 9, 13), torch.rand(3, 16, 8)]
+    out = task.predict_step({"image": images}, 0)
+    assert [tuple(im.shape) for im in out["rgb"]] == [(3, 9, 13), (3, 16, 8)]
+    assert out["chroma"].shape == (2,)
+    single = task.predict_step({"image": images[0][None]}, 0)
+    assert torch.equal(single["rgb"][0], out["rgb"][0])

@@ -1,6 +1,7 @@
 """Models: shared layers, backbones g_phi, heads f_theta, and the registry that builds them."""
 
 from visrep.models.classifier import ImageClassifier
+from visrep.models.colorizer import Colorizer
 from visrep.models.interface import Backbone, BackboneFactory
 from visrep.models.pretrained import load_pretrained
 from visrep.models.registry import (
@@ -15,6 +16,7 @@ __all__ = [
     "BACKBONES",
     "Backbone",
     "BackboneFactory",
+    "Colorizer",
     "ImageClassifier",
     "Registry",
     "backbone_options",

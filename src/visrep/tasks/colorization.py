@@ -35,24 +35,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import DataLoader
 from torchmetrics import MeanMetric
 
 from visrep.data.base import DataSpec
 from visrep.data.samples import IMAGE
-from visrep.errors import ConfigError, ShapeError
+from visrep.errors import ConfigError
 from visrep.losses.colorization import (
     AB_SCALE,
     ABQuantizer,
     bin_histogram,
     merge_lab,
-    normalize_l,
     psnr,
     rebalance_weights,
     rebalanced_cross_entropy,
     split_lab,
 )
+from visrep.models.colorizer import Colorizer
 from visrep.models.segmentation import SEGMENTERS, SegmenterFactory
 from visrep.models.segmentation import unet as default_model
 from visrep.plots.colorization import plot_colorizations
@@ -102,44 +102,6 @@ class BinsConfig:
                 )
 
 
-class Colorizer(nn.Module):
-    """A plain colourisation model: RGB (or grey) images -> raw per-pixel outputs.
-
-    The input's lightness ``L`` (kornia's CIE Lab; a 1-channel input is taken as grey sRGB),
-    centred and scaled (:func:`~visrep.losses.colorization.normalize_l`), goes through
-    ``model``; :meth:`decode` turns its output into ``ab`` and :meth:`colorize` into sRGB.
-
-    Args:
-        model: a segmenter with ``in_chans`` 1 and 2 (regression) or Q (bins) outputs.
-        quantizer: the ab bins for the classification mode; None: regression.
-
-    Shape: ``(B, 3 or 1, H, W) -> (B, 2 or Q, H, W)``.
-    """
-
-    def __init__(self, model: nn.Module, quantizer: ABQuantizer | None = None) -> None:
-        super().__init__()
-        self.model = model
-        self.quantizer = quantizer
-
-    @staticmethod
-    def lightness(x: Tensor) -> Tensor:
-        """``L`` ``(B, 1, H, W)`` of RGB or grey images ``(B, 3 or 1, H, W)`` in [0, 1]."""
-        if x.dim() != 4 or x.shape[1] not in (1, 3):
-            raise ShapeError(f"Colorizer expects (B, 3 or 1, H, W) images, got {tuple(x.shape)}")
-        return split_lab(x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x)[0]
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model(normalize_l(self.lightness(x)))
-
-    def decode(self, out: Tensor) -> Tensor:
-        """``ab`` ``(B, 2, H, W)`` of raw outputs (annealed mean of scores, or scaled values)."""
-        return out * AB_SCALE if self.quantizer is None else self.quantizer(out)
-
-    def colorize(self, x: Tensor) -> Tensor:
-        """sRGB ``(B, 3, H, W)`` in [0, 1]: the input's ``L`` with the predicted ``ab``."""
-        return merge_lab(self.lightness(x), self.decode(self(x)))
-
-
 class ColorizationTask(Task):
     """Trains a :class:`Colorizer` around a registered segmentation model (Zhang et al. 2016).
 
@@ -153,6 +115,7 @@ class ColorizationTask(Task):
     """
 
     monitor = ("val/psnr_ab", "max")
+    predict_native_size = True
     families = ("classification",)  # any image data with RGB images; labels are not used
     input_key = IMAGE
 
@@ -333,11 +296,20 @@ class ColorizationTask(Task):
                 "samples": tuple(torch.cat(t) for t in zip(*self._samples, strict=True))
             }
 
-    def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
+    def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor | list[Tensor]]:
+        """Colourised ``rgb`` (uint8) and mean ``chroma`` of the images, at their own size; a
+        batch of images of different sizes (a list) gives lists, one entry per image."""
         x = batch[IMAGE]
+        if isinstance(x, list | tuple):
+            outs = [self._colorize(im[None]) for im in x]
+            return {"rgb": [o[0][0] for o in outs], "chroma": torch.cat([o[1] for o in outs])}
+        rgb, chroma = self._colorize(x)
+        return {"rgb": rgb, "chroma": chroma}
+
+    def _colorize(self, x: Tensor) -> tuple[Tensor, Tensor]:
         ab = self.net.decode(self.net(x))
         rgb = merge_lab(self.net.lightness(x), ab)
-        return {"rgb": (rgb * 255).round().to(torch.uint8), "chroma": ab.norm(dim=1).mean((1, 2))}
+        return (rgb * 255).round().to(torch.uint8), ab.norm(dim=1).mean((1, 2))
 
     # -- what the trainer calls ------------------------------------------------------------------
     def write_artifacts(self, run: RunDir, stage: str) -> dict[str, Any]:
@@ -355,7 +327,7 @@ class ColorizationTask(Task):
         self, run: RunDir, outputs: list[dict[str, Tensor]], names: list[str]
     ) -> list[str]:
         """The colourised image of each sample: ``predictions/<index>_<name>.png``."""
-        images = [im for out in outputs for im in out["rgb"].permute(0, 2, 3, 1).cpu().numpy()]
+        images = [im.permute(1, 2, 0).cpu().numpy() for out in outputs for im in out["rgb"]]
         paths = []
         for i, (img, name) in enumerate(zip(images, names, strict=True)):
             rel = Path("predictions") / f"{i:05d}_{Path(name).stem}.png"
