@@ -64,18 +64,20 @@ class CRFConfig:
     Krähenbühl and Koltun's (intensities in 0..255 units); ``window`` is the radius of the
     message window (see the CRF's docstring for what it truncates).
 
-    Cost of the trainable layer: the ``(2 window + 1)^2 - 1`` appearance weights are held per
-    image, ``4 B ((2 window + 1)^2 - 1) H W`` bytes (window 9, 8 images of 176x240: 487 MB), and
-    each of ``iterations`` steps passes that many shifted messages per label, forward and back
-    (measured, 1 CPU thread, U-Net depth 4 width 16, 8 x 176x240, 11 classes: 34-51 s a
-    training step with the layer, 1.8-2.1 s without; peak memory 4.2 GB against 1.6 GB).
+    Cost of the trainable layer: the ``((2 window + 1)^2 - 1) / 2`` distinct appearance weights
+    (the kernel is symmetric) are held per image, ``2 B ((2 window + 1)^2 - 1) H W`` bytes
+    (window 9, 8 images of 176x240: 232 MiB), and each iteration filters the marginals with
+    them; the backward applies the same filter to the gradient. Measured (1 CPU thread on a
+    busy 2-core machine; U-Net depth 4 width 16, 8 x 176x240, 11 classes, 5 iterations): 4.3-6.3
+    s a training step with the layer, 1.3-1.5 s without; peak memory 2.4-3.0 GB against 1.5 GB.
 
-    Initial weights: ``dense_crf`` sums its kernels unnormalised (Eq. 3), so at window 9 a pixel
-    receives up to ~360 appearance and ~55 smoothness messages; with the post-processing
-    defaults (10, 3) the trained layer starts saturated (on CamVid an untrained U-Net's loss
-    is 80 instead of 2.5, ``Q`` one-hot, little gradient). Start training from
-    ``w_appearance ~ 0.03, w_smoothness ~ 0.05`` (loss 5.1 there), the same order as the
-    defaults divided by those message counts.
+    Initial weights: with ``normalize="none"`` the kernels are summed unnormalised (Eq. 3), so
+    at window 9 a pixel receives up to ~360 appearance and ~55 smoothness messages and the
+    post-processing defaults (10, 3) start a trained layer saturated (an untrained U-Net's loss
+    is ~80 instead of 2.5, ``Q`` one-hot, little gradient). Train either with
+    ``normalize="after"`` (each message divided by the kernel's response to ones, as
+    CRF-as-RNN's mean-field layer) and weights ~1-3 (loss 2.50-2.55 there), or unnormalised
+    from ``w_appearance ~ 0.03, w_smoothness ~ 0.05`` (loss 2.51).
     """
 
     iterations: int = 5
