@@ -169,7 +169,8 @@ class VisrepCLI(LightningCLI):
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
         super().parse_arguments(parser, args)
-        self._swapped_backbone_from_defaults(list(sys.argv[1:] if args is None else args))
+        self._argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
+        self._swapped_backbone_from_defaults(self._argv)
 
     def _swapped_backbone_from_defaults(self, argv: list[str]) -> None:
         """``--model.backbone NAME`` on the command line, over a config with another backbone,
@@ -213,9 +214,31 @@ class VisrepCLI(LightningCLI):
         if not ckpt or ckpt in ("best", "last"):
             return
         saved = read_task_checkpoint(ckpt)
+        given = self._model_options_given(sub, saved.class_path)
         model = {"class_path": saved.class_path, "init_args": saved.init_args}
         self.config = self.parser.parse_object({sub: {"model": model}}, self.config)
+        for k, v in given.items():
+            self.config[sub].model.init_args[k] = v
         self._ckpt_spec = saved.data_spec
+
+    def _model_options_given(self, sub: str, class_path: str) -> dict[str, Any]:
+        """The task options named on the command line (``--model.crf.window 9``), with their
+        parsed values: they win over the checkpoint's saved ones, so evaluation-time options
+        (a CRF, sliding-window inference) apply to a trained checkpoint. Options that change
+        the network are then refused by the checkpoint's state-dict check."""
+        model = self.config[sub].get("model")
+        same = (
+            model is not None
+            and str(model.get("class_path")).split(".")[-1] == class_path.split(".")[-1]
+        )
+        if not same or not model.get("init_args"):  # another task's options: nothing to keep
+            return {}
+        names = {
+            a.split("=")[0].removeprefix("--model.").removeprefix("init_args.").split(".")[0]
+            for a in getattr(self, "_argv", [])
+            if a.startswith("--model.")
+        }
+        return {k: model.init_args[k] for k in names if k in model.init_args}
 
     # -- run directory -----------------------------------------------------------------------
     def before_instantiate_classes(self) -> None:

@@ -52,6 +52,16 @@ def test_camvid_config_fits_tests_and_predicts(tmp_path, cli):
     assert rows[0] == "file,classes,output" and len(rows) == 7
     mask = Image.open(run / rows[1].split(",")[-1])
     assert mask.mode == "P" and mask.size == (32, 24)  # the input image's own size
+    # evaluation-time options on the command line win over the checkpoint's saved ones
+    ckpt = run / "checkpoints" / "best.ckpt"
+    plain = ["validate", "--config", "camvid_unet", "--ckpt_path", ckpt, "--data.root", data]
+    code, _, err = cli(*plain, *quiet)
+    assert code == 0, err
+    assert "crf: null" in (run / "config.validate.yaml").read_text()
+    code, _, err = cli(*plain, "--model.crf.window", "2", "--model.crf.iterations", "1", *quiet)
+    assert code == 0, err
+    saved = (run / "config.validate.yaml").read_text()
+    assert "window: 2" in saved and "iterations: 1" in saved
 
 
 def test_crf_post_processing_is_the_dense_crf_of_the_network_scores():
