@@ -63,8 +63,10 @@ def load_task(ckpt_path: str | Path) -> L.LightningModule:
     return read_task_checkpoint(ckpt_path).build()
 
 
-def load_datamodule(run: RunDir) -> L.LightningDataModule | None:
-    """The data module of ``run/config.yaml`` (None if the run has no config)."""
+def saved_data_section(run: RunDir) -> dict[str, Any] | None:
+    """The checked ``data`` section (``class_path``, ``init_args``) of ``run/config.yaml``;
+    None if the run has no config or no data section. Refused (``ConfigError``) unless it names
+    one of visrep's data modules with plain options: reading a run never runs code from it."""
     cfg_path = run.root / "config.yaml"
     if not cfg_path.is_file():
         return None
@@ -75,7 +77,15 @@ def load_datamodule(run: RunDir) -> L.LightningDataModule | None:
     data_cfg = saved.get("data") if isinstance(saved, dict) else None
     if not data_cfg:
         return None
-    data_cfg = _checked_data_section(data_cfg, str(cfg_path))
+    return _checked_data_section(data_cfg, str(cfg_path))
+
+
+def load_datamodule(run: RunDir) -> L.LightningDataModule | None:
+    """The data module of ``run/config.yaml`` (None if the run has no config)."""
+    data_cfg = saved_data_section(run)
+    if data_cfg is None:
+        return None
+    cfg_path = run.root / "config.yaml"
     parser = ArgumentParser(exit_on_error=False)
     parser.add_subclass_arguments(L.LightningDataModule, "data")
     try:

@@ -26,7 +26,8 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from visrep.configs import list_configs, read_config, resolve_config
+from visrep.cli.argv import class_defaults, predict_defaults, resolve_configs, run_data
+from visrep.configs import list_configs, read_config
 from visrep.data.base import DataSpec
 from visrep.errors import CheckpointError, ConfigError, VisrepError, one_line, visrep_cause
 from visrep.models.registry import BACKBONES
@@ -346,67 +347,6 @@ class VisrepCLI(LightningCLI):
             )
 
 
-# -- argv handling ---------------------------------------------------------------------------------
-def _resolve_configs(argv: list[str]) -> list[str]:
-    """Replace ``--config NAME`` by the shipped config's path; unknown names and files that are
-    not a YAML mapping fail clearly, naming the file."""
-    out = list(argv)
-    for i, a in enumerate(out):
-        value_at, value = None, None
-        if a in ("--config", "-c") and i + 1 < len(out):
-            value_at, value = i + 1, out[i + 1]
-        elif a.startswith("--config="):
-            value_at, value = i, a.split("=", 1)[1]
-        if value is None:
-            continue
-        path = resolve_config(value)
-        if path is None:
-            raise ConfigError(
-                f"--config {value!r} is neither a file nor a shipped config ({', '.join(list_configs())})"
-            )
-        read_config(path)
-        out[value_at] = path if value_at != i else f"--config={path}"
-    return out
-
-
-DEFAULT_CLASSES = {
-    "model": "visrep.tasks.ClassificationTask",
-    "data": "visrep.data.DigitsDataModule",
-}
-
-
-def _class_defaults(argv: list[str]) -> list[str]:
-    """The default model and data classes (the quickstart's), for runs that name none.
-
-    Given as arguments, not as parser defaults: jsonargparse carries a default class's options
-    into a class chosen later when the names match (``--data visrep.data.IDXDataModule`` would
-    get the digits module's batch size, a segmentation module its image augmentation).
-    """
-    configs = [
-        read_config(a.split("=", 1)[1] if "=" in a else argv[i + 1])
-        for i, a in enumerate(argv)
-        if (a in ("--config", "-c") and i + 1 < len(argv)) or a.startswith("--config=")
-    ]
-    extra = []
-    for key, cls in DEFAULT_CLASSES.items():
-        given = any(
-            a == f"--{key}" or a.startswith((f"--{key}=", f"--{key}.class_path")) for a in argv
-        )
-        if not given and not any(key in c for c in configs):
-            extra += [f"--{key}", cls]
-    return [argv[0], *extra, *argv[1:]]
-
-
-def _predict_defaults(argv: list[str]) -> list[str]:
-    """``predict --data.path P`` without a data class predicts on image files."""
-    if argv[0] != "predict" or not any(a.startswith("--data.path") for a in argv):
-        return argv
-    if any(a == "--data" or a.startswith("--data=") for a in argv):
-        return argv
-    i = next(i for i, a in enumerate(argv) if a.startswith("--data.path"))
-    return [*argv[:i], "--data=visrep.data.ImageFilesDataModule", *argv[i:]]
-
-
 class _HelpFormatter(DefaultHelpFormatter):
     """jsonargparse's help, with the epilog (the backbone catalogue) laid out as written."""
 
@@ -521,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         cmd = args[0]
         if cmd in TRAIN_COMMANDS:
-            args = _class_defaults(_predict_defaults(_resolve_configs(args)))
+            args = class_defaults(run_data(predict_defaults(resolve_configs(args))))
             tips = logging.getLogger("lightning.pytorch.utilities.rank_zero")
             if not any(isinstance(f, _DropTips) for f in tips.filters):
                 tips.addFilter(_DropTips())
@@ -538,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if cmd in TOOL_COMMANDS:
             module = importlib.import_module(TOOL_COMMANDS[cmd][0])
-            return int(module.main(_resolve_configs(args[1:])) or 0)
+            return int(module.main(resolve_configs(args[1:])) or 0)
         close = difflib.get_close_matches(cmd, [*TRAIN_COMMANDS, *TOOL_COMMANDS], n=2)
         hint = f"; did you mean {' or '.join(close)}?" if close else "; see `visrep --help`"
         raise ConfigError(f"unknown command {cmd!r}{hint}")

@@ -1,0 +1,59 @@
+"""The argument rewriting before parsing (visrep.cli.argv)."""
+
+import json
+
+import pytest
+
+from visrep.cli.argv import class_defaults, run_data
+from visrep.errors import ConfigError
+
+DATA = {"class_path": "visrep.data.DigitsDataModule", "init_args": {"loader": {"batch_size": 7}}}
+
+
+def _run(tmp_path, data):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "best.ckpt").write_bytes(b"")
+    (tmp_path / "config.yaml").write_text(json.dumps({"data": data}))
+    return str(tmp_path / "checkpoints" / "best.ckpt")
+
+
+def test_a_runs_checkpoint_brings_the_runs_data(tmp_path):
+    ckpt = _run(tmp_path, DATA)
+    out = run_data(["test", "--ckpt_path", ckpt])
+    assert out[:3] == ["test", "--ckpt_path", ckpt] and out[3] == "--data"
+    section = json.loads(out[4])
+    assert section["class_path"].endswith("DigitsDataModule")
+    assert section["init_args"] == DATA["init_args"]
+    # then no default data class is inserted
+    assert "visrep.data.DigitsDataModule" not in class_defaults(out)[1:4]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--config", "quickstart"], ["--data.loader.batch_size", "3"], ["--data=visrep.data.X"]],
+)
+def test_the_command_line_data_or_config_wins(tmp_path, extra):
+    ckpt = _run(tmp_path, DATA)
+    argv = ["validate", "--ckpt_path", ckpt, *extra]
+    assert run_data(argv) == argv
+
+
+def test_fit_and_checkpoints_outside_a_run_are_left_alone(tmp_path):
+    ckpt = _run(tmp_path, DATA)
+    assert run_data(["fit", "--ckpt_path", ckpt]) == ["fit", "--ckpt_path", ckpt]
+    loose = tmp_path / "loose.ckpt"
+    loose.write_bytes(b"")
+    assert run_data(["test", f"--ckpt_path={loose}"]) == ["test", f"--ckpt_path={loose}"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"class_path": "os.system", "init_args": {}},
+        {"class_path": "visrep.data.DigitsDataModule", "init_args": {"loader": "evil.yaml"}},
+    ],
+)
+def test_a_crafted_run_config_is_refused(tmp_path, data):
+    ckpt = _run(tmp_path, data)
+    with pytest.raises(ConfigError, match="config.yaml"):
+        run_data(["test", "--ckpt_path", ckpt])
