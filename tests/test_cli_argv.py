@@ -55,5 +55,5 @@ def test_fit_and_checkpoints_outside_a_run_are_left_alone(tmp_path):
 )
 def test_a_crafted_run_config_is_refused(tmp_path, data):
     ckpt = _run(tmp_path, data)
-    with pytest.raises(ConfigError, match="config.yaml"):
+    with pytest.raises(ConfigError, match=r"config\.yaml"):
         run_data(["test", "--ckpt_path", ckpt])
