@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from visrep.cli.argv import class_defaults, run_data
+from visrep.cli.argv import checkpoint_defaults, class_defaults
 from visrep.errors import ConfigError
 
+MODEL = ["--model", "visrep.tasks.ClassificationTask"]  # given: the checkpoint is not read
 DATA = {"class_path": "visrep.data.DigitsDataModule", "init_args": {"loader": {"batch_size": 7}}}
 
 
@@ -19,9 +20,9 @@ def _run(tmp_path, data):
 
 def test_a_runs_checkpoint_brings_the_runs_data(tmp_path):
     ckpt = _run(tmp_path, DATA)
-    out = run_data(["test", "--ckpt_path", ckpt])
-    assert out[:3] == ["test", "--ckpt_path", ckpt] and out[3] == "--data"
-    section = json.loads(out[4])
+    out = checkpoint_defaults(["test", "--ckpt_path", ckpt, *MODEL])
+    assert out[0] == "test" and out[1] == "--data" and out[3:] == ["--ckpt_path", ckpt, *MODEL]
+    section = json.loads(out[2])
     assert section["class_path"].endswith("DigitsDataModule")
     assert section["init_args"] == DATA["init_args"]
     # then no default data class is inserted
@@ -34,16 +35,17 @@ def test_a_runs_checkpoint_brings_the_runs_data(tmp_path):
 )
 def test_the_command_line_data_or_config_wins(tmp_path, extra):
     ckpt = _run(tmp_path, DATA)
-    argv = ["validate", "--ckpt_path", ckpt, *extra]
-    assert run_data(argv) == argv
+    argv = ["validate", "--ckpt_path", ckpt, *MODEL, *extra]
+    assert checkpoint_defaults(argv) == argv
 
 
 def test_fit_and_checkpoints_outside_a_run_are_left_alone(tmp_path):
     ckpt = _run(tmp_path, DATA)
-    assert run_data(["fit", "--ckpt_path", ckpt]) == ["fit", "--ckpt_path", ckpt]
+    assert checkpoint_defaults(["fit", "--ckpt_path", ckpt]) == ["fit", "--ckpt_path", ckpt]
     loose = tmp_path / "loose.ckpt"
     loose.write_bytes(b"")
-    assert run_data(["test", f"--ckpt_path={loose}"]) == ["test", f"--ckpt_path={loose}"]
+    argv = ["test", f"--ckpt_path={loose}", *MODEL]
+    assert checkpoint_defaults(argv) == argv
 
 
 @pytest.mark.parametrize(
@@ -56,4 +58,4 @@ def test_fit_and_checkpoints_outside_a_run_are_left_alone(tmp_path):
 def test_a_crafted_run_config_is_refused(tmp_path, data):
     ckpt = _run(tmp_path, data)
     with pytest.raises(ConfigError, match=r"config\.yaml"):
-        run_data(["test", "--ckpt_path", ckpt])
+        checkpoint_defaults(["test", "--ckpt_path", ckpt, *MODEL])

@@ -62,10 +62,11 @@ def test_camvid_config_fits_tests_and_predicts(tmp_path, cli):
     assert code == 0, err
     saved = (run / "config.validate.yaml").read_text()
     assert "window: 2" in saved and "iterations: 1" in saved
-    # without --config or --data, a run's checkpoint evaluates on the run's own data
-    code, _, err = cli("test", "--ckpt_path", ckpt, *quiet)
+    # without --config or --data, a run's checkpoint evaluates its own task on the run's data
+    code, _, err = cli("test", "--ckpt_path", ckpt, "--model.crf.window", "3", *quiet)
     assert code == 0, err
-    assert "PairedFolderDataModule" in (run / "config.test.yaml").read_text()
+    saved = (run / "config.test.yaml").read_text()
+    assert "PairedFolderDataModule" in saved and "window: 3" in saved
 
 
 def test_crf_post_processing_is_the_dense_crf_of_the_network_scores():

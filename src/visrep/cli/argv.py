@@ -14,8 +14,15 @@ from visrep.analysis.runs import saved_data_section
 from visrep.configs import list_configs, read_config, resolve_config
 from visrep.errors import ConfigError
 from visrep.runs import RunDir
+from visrep.tasks.checkpoint import read_task_checkpoint
 
-__all__ = ["DEFAULT_CLASSES", "class_defaults", "predict_defaults", "resolve_configs", "run_data"]
+__all__ = [
+    "DEFAULT_CLASSES",
+    "checkpoint_defaults",
+    "class_defaults",
+    "predict_defaults",
+    "resolve_configs",
+]
 
 
 def resolve_configs(argv: list[str]) -> list[str]:
@@ -89,18 +96,22 @@ def _value(argv: list[str], option: str) -> str | None:
     return found
 
 
-def run_data(argv: list[str]) -> list[str]:
-    """``validate|test|predict --ckpt_path RUN/checkpoints/X.ckpt`` naming neither ``--config``
-    nor any ``--data`` option evaluates on the data the run trained on: the data section of
-    ``RUN/config.yaml``, checked (visrep's data modules and plain options only) so reading a run
-    never runs code from it."""
+def checkpoint_defaults(argv: list[str]) -> list[str]:
+    """``validate|test|predict --ckpt_path CKPT`` without ``--config``: the checkpoint's task
+    class is the model class unless ``--model`` names one (so ``--model.crf.window 9`` parses
+    against the checkpoint's task), and, for a checkpoint in a run directory and no ``--data``
+    option, the data is the run's own: the data section of ``RUN/config.yaml``, checked (visrep's
+    data modules and plain options only) so reading a run never runs code from it."""
     if argv[0] == "fit" or any(a.split("=")[0] in ("--config", "-c") for a in argv):
         return argv
-    if any(a.startswith("--data") for a in argv):
-        return argv
     ckpt = _value(argv, "--ckpt_path")
-    if not ckpt or Path(ckpt).parent.name != "checkpoints":
+    if not ckpt or ckpt in ("best", "last"):
         return argv
-    run = RunDir(Path(ckpt).parent.parent)
-    section = saved_data_section(run) if run.is_run() else None
-    return argv if section is None else [*argv, "--data", json.dumps(section)]
+    first = []  # before the options, which need their class to parse
+    if not any(a == "--model" or a.startswith(("--model=", "--model.class_path")) for a in argv):
+        first += ["--model", read_task_checkpoint(ckpt).class_path]
+    if not any(a.startswith("--data") for a in argv) and Path(ckpt).parent.name == "checkpoints":
+        run = RunDir(Path(ckpt).parent.parent)
+        section = saved_data_section(run) if run.is_run() else None
+        first += [] if section is None else ["--data", json.dumps(section)]
+    return [argv[0], *first, *argv[1:]]
