@@ -31,12 +31,20 @@ def test_a_runs_checkpoint_brings_the_runs_data(tmp_path):
 
 @pytest.mark.parametrize(
     "extra",
-    [["--config", "quickstart"], ["--data.loader.batch_size", "3"], ["--data=visrep.data.X"]],
+    [["--config", "quickstart"], ["--data", "visrep.data.X"], ["--data=visrep.data.X"]],
 )
 def test_the_command_line_data_or_config_wins(tmp_path, extra):
     ckpt = _run(tmp_path, DATA)
     argv = ["validate", "--ckpt_path", ckpt, *MODEL, *extra]
     assert checkpoint_defaults(argv) == argv
+
+
+def test_data_options_refine_the_runs_data(tmp_path):
+    ckpt = _run(tmp_path, DATA)
+    out = checkpoint_defaults(
+        ["test", "--ckpt_path", ckpt, *MODEL, "--data.loader.batch_size", "3"]
+    )
+    assert out[1] == "--data" and out[-2:] == ["--data.loader.batch_size", "3"]
 
 
 def test_fit_and_checkpoints_outside_a_run_are_left_alone(tmp_path):

@@ -35,7 +35,7 @@ def test_camvid_config_fits_tests_and_predicts(tmp_path, cli):
         "fit", "--config", "camvid_unet", "--data.root", data, "--run_dir", run,
         "--data.crop_size", "[16,16]", "--data.loader.batch_size", "4",
         "--model.model.width", "4", "--model.model.depth", "2", "--trainer.max_epochs", "2",
-        *quiet,
+        "--model.crf.window", "2", "--model.crf.normalize", "after", *quiet,
     )  # fmt: skip
     assert code == 0, err
     metrics = json.loads((run / "metrics.json").read_text())
@@ -52,21 +52,28 @@ def test_camvid_config_fits_tests_and_predicts(tmp_path, cli):
     assert rows[0] == "file,classes,output" and len(rows) == 7
     mask = Image.open(run / rows[1].split(",")[-1])
     assert mask.mode == "P" and mask.size == (32, 24)  # the input image's own size
-    # evaluation-time options on the command line win over the checkpoint's saved ones
+    # evaluation-time options on the command line win over the checkpoint's saved ones, one
+    # option at a time: the fit's CRF (window 2, normalize after) keeps what is not named
     ckpt = run / "checkpoints" / "best.ckpt"
     plain = ["validate", "--config", "camvid_unet", "--ckpt_path", ckpt, "--data.root", data]
     code, _, err = cli(*plain, *quiet)
     assert code == 0, err
-    assert "crf: null" in (run / "config.validate.yaml").read_text()
-    code, _, err = cli(*plain, "--model.crf.window", "2", "--model.crf.iterations", "1", *quiet)
+    saved = (run / "config.validate.yaml").read_text()
+    assert "window: 2" in saved and "normalize: after" in saved and "iterations: 5" in saved
+    code, _, err = cli(*plain, "--model.crf.iterations", "1", *quiet)
     assert code == 0, err
     saved = (run / "config.validate.yaml").read_text()
-    assert "window: 2" in saved and "iterations: 1" in saved
+    assert "window: 2" in saved and "normalize: after" in saved and "iterations: 1" in saved
     # without --config or --data, a run's checkpoint evaluates its own task on the run's data
-    code, _, err = cli("test", "--ckpt_path", ckpt, "--model.crf.window", "3", *quiet)
+    # (--data.* options refine it: here the data has moved)
+    data.rename(tmp_path / "moved")
+    code, _, err = cli(
+        "test", "--ckpt_path", ckpt, "--model.crf.window", "3", "--data.root", tmp_path / "moved",
+        *quiet,
+    )  # fmt: skip
     assert code == 0, err
     saved = (run / "config.test.yaml").read_text()
-    assert "PairedFolderDataModule" in saved and "window: 3" in saved
+    assert "PairedFolderDataModule" in saved and "window: 3" in saved and "moved" in saved
 
 
 def test_crf_post_processing_is_the_dense_crf_of_the_network_scores():

@@ -99,9 +99,10 @@ def _value(argv: list[str], option: str) -> str | None:
 def checkpoint_defaults(argv: list[str]) -> list[str]:
     """``validate|test|predict --ckpt_path CKPT`` without ``--config``: the checkpoint's task
     class is the model class unless ``--model`` names one (so ``--model.crf.window 9`` parses
-    against the checkpoint's task), and, for a checkpoint in a run directory and no ``--data``
-    option, the data is the run's own: the data section of ``RUN/config.yaml``, checked (visrep's
-    data modules and plain options only) so reading a run never runs code from it."""
+    against the checkpoint's task), and, for a checkpoint in a run directory and no data class
+    named, the data is the run's own: the data section of ``RUN/config.yaml``, checked (visrep's
+    data modules and plain options only) so reading a run never runs code from it; ``--data.*``
+    options then change it (``--data.root`` where the data has moved)."""
     if argv[0] == "fit" or any(a.split("=")[0] in ("--config", "-c") for a in argv):
         return argv
     ckpt = _value(argv, "--ckpt_path")
@@ -110,7 +111,8 @@ def checkpoint_defaults(argv: list[str]) -> list[str]:
     first = []  # before the options, which need their class to parse
     if not any(a == "--model" or a.startswith(("--model=", "--model.class_path")) for a in argv):
         first += ["--model", read_task_checkpoint(ckpt).class_path]
-    if not any(a.startswith("--data") for a in argv) and Path(ckpt).parent.name == "checkpoints":
+    data_class = any(a == "--data" or a.startswith(("--data=", "--data.class_path")) for a in argv)
+    if not data_class and Path(ckpt).parent.name == "checkpoints":
         run = RunDir(Path(ckpt).parent.parent)
         section = saved_data_section(run) if run.is_run() else None
         first += [] if section is None else ["--data", json.dumps(section)]

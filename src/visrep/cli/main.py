@@ -218,28 +218,42 @@ class VisrepCLI(LightningCLI):
         given = self._model_options_given(sub, saved.class_path)
         model = {"class_path": saved.class_path, "init_args": saved.init_args}
         self.config = self.parser.parse_object({sub: {"model": model}}, self.config)
-        for k, v in given.items():
-            self.config[sub].model.init_args[k] = v
+        args = self.config[sub].model.init_args
+        for path, value, whole in given:
+            top, _, rest = path.partition(".")
+            if rest and args.get(top) is None:  # nothing saved to refine: the parsed section
+                args[top] = whole
+            else:
+                args[path] = value
         self._ckpt_spec = saved.data_spec
 
-    def _model_options_given(self, sub: str, class_path: str) -> dict[str, Any]:
-        """The task options named on the command line (``--model.crf.window 9``), with their
-        parsed values: they win over the checkpoint's saved ones, so evaluation-time options
-        (a CRF, sliding-window inference) apply to a trained checkpoint. Options that change
-        the network are then refused by the checkpoint's state-dict check."""
+    def _model_options_given(self, sub: str, class_path: str) -> list[tuple[str, Any, Any]]:
+        """The task options named on the command line (``--model.crf.window 9``) as (dotted path,
+        parsed value, parsed value of its top-level option): they win over the checkpoint's
+        saved ones, one dotted path at a time (the checkpoint's other CRF options stay), so
+        evaluation-time options (a CRF, sliding-window inference) apply to a trained checkpoint.
+        Options that change the network are then refused by the state-dict check."""
         model = self.config[sub].get("model")
         same = (
             model is not None
             and str(model.get("class_path")).split(".")[-1] == class_path.split(".")[-1]
         )
         if not same or not model.get("init_args"):  # another task's options: nothing to keep
-            return {}
-        names = {
-            a.split("=")[0].removeprefix("--model.").removeprefix("init_args.").split(".")[0]
-            for a in getattr(self, "_argv", [])
-            if a.startswith("--model.")
-        }
-        return {k: model.init_args[k] for k in names if k in model.init_args}
+            return []
+        given = []
+        for a in getattr(self, "_argv", []):
+            if not a.startswith("--model."):
+                continue
+            path = a.split("=")[0].removeprefix("--model.").removeprefix("init_args.")
+            top, _, rest = path.partition(".")
+            # a nested class's options live under init_args (--model.model.width)
+            for p in (path, f"{top}.init_args.{rest}" if rest else path):
+                try:
+                    given.append((p, model.init_args[p], model.init_args[top]))
+                    break
+                except (KeyError, TypeError, AttributeError):
+                    continue
+        return given
 
     # -- run directory -----------------------------------------------------------------------
     def before_instantiate_classes(self) -> None:
