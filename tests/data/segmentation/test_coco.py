@@ -233,6 +233,10 @@ def _break(root: Path, edit) -> CocoSegmentationDataModule:
          r"annotation 7: RLE counts sum to 3, not H\*W = 12\*14 = 168"),
         (lambda d: d["annotations"][0].update(image_id=7),
          r"annotation 0: image_id 7 is not in its images"),
+        (lambda d: d["annotations"][0].update(category_id=[3]),
+         r"annotation 0: category_id \[3\] is not an int or a string"),
+        (lambda d: d["images"][0].update(id=[100]),
+         r"image id \[100\] is not an int or a string"),
         (lambda d: (d["images"][2].update(height=10),  # a polygon-only image drawn 14x10
                     d.update(annotations=[a for a in d["annotations"] if a["id"] not in (10, 11)])),
          r"annotations\.json \(image 102: 2\.png\)' is 14x10 \(WxH\) but its image is 14x12"),

@@ -132,7 +132,9 @@ def test_labelme_line_shapes_refused_or_skipped(tmp_path: Path) -> None:
         (SHAPES, lambda d: d.update(imageHeight=12),
          r"label map '.*a\.json' is 18x12 \(WxH\) but its image is 18x16"),
         (SHAPES, lambda d: d.update(imageData="not base64!"),
-         r"cannot read image '.*a\.json \(imageData\)'"),
+         r"labelme file .*a\.json: imageData is not a readable image"),
+        (SHAPES, lambda d: (d.update(imageData="not base64!"), d.pop("imageHeight")),
+         r"labelme file .*a\.json: imageData is not a readable image"),
     ],
 )  # fmt: skip
 def test_labelme_bad_input(tmp_path: Path, shapes, edit, match: str) -> None:

@@ -162,6 +162,8 @@ def read_coco(
             raise DataError(
                 f"{str(path)!r}: image record {str(im)[:80]} needs 'id' and 'file_name'"
             )
+        if not isinstance(im["id"], int | str):
+            raise DataError(f"{str(path)!r}: image id {im['id']!r} is not an int or a string")
         if im["id"] in images:
             raise DataError(f"{str(path)!r}: image id {im['id']} appears twice")
         if not (_positive_int(im.get("height")) and _positive_int(im.get("width"))):
@@ -179,6 +181,9 @@ def read_coco(
         if not isinstance(ann, dict):
             raise DataError(f"{str(path)!r}: annotation {str(ann)[:60]} is not an object")
         where = f"{str(path)!r} annotation {ann.get('id')!r}"
+        for key in ("image_id", "category_id"):
+            if not isinstance(ann.get(key), int | str):
+                raise DataError(f"{where}: {key} {ann.get(key)!r} is not an int or a string")
         if ann.get("image_id") not in images:
             raise DataError(f"{where}: image_id {ann.get('image_id')!r} is not in its images")
         if ann.get("category_id") not in category_ids:

@@ -58,8 +58,14 @@ class EmbeddedImage:
     json_path: str
 
     def __call__(self) -> Image.Image:
-        data = json.loads(Path(self.json_path).read_text())["imageData"]
-        return Image.open(io.BytesIO(base64.b64decode(data, validate=True)))
+        try:
+            data = json.loads(Path(self.json_path).read_text())["imageData"]
+            return Image.open(io.BytesIO(base64.b64decode(data, validate=True)))
+        except (OSError, ValueError, KeyError, TypeError) as e:  # binascii.Error is a ValueError
+            raise DataError(
+                f"labelme file {self.json_path}: imageData is not a readable image "
+                f"({type(e).__name__})"
+            ) from e
 
     def __str__(self) -> str:
         return f"{self.json_path} (imageData)"
