@@ -272,3 +272,33 @@ def test_inference_options_are_checked():
     ):
         with pytest.raises(ConfigError, match=f"--model.inference.{word}"):
             SegmentationTask(inference=bad)
+
+
+def test_miou_averages_only_the_classes_present_and_crf_options_fail_early():
+    import pytest
+    import torch
+
+    from visrep.data.base import DataSpec
+    from visrep.errors import ConfigError
+    from visrep.tasks import SegmentationTask
+
+    spec = DataSpec(
+        family="segmentation", keys=("image", "mask"), in_chans=3, image_size=(4, 4),
+        num_classes=3, mean=(0.5,) * 3, std=(0.25,) * 3, ignore_index=255,
+    )  # fmt: skip
+    task = SegmentationTask(model={"class_path": "unet", "init_args": {"depth": 1, "width": 4}})
+    task.setup_spec(spec)
+    logged = {}
+    task.log = lambda name, value, **kw: logged.__setitem__(name, float(value))
+    truth = torch.tensor([[[0, 0], [1, 1]]])
+    pred = torch.tensor([[[0, 1], [1, 1]]])  # class 2 is in neither
+    task.val_iou.update(pred, truth)
+    task.val_pixacc.update(pred, truth)
+    task.val_classacc.update(pred, truth)
+    iou = task._log_epoch("val")
+    assert iou.tolist() == pytest.approx([0.5, 2 / 3, 0.0])
+    assert logged["val/miou"] == pytest.approx((0.5 + 2 / 3) / 2)  # not / 3
+    with pytest.raises(ConfigError, match=r"--model.crf: window must be an int >= 1"):
+        SegmentationTask(crf={"window": 0})
+    with pytest.raises(ConfigError, match=r"--model.crf: w_smoothness must be a finite number"):
+        SegmentationTask(crf={"w_smoothness": float("nan")})

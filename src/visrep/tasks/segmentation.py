@@ -36,7 +36,7 @@ from visrep.data.samples import IMAGE, MASK
 from visrep.errors import ConfigError
 from visrep.losses import dice_loss
 from visrep.models.inference import sliding_window_logits
-from visrep.models.layers.crf import DenseCRF, dense_crf
+from visrep.models.layers.crf import DenseCRF, check_crf_options, dense_crf
 from visrep.models.segmentation import SEGMENTERS, SegmenterFactory
 from visrep.models.segmentation import unet as default_model
 from visrep.models.segmenter import ImageSegmenter
@@ -180,6 +180,20 @@ class SegmentationTask(Task):
     ) -> None:
         super().__init__(optim)
         self.crf = CRFConfig(**crf) if isinstance(crf, dict) else crf
+        if self.crf is not None:  # now, not at the first validation after an epoch of training
+            c = self.crf
+            check_crf_options(
+                "--model.crf", c.iterations, c.theta_alpha, c.theta_beta, c.theta_gamma,
+                c.window, c.normalize,
+            )  # fmt: skip
+            for name in ("w_appearance", "w_smoothness"):
+                value = getattr(c, name)
+                if (
+                    isinstance(value, bool)
+                    or not isinstance(value, int | float)
+                    or not math.isfinite(value)
+                ):
+                    raise ConfigError(f"--model.crf: {name} must be a finite number, got {value!r}")
         self.inference = _inference_config(inference)
         if loss not in ("ce", "dice", "ce+dice"):
             raise ConfigError(f"model.loss must be ce, dice or ce+dice, got {loss!r}")
@@ -291,8 +305,14 @@ class SegmentationTask(Task):
         return pred, mask
 
     def _log_epoch(self, stage: str) -> Tensor:
-        iou = getattr(self, f"{stage}_iou").compute()
-        self.log(f"{stage}/miou", iou.mean(), prog_bar=stage == "val")
+        metric = getattr(self, f"{stage}_iou")
+        iou = metric.compute()
+        # mIoU over the classes present in the truth or the prediction (torchmetrics' per-class
+        # IoU is 0 for a class absent from both, which would drag the mean of a small split down)
+        cm = metric.confmat
+        present = (cm.sum(0) + cm.sum(1)) > 0
+        miou = iou[present].mean() if bool(present.any()) else iou.new_zeros(())
+        self.log(f"{stage}/miou", miou, prog_bar=stage == "val")
         self.log(f"{stage}/pixel_acc", getattr(self, f"{stage}_pixacc").compute())
         self.log(f"{stage}/mean_class_acc", getattr(self, f"{stage}_classacc").compute())
         for name in ("iou", "pixacc", "classacc"):

@@ -56,18 +56,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from visrep.errors import ConfigError, ShapeError
+from visrep.errors import ConfigError
+from visrep.models.layers.crf_checks import Normalize, check_crf_options, check_inputs
 
-__all__ = ["DenseCRF", "Normalize", "dense_crf", "dense_crf_exact", "potts_compatibility"]
+__all__ = [
+    "DenseCRF",
+    "Normalize",
+    "check_crf_options",
+    "dense_crf",
+    "dense_crf_exact",
+    "potts_compatibility",
+]
 
-Normalize = Literal["none", "after", "symmetric"]
-_NORMALIZE = ("none", "after", "symmetric")
 
 # Elements of one (B, chunk, N) kernel block of the exact version (64 MiB in float32).
 _EXACT_BLOCK = 1 << 24
@@ -85,73 +90,6 @@ def potts_compatibility(num_labels: int, dtype: torch.dtype | None = None) -> Te
             [1., 0.]])
     """
     return 1.0 - torch.eye(num_labels, dtype=dtype)
-
-
-# --------------------------------------------------------------------------- checks
-def _check_options(
-    fname: str,
-    iterations: int,
-    theta_alpha: float,
-    theta_beta: float,
-    theta_gamma: float,
-    window: int | None,
-    normalize: object,
-) -> None:
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
-        raise ConfigError(f"{fname}: iterations must be an int >= 0, got {iterations!r}")
-    for name, value in (
-        ("theta_alpha", theta_alpha),
-        ("theta_beta", theta_beta),
-        ("theta_gamma", theta_gamma),
-    ):
-        if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-            raise ConfigError(f"{fname}: {name} must be a finite number > 0, got {value!r}")
-    if window is not None and (
-        isinstance(window, bool) or not isinstance(window, int) or window < 1
-    ):
-        raise ConfigError(f"{fname}: window must be an int >= 1 or None, got {window!r}")
-    if not isinstance(normalize, str) or normalize not in _NORMALIZE:
-        raise ConfigError(
-            f"{fname}: normalize must be one of {', '.join(_NORMALIZE)}, got {normalize!r}"
-        )
-
-
-def _check_inputs(
-    unary: Tensor,
-    image: Tensor,
-    w_appearance: float | Tensor,
-    w_smoothness: float | Tensor,
-    compatibility: Tensor | None,
-    fname: str,
-) -> None:
-    if not isinstance(unary, Tensor) or unary.dim() != 4 or not unary.is_floating_point():
-        got = tuple(unary.shape) if isinstance(unary, Tensor) else type(unary).__name__
-        raise ShapeError(f"{fname}: unary must be a float tensor (B, L, H, W), got {got}")
-    if not isinstance(image, Tensor) or image.dim() != 4 or not image.is_floating_point():
-        got = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
-        raise ShapeError(f"{fname}: image must be a float tensor (B, C, H, W), got {got}")
-    b, n_labels, h, w = unary.shape
-    if image.shape[0] != b or image.shape[2:] != unary.shape[2:]:
-        raise ShapeError(
-            f"{fname}: image has shape {tuple(image.shape)}, expected ({b}, C, {h}, {w}) "
-            f"to match unary {tuple(unary.shape)}"
-        )
-    if n_labels < 1 or h < 1 or w < 1 or b < 1:
-        raise ShapeError(f"{fname}: unary has an empty dimension: {tuple(unary.shape)}")
-    for name, value in (("w_appearance", w_appearance), ("w_smoothness", w_smoothness)):
-        if isinstance(value, Tensor):
-            if value.numel() != 1:
-                raise ShapeError(f"{fname}: {name} must be a scalar, got {tuple(value.shape)}")
-        elif not isinstance(value, int | float) or not math.isfinite(value):
-            raise ConfigError(f"{fname}: {name} must be a finite number, got {value!r}")
-    if compatibility is not None and (
-        not isinstance(compatibility, Tensor) or compatibility.shape != (n_labels, n_labels)
-    ):
-        got = tuple(compatibility.shape) if isinstance(compatibility, Tensor) else compatibility
-        raise ShapeError(
-            f"{fname}: compatibility must be ({n_labels}, {n_labels}) for {n_labels} labels, "
-            f"got {got}"
-        )
 
 
 # --------------------------------------------------------------------------- message passing
@@ -464,8 +402,8 @@ def dense_crf_exact(
     Shape: unary ``(B, L, H, W)``, image ``(B, C, H, W)``; returns ``(B, L, H, W)``.
     """
     fname = "dense_crf_exact"
-    _check_options(fname, iterations, theta_alpha, theta_beta, theta_gamma, None, normalize)
-    _check_inputs(unary, image, w_appearance, w_smoothness, compatibility, fname)
+    check_crf_options(fname, iterations, theta_alpha, theta_beta, theta_gamma, None, normalize)
+    check_inputs(unary, image, w_appearance, w_smoothness, compatibility, fname)
     messages = _message_fn(
         image.to(unary.dtype), unary.shape[0], unary.shape[1], None, theta_alpha, theta_beta,
         theta_gamma, w_appearance, w_smoothness, normalize,
@@ -521,8 +459,10 @@ def dense_crf(
             unary, image, iterations, theta_alpha, theta_beta, theta_gamma,
             w_appearance, w_smoothness, compatibility, normalize,
         )  # fmt: skip
-    _check_options("dense_crf", iterations, theta_alpha, theta_beta, theta_gamma, window, normalize)
-    _check_inputs(unary, image, w_appearance, w_smoothness, compatibility, "dense_crf")
+    check_crf_options(
+        "dense_crf", iterations, theta_alpha, theta_beta, theta_gamma, window, normalize
+    )
+    check_inputs(unary, image, w_appearance, w_smoothness, compatibility, "dense_crf")
     messages = _message_fn(
         image.to(unary.dtype), unary.shape[0], unary.shape[1], window, theta_alpha, theta_beta,
         theta_gamma, w_appearance, w_smoothness, normalize,
@@ -558,7 +498,7 @@ class DenseCRF(nn.Module):
         super().__init__()
         if learnable and (not isinstance(num_labels, int) or num_labels < 1):
             raise ConfigError(f"DenseCRF: learnable=True needs num_labels >= 1, got {num_labels!r}")
-        _check_options(
+        check_crf_options(
             "DenseCRF", iterations, theta_alpha, theta_beta, theta_gamma, window, normalize
         )
         self.num_labels = num_labels
