@@ -302,3 +302,37 @@ def test_miou_averages_only_the_classes_present_and_crf_options_fail_early():
         SegmentationTask(crf={"window": 0})
     with pytest.raises(ConfigError, match=r"--model.crf: w_smoothness must be a finite number"):
         SegmentationTask(crf={"w_smoothness": float("nan")})
+
+
+def test_init_weights_starts_a_new_fit_from_a_run_with_a_new_crf_layer(tmp_path, cli):
+    data, run = _camvid_tree(tmp_path / "camvid"), tmp_path / "run"
+    quiet = ["--trainer.enable_progress_bar", "false"]
+    small = [
+        "--config", "camvid_unet", "--data.root", data, "--data.crop_size", "[16,16]",
+        "--data.loader.batch_size", "4", "--model.model.width", "4", "--model.model.depth", "2",
+        "--trainer.max_epochs", "1", *quiet,
+    ]  # fmt: skip
+    code, _, err = cli("fit", *small, "--run_dir", run)
+    assert code == 0, err
+    code, _, err = cli(
+        "fit", *small, "--run_dir", tmp_path / "tuned", "--model.init_weights", run,
+        "--model.crf.trainable", "true", "--model.crf.normalize", "after",
+        "--model.crf.w_appearance", "1", "--model.crf.w_smoothness", "1",
+        "--trainer.limit_train_batches", "1", "--model.optim.lr", "1e-12",
+        "--model.optim.warmup_epochs", "0", "--test_after_fit", "false",
+    )  # fmt: skip
+    assert code == 0, err
+    import torch
+
+    from visrep.runs import load_checkpoint
+
+    src = load_checkpoint(run / "checkpoints" / "last.ckpt")["state_dict"]
+    new = load_checkpoint(tmp_path / "tuned" / "checkpoints" / "last.ckpt")["state_dict"]
+    # the weights (not BN's running statistics, updated by the one step's forward) are the run's
+    shared = [
+        k for k in src if k.startswith("net.model.") and "running" not in k and "num_" not in k
+    ]
+    assert shared and all(torch.allclose(src[k], new[k], atol=1e-8) for k in shared)
+    assert "net.crf.compatibility" in new and "net.crf.compatibility" not in src
+    code, _, err = cli("fit", *small, "--run_dir", tmp_path / "x", "--model.init_weights", "nope")
+    assert code == 2 and "--model.init_weights 'nope' does not exist" in err

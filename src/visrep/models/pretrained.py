@@ -43,11 +43,11 @@ def _checkpoint_of_run(folder: Path) -> Path:
     )
 
 
-def read_backbone_state(path: str | Path) -> dict[str, Tensor]:
+def read_backbone_state(path: str | Path, prefix: str = BACKBONE_PREFIX) -> dict[str, Tensor]:
     """The backbone tensors stored at ``path`` (a state dict, a ``.ckpt`` or a run directory).
 
-    Tensors under ``net.backbone.`` (a visrep task's backbone) are returned without that prefix;
-    a file without such names is returned as it is.
+    Tensors under ``prefix`` (``net.backbone.``: a visrep task's backbone; ``net.``: its whole
+    network) are returned without that prefix; a file without such names is returned as it is.
 
     Raises:
         CheckpointError: missing, unreadable, or not holding tensors.
@@ -77,9 +77,9 @@ def read_backbone_state(path: str | Path) -> dict[str, Tensor]:
     )
     if not tensors:
         raise CheckpointError(f"pretrained weights {str(p)!r} hold no state dict of tensors")
-    if any(k.startswith(BACKBONE_PREFIX) for k in tensors):
-        n = len(BACKBONE_PREFIX)
-        tensors = {k[n:]: v for k, v in tensors.items() if k.startswith(BACKBONE_PREFIX)}
+    if any(k.startswith(prefix) for k in tensors):
+        n = len(prefix)
+        tensors = {k[n:]: v for k, v in tensors.items() if k.startswith(prefix)}
     return tensors
 
 

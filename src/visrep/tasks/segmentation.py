@@ -37,6 +37,7 @@ from visrep.errors import ConfigError
 from visrep.losses import dice_loss
 from visrep.models.inference import sliding_window_logits
 from visrep.models.layers.crf import DenseCRF, check_crf_options, dense_crf
+from visrep.models.pretrained import load_matching, read_backbone_state
 from visrep.models.segmentation import SEGMENTERS, SegmenterFactory
 from visrep.models.segmentation import unet as default_model
 from visrep.models.segmenter import ImageSegmenter
@@ -161,6 +162,11 @@ class SegmentationTask(Task):
             trained end to end (the loss is the NLL of its marginals); see :class:`CRFConfig`.
         inference: whole-image (default) or sliding-window scores for validation, test and
             prediction (``--model.inference.mode sliding``); see :class:`InferenceConfig`.
+        init_weights: start the whole network from a visrep segmentation run (its directory or
+            a ``.ckpt``) or a state dict of ``ImageSegmenter``: tensors matched by name and
+            shape (a CRF layer the run did not have keeps its initial values), for fine-tuning
+            a trained model with a CRF-as-RNN layer, other crops or another schedule. Unlike
+            ``--ckpt_path`` (which resumes a run), the optimiser and epoch start afresh.
         optim: optimiser and schedule.
     """
 
@@ -176,6 +182,7 @@ class SegmentationTask(Task):
         class_weights: bool = True,
         crf: CRFConfig | None = None,
         inference: InferenceConfig | None = None,
+        init_weights: str | None = None,
         optim: OptimConfig | None = None,
     ) -> None:
         super().__init__(optim)
@@ -195,6 +202,8 @@ class SegmentationTask(Task):
                 ):
                     raise ConfigError(f"--model.crf: {name} must be a finite number, got {value!r}")
         self.inference = _inference_config(inference)
+        if init_weights is not None and not Path(init_weights).exists():
+            raise ConfigError(f"--model.init_weights {init_weights!r} does not exist")
         if loss not in ("ce", "dice", "ce+dice"):
             raise ConfigError(f"model.loss must be ce, dice or ce+dice, got {loss!r}")
         self.model_spec = SEGMENTERS.spec(model)
@@ -237,6 +246,14 @@ class SegmentationTask(Task):
                 MulticlassAccuracy(n, average="macro", ignore_index=ignore),
             )
         self.test_confmat = MulticlassConfusionMatrix(n, ignore_index=ignore)
+
+    def on_fit_start(self) -> None:
+        """``init_weights`` at the start of a new fit only: a resumed run, and evaluating the
+        fine-tuned checkpoint later, use the checkpoint's own weights (the source run may be
+        gone by then)."""
+        path = self.hparams.get("init_weights")
+        if path and self.trainer.ckpt_path is None:
+            load_matching(self.net, read_backbone_state(path, prefix="net."), str(path))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
