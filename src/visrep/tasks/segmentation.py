@@ -106,7 +106,7 @@ class InferenceConfig:
         window: tile ``(H, W)``; None: the training crop (the data spec's image size).
         overlap: fraction of a tile shared with its neighbour, in ``[0, 1)``.
         blend: ``uniform`` or ``gaussian`` weights of a tile's pixels.
-        batch_size: tiles per model call; None: the loader's batch size.
+        batch_size: tiles per model call; None: as many as the images in the batch.
     """
 
     mode: Literal["whole", "sliding"] = "whole"
