@@ -34,6 +34,7 @@ from visrep.data.classification import (
     scan_class_folders,
 )
 from visrep.data.datasets import ArrayImageDataset, ImageFileDataset, load_image
+from visrep.data.detection import VOCDetectionDataModule, YOLODataModule
 from visrep.data.samples import collate
 from visrep.data.segmentation import (
     CocoSegmentationDataModule,
@@ -65,7 +66,9 @@ __all__ = [
     "SplitConfig",
     "SplitDataModule",
     "Splits",
+    "VOCDetectionDataModule",
     "VOCSegmentationDataModule",
+    "YOLODataModule",
     "augment_batch",
     "channel_stats",
     "collate",

@@ -21,6 +21,7 @@ LABEL = "label"
 MASK = "mask"
 BOXES = "boxes"
 LABELS = "labels"
+DIFFICULT = "difficult"  # per-box flag of detection samples (VOC "difficult")
 MASKS = "masks"
 KEYPOINTS = "keypoints"
 VIDEO = "video"
