@@ -26,8 +26,8 @@ from torchvision.transforms import v2
 
 from visrep.data.base import DataSpec, LoaderConfig, SplitConfig, SplitDataModule
 from visrep.data.samples import BOXES, DIFFICULT, IMAGE, LABELS, collate
-from visrep.data.segmentation.base import RandomScale, read_rgb_or_grey
-from visrep.errors import ConfigError, DataError
+from visrep.data.segmentation.base import SegAugment, read_rgb_or_grey, train_transform
+from visrep.errors import DataError
 
 
 def detection_collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -46,7 +46,7 @@ def detection_collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class DetAugment:
+class DetAugment(SegAugment):
     """Per-sample training augmentation of an (image, boxes) sample (``--data.augment.hflip true``).
 
     Applied in order: random rescale (image and boxes by one factor), horizontal flip (a box
@@ -62,32 +62,9 @@ class DetAugment:
             ``torchvision.transforms.v2.ColorJitter`` takes them.
     """
 
-    scale: tuple[float, float] = (1.0, 1.0)
-    hflip: bool = False
-    brightness: float = 0.0
-    contrast: float = 0.0
-    saturation: float = 0.0
-
-    def __post_init__(self) -> None:
-        lo, hi = self.scale
-        if not 0 < lo <= hi:
-            raise ConfigError(
-                f"data.augment.scale must be (low, high) with 0 < low <= high, got {self.scale}"
-            )
-        for name in ("brightness", "contrast", "saturation"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"data.augment.{name} must be >= 0, got {getattr(self, name)}")
-
     def transform(self) -> v2.Compose | None:
         """The v2 transform of a sample dict, or None when it does nothing."""
-        steps: list[v2.Transform] = []
-        if tuple(self.scale) != (1.0, 1.0):
-            steps.append(RandomScale(*self.scale))
-        if self.hflip:
-            steps.append(v2.RandomHorizontalFlip())
-        if self.brightness or self.contrast or self.saturation:
-            steps.append(v2.ColorJitter(self.brightness, self.contrast, self.saturation))
-        return v2.Compose(steps) if steps else None
+        return train_transform(self, None, 0)  # no crop: nothing is padded with a fill
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from PIL import Image
 
 from visrep.data.base import LoaderConfig, SplitConfig, Splits
-from visrep.data.datasets import _PIL_ERRORS, _image_error
+from visrep.data.datasets import probe_image
 from visrep.data.detection.base import (
     Annotation,
     DetAugment,
@@ -169,11 +168,7 @@ class YOLODataModule(DetectionDataModule):
             raise DataError(f"YOLO folder {str(folder)!r} holds no {'/'.join(_IMAGE_EXTS)} files")
         out = []
         for image in images:
-            try:
-                with Image.open(image) as im:  # reads the header only
-                    size = (im.height, im.width)
-            except _PIL_ERRORS as e:
-                raise _image_error(image, e) from e
+            size = probe_image(image)[1]  # from the header only
             txt = self.root / "labels" / name / f"{image.stem}.txt"
             if txt.is_file():
                 labels, cxcywh = read_yolo_labels(txt, num_classes)
