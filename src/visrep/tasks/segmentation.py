@@ -91,6 +91,21 @@ class CRFConfig:
     trainable: bool = False
     normalize: Literal["none", "after", "symmetric"] = "none"  # kernel normalisation, see dense_crf
 
+    def __post_init__(self) -> None:
+        # checked when the options are given, not at the first validation after an epoch
+        check_crf_options(
+            "--model.crf", self.iterations, self.theta_alpha, self.theta_beta, self.theta_gamma,
+            self.window, self.normalize,
+        )  # fmt: skip
+        for name in ("w_appearance", "w_smoothness"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+            ):
+                raise ConfigError(f"--model.crf: {name} must be a finite number, got {value!r}")
+
 
 @dataclass(frozen=True)
 class InferenceConfig:
@@ -187,20 +202,6 @@ class SegmentationTask(Task):
     ) -> None:
         super().__init__(optim)
         self.crf = CRFConfig(**crf) if isinstance(crf, dict) else crf
-        if self.crf is not None:  # now, not at the first validation after an epoch of training
-            c = self.crf
-            check_crf_options(
-                "--model.crf", c.iterations, c.theta_alpha, c.theta_beta, c.theta_gamma,
-                c.window, c.normalize,
-            )  # fmt: skip
-            for name in ("w_appearance", "w_smoothness"):
-                value = getattr(c, name)
-                if (
-                    isinstance(value, bool)
-                    or not isinstance(value, int | float)
-                    or not math.isfinite(value)
-                ):
-                    raise ConfigError(f"--model.crf: {name} must be a finite number, got {value!r}")
         self.inference = _inference_config(inference)
         if init_weights is not None and not Path(init_weights).exists():
             raise ConfigError(f"--model.init_weights {init_weights!r} does not exist")
