@@ -260,6 +260,13 @@ class RunDir:
     def write_bytes(self, path: Path, data: bytes) -> None:
         atomic_write_bytes(path, lambda f: f.write(data))
 
+    def write_prediction_image(self, index: int, name: str, image: Any) -> str:
+        """A PIL image as ``predictions/<index>_<stem of name>.png``, atomically; returns that
+        path relative to the run (what ``predictions.csv`` lists)."""
+        rel = Path("predictions") / f"{index:05d}_{Path(name).stem}.png"
+        atomic_write_bytes(self.root / rel, lambda f: image.save(f, format="PNG"))
+        return str(rel)
+
     def read_metrics(self) -> dict[str, Any]:
         if not self.metrics_json.is_file():
             return {}

@@ -25,10 +25,8 @@ PSNR of the colourised sRGB image, peak 1), each also for the baseline. ``val/ps
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -328,14 +326,10 @@ class ColorizationTask(Task):
     ) -> list[str]:
         """The colourised image of each sample: ``predictions/<index>_<name>.png``."""
         images = [im.permute(1, 2, 0).cpu().numpy() for out in outputs for im in out["rgb"]]
-        paths = []
-        for i, (img, name) in enumerate(zip(images, names, strict=True)):
-            rel = Path("predictions") / f"{i:05d}_{Path(name).stem}.png"
-            buf = io.BytesIO()
-            Image.fromarray(np.ascontiguousarray(img)).save(buf, format="PNG")
-            run.write_bytes(run.root / rel, buf.getvalue())
-            paths.append(str(rel))
-        return paths
+        return [
+            run.write_prediction_image(i, name, Image.fromarray(np.ascontiguousarray(img)))
+            for i, (img, name) in enumerate(zip(images, names, strict=True))
+        ]
 
     def predict_rows(self, outputs: list[dict[str, Tensor]]) -> list[dict[str, Any]]:
         """The mean predicted chroma ``|ab|`` of each image (the image itself is a file)."""

@@ -14,7 +14,6 @@ prediction; :mod:`visrep.models.inference`).
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -408,13 +407,9 @@ class SegmentationTask(Task):
         )[0]
         paths = []
         for i, (mask, name) in enumerate(zip(masks, names, strict=True)):
-            rel = Path("predictions") / f"{i:05d}_{Path(name).stem}.png"
             img = Image.fromarray(mask, mode="P")
             img.putpalette(palette.flatten().tolist())
-            buf = io.BytesIO()
-            img.save(buf, format="PNG")
-            run.write_bytes(run.root / rel, buf.getvalue())
-            paths.append(str(rel))
+            paths.append(run.write_prediction_image(i, name, img))
         return paths
 
     def predict_rows(self, outputs: list[dict[str, Tensor]]) -> list[dict[str, Any]]:
