@@ -7,8 +7,10 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 import torch  # noqa: F401  (doctest)
 
@@ -16,8 +18,11 @@ from visrep.errors import ConfigError
 from visrep.models.interface import Backbone
 from visrep.utils.registry import Registry
 
+T = TypeVar("T")
+
 __all__ = [
     "BACKBONES",
+    "NestedRegistry",
     "Registry",
     "backbone_options",
     "create_backbone",
@@ -82,3 +87,44 @@ def create_backbone(
                 f"unknown backbone {name!r}; timm's model of that name is 'timm/{name}'"
             )
     return BACKBONES.create(name, in_chans, num_classes, img_size, **options)
+
+
+class NestedRegistry(Registry[T]):
+    """A :class:`~visrep.utils.registry.Registry` whose specs may nest backbone specs.
+
+    The generic registry keeps option values as they are (plain data); a model's ``encoder``
+    or ``backbone`` option is a backbone factory, so :meth:`spec` replaces the values of options
+    typed :data:`~visrep.models.interface.BackboneFactory` (a backbone name, spec, class or
+    partial) by ``BACKBONES.spec(value)`` (validated, plain) and :meth:`build` replaces a nested
+    ``{"class_path", "init_args"}`` backbone spec by a partial of the registered backbone, the
+    same factory jsonargparse would have built.
+    """
+
+    def spec(self, obj: Any) -> dict[str, Any]:
+        if isinstance(obj, functools.partial):
+            cls = self._from_partial(obj)
+            nested = self._nested(cls, obj.keywords)
+            obj = functools.partial(obj.func, *obj.args, **nested)
+        elif isinstance(obj, Mapping) and isinstance(obj.get("init_args"), Mapping):
+            cls, _ = self._lookup(obj.get("class_path"))
+            obj = {**obj, "init_args": self._nested(cls, obj["init_args"])}
+        return super().spec(obj)
+
+    def _nested(self, cls: type, options: Mapping[str, Any]) -> dict[str, Any]:
+        # Options typed BackboneFactory (annotations are strings here: postponed evaluation).
+        factories = {
+            n for n, p in self._options(cls).items() if "BackboneFactory" in str(p.annotation)
+        }
+        return {
+            k: BACKBONES.spec(v) if k in factories and v is not None else v
+            for k, v in options.items()
+        }
+
+    def build(self, spec: Any, *leading: Any) -> T:
+        s = self.spec(spec)
+        args: dict[str, Any] = {}
+        for k, v in s["init_args"].items():
+            if isinstance(v, Mapping) and "class_path" in v:
+                v = functools.partial(BACKBONES.resolve(v["class_path"]), **v["init_args"])
+            args[k] = v
+        return self.resolve(s["class_path"])(*leading, **args)

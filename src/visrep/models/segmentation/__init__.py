@@ -11,7 +11,6 @@ from visrep.models.segmentation.base import (
     SEGMENTERS,
     Segmenter,
     SegmenterFactory,
-    SegmenterRegistry,
     build_encoder,
 )
 from visrep.models.segmentation.deeplab import ASPP, DeepLabV3, deeplab
@@ -42,7 +41,6 @@ __all__ = [
     "SegNet",
     "Segmenter",
     "SegmenterFactory",
-    "SegmenterRegistry",
     "SemanticFPN",
     "UNet",
     "UNetDecoder",

@@ -9,31 +9,29 @@ segmenter's spec::
     {"class_path": "fcn8s",
      "init_args": {"encoder": {"class_path": "resnet_small", "init_args": {"channels": [8, 16]}}}}
 
-:data:`SEGMENTERS` is a :class:`~visrep.utils.registry.Registry` whose :meth:`~SegmenterRegistry.spec`
-also turns a nested backbone factory (a backbone class or a partial of one, as jsonargparse
-instantiates it) into that plain nested spec, and whose :meth:`~SegmenterRegistry.build` turns a
-nested spec back into a factory of a registered backbone.
+:data:`SEGMENTERS` is a :class:`~visrep.models.registry.NestedRegistry`: its ``spec`` turns a
+nested backbone factory (a backbone class or a partial of one, as jsonargparse instantiates it)
+into that plain nested spec, and its ``build`` turns a nested spec back into a factory of a
+registered backbone.
 """
 
 from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from torch import Tensor, nn
 
 from visrep.errors import ConfigError
 from visrep.models.interface import Backbone, BackboneFactory
-from visrep.models.registry import BACKBONES
-from visrep.utils.registry import Registry
+from visrep.models.registry import NestedRegistry
 
 __all__ = [
     "SEGMENTERS",
     "Segmenter",
     "SegmenterFactory",
-    "SegmenterRegistry",
     "build_encoder",
     "encoder_class",
 ]
@@ -90,51 +88,10 @@ def build_encoder(
     return enc
 
 
-class SegmenterRegistry(Registry[Segmenter]):
-    """A :class:`~visrep.utils.registry.Registry` whose specs may nest backbone specs.
-
-    The generic registry keeps option values as they are (plain data); a segmenter's
-    ``encoder`` option is a backbone factory, so :meth:`spec` replaces the values of options
-    typed :data:`~visrep.models.interface.BackboneFactory` (a backbone name, spec, class or
-    partial) by ``BACKBONES.spec(value)`` (validated, plain) and :meth:`build` replaces a nested
-    ``{"class_path", "init_args"}`` backbone spec by a partial of the registered backbone, the
-    same factory jsonargparse would have built.
-    """
-
-    def spec(self, obj: Any) -> dict[str, Any]:
-        if isinstance(obj, functools.partial):
-            cls = self._from_partial(obj)
-            nested = self._nested(cls, obj.keywords)
-            obj = functools.partial(obj.func, *obj.args, **nested)
-        elif isinstance(obj, Mapping) and isinstance(obj.get("init_args"), Mapping):
-            cls, _ = self._lookup(obj.get("class_path"))
-            obj = {**obj, "init_args": self._nested(cls, obj["init_args"])}
-        return super().spec(obj)
-
-    def _nested(self, cls: type, options: Mapping[str, Any]) -> dict[str, Any]:
-        # Options typed BackboneFactory (annotations are strings here: postponed evaluation).
-        factories = {
-            n for n, p in self._options(cls).items() if "BackboneFactory" in str(p.annotation)
-        }
-        return {
-            k: BACKBONES.spec(v) if k in factories and v is not None else v
-            for k, v in options.items()
-        }
-
-    def build(self, spec: Any, *leading: Any) -> Segmenter:
-        s = self.spec(spec)
-        args: dict[str, Any] = {}
-        for k, v in s["init_args"].items():
-            if isinstance(v, Mapping) and "class_path" in v:
-                v = functools.partial(BACKBONES.resolve(v["class_path"]), **v["init_args"])
-            args[k] = v
-        return self.resolve(s["class_path"])(*leading, **args)
-
-
 def _load_segmenters() -> None:
     import visrep.models.segmentation  # noqa: F401  (registers the built-in segmenters)
 
 
-SEGMENTERS: SegmenterRegistry = SegmenterRegistry(
+SEGMENTERS: NestedRegistry[Segmenter] = NestedRegistry(
     "segmentation model", Segmenter, leading=("in_chans", "num_classes"), loader=_load_segmenters
 )
