@@ -9,7 +9,8 @@ from torch import nn
 from visrep.errors import ConfigError
 from visrep.models.backbones.resnet import resnet18
 from visrep.models.backbones.resnet_small import resnet_small
-from visrep.models.segmentation import SEGMENTERS, SemanticFPN, fpn, pyramid_levels
+from visrep.models.necks.fpn import pyramid_levels
+from visrep.models.segmentation import SEGMENTERS, SemanticFPN, fpn
 
 
 def test_paper_defaults_on_resnet18():

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from visrep.errors import ConfigError, ShapeError
 from visrep.models.layers.upsample import crop_like
 
-__all__ = ["FPN", "fpn", "fpn_top_down"]
+__all__ = ["FPN", "fpn", "fpn_top_down", "pyramid_levels"]
 
 UpsampleMode = Literal["nearest", "bilinear"]
 
@@ -151,6 +151,19 @@ def fpn(
     for _ in range(extra_levels):
         out.append(F.max_pool2d(out[-1], kernel_size=1, stride=2))
     return out
+
+
+def pyramid_levels(info: list[dict[str, Any]], num_levels: int) -> list[int]:
+    """The indices of the coarsest ``num_levels`` reductions in ``info``, fine to coarse; for a
+    reduction shared by several levels, the last of them. Fewer if ``info`` has fewer.
+
+    >>> pyramid_levels([{"reduction": r} for r in (2, 4, 4, 8, 16, 32)], 4)
+    [2, 3, 4, 5]
+    """
+    if num_levels < 1:
+        raise ConfigError(f"num_levels must be >= 1, got {num_levels}")
+    by_reduction = {d["reduction"]: i for i, d in enumerate(info)}  # the last level wins
+    return [by_reduction[r] for r in sorted(by_reduction)][-num_levels:]
 
 
 class FPN(nn.Module):

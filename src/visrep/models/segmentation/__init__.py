@@ -16,7 +16,7 @@ from visrep.models.segmentation.base import (
 from visrep.models.segmentation.deeplab import ASPP, DeepLabV3, deeplab
 from visrep.models.segmentation.encoder import DilatedCNN
 from visrep.models.segmentation.fcn import FCN, fcn8s, fcn16s, fcn32s
-from visrep.models.segmentation.fpn import SemanticFPN, fpn, pyramid_levels
+from visrep.models.segmentation.fpn import SemanticFPN, fpn
 from visrep.models.segmentation.segnet import (
     SegNet,
     max_pool_indices,
@@ -53,7 +53,6 @@ __all__ = [
     "fpn",
     "max_pool_indices",
     "max_unpool",
-    "pyramid_levels",
     "segnet",
     "segnet_basic",
     "unet",

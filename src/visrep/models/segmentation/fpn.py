@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Any, Literal
+from typing import Literal
 
 import torch  # noqa: F401  (doctest)
 import torch.nn.functional as F
@@ -30,24 +30,11 @@ from torch import Tensor, nn
 from visrep.errors import ConfigError
 from visrep.models.interface import BackboneFactory
 from visrep.models.layers.upsample import crop_like
-from visrep.models.necks.fpn import FPN
+from visrep.models.necks.fpn import FPN, pyramid_levels
 from visrep.models.segmentation.base import SEGMENTERS, Segmenter, build_encoder
 from visrep.models.segmentation.encoder import DEFAULT_ENCODER_CHANNELS, DilatedCNN
 
-__all__ = ["SemanticFPN", "fpn", "pyramid_levels"]
-
-
-def pyramid_levels(info: list[dict[str, Any]], num_levels: int) -> list[int]:
-    """The indices of the coarsest ``num_levels`` reductions in ``info``, fine to coarse; for a
-    reduction shared by several levels, the last of them. Fewer if ``info`` has fewer.
-
-    >>> pyramid_levels([{"reduction": r} for r in (2, 4, 4, 8, 16, 32)], 4)
-    [2, 3, 4, 5]
-    """
-    if num_levels < 1:
-        raise ConfigError(f"num_levels must be >= 1, got {num_levels}")
-    by_reduction = {d["reduction"]: i for i, d in enumerate(info)}  # the last level wins
-    return [by_reduction[r] for r in sorted(by_reduction)][-num_levels:]
+__all__ = ["SemanticFPN", "fpn"]
 
 
 def _stage(c_in: int, c_out: int, norm: str, upsample: bool) -> list[nn.Module]:

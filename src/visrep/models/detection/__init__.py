@@ -1,0 +1,23 @@
+"""Object detectors and instance segmenters: images to boxes, scores, labels (and masks).
+
+Registered in :data:`DETECTORS` (what ``--model.model NAME`` selects): ``faster_rcnn``
+(Ren et al. 2015; with FPN, Lin et al. 2017) and ``mask_rcnn`` (He et al. 2017), both
+torchvision's on any visrep backbone.
+"""
+
+from visrep.models.detection.base import DETECTORS, Detection, Detector, DetectorFactory, Target
+from visrep.models.detection.faster_rcnn import TorchvisionRCNN, faster_rcnn, mask_rcnn
+from visrep.models.detection.pyramid import PyramidFeatures, freeze_batchnorm
+
+__all__ = [
+    "DETECTORS",
+    "Detection",
+    "Detector",
+    "DetectorFactory",
+    "PyramidFeatures",
+    "Target",
+    "TorchvisionRCNN",
+    "faster_rcnn",
+    "freeze_batchnorm",
+    "mask_rcnn",
+]
