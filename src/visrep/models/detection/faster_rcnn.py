@@ -58,7 +58,9 @@ class TorchvisionRCNN(Detector):
             level; None: the defaults above.
         anchor_scale: default anchor size per pyramid level, in strides.
         aspect_ratios: anchor height / width ratios (paper: 0.5, 1, 2).
-        min_size, max_size: the resize of torchvision's transform (see above).
+        min_size, max_size: the resize of torchvision's transform (see above); several
+            ``min_size`` values: each training image takes one at random (multi-scale training,
+            as Detectron's), evaluation the last.
         rpn_batch_size: anchors sampled per image for the RPN loss (paper: 256).
         roi_batch_size: RoIs sampled per image for the box head (paper: 512 with FPN).
         rpn_post_nms_train, rpn_post_nms_test: proposals kept per image (FPN: 2000 / 1000).
@@ -82,7 +84,7 @@ class TorchvisionRCNN(Detector):
         anchor_sizes: tuple[int, ...] | None = None,
         anchor_scale: float = 8.0,
         aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0),
-        min_size: int = 800,
+        min_size: int | tuple[int, ...] = 800,
         max_size: int = 1333,
         rpn_batch_size: int = 256,
         roi_batch_size: int = 512,
@@ -94,8 +96,11 @@ class TorchvisionRCNN(Detector):
     ) -> None:
         super().__init__()
         self.in_chans, self.num_classes = in_chans, num_classes
+        sizes_in = tuple(min_size) if isinstance(min_size, list | tuple) else (min_size,)
+        if not sizes_in:
+            raise ConfigError("min_size must be a size or a list of sizes, got []")
         _check_positive(
-            min_size=min_size, max_size=max_size, rpn_batch_size=rpn_batch_size,
+            **{f"min_size[{i}]": s for i, s in enumerate(sizes_in)}, max_size=max_size, rpn_batch_size=rpn_batch_size,
             roi_batch_size=roi_batch_size, rpn_post_nms_train=rpn_post_nms_train,
             rpn_post_nms_test=rpn_post_nms_test, detections_per_img=detections_per_img,
             anchor_scale=anchor_scale, num_levels=num_levels, fpn_channels=fpn_channels,
@@ -132,7 +137,7 @@ class TorchvisionRCNN(Detector):
         self.model = self.model_class(
             features,
             num_classes=num_classes + 1,  # + background (class 0)
-            min_size=min_size,
+            min_size=sizes_in,
             max_size=max_size,
             image_mean=[0.0] * in_chans,  # the task normalises; the transform only resizes
             image_std=[1.0] * in_chans,
