@@ -58,6 +58,10 @@ TOOL_COMMANDS: dict[str, tuple[str, str]] = {
         "event files: info, show a representation, convert, simulate",
     ),
     "report": ("visrep.commands.report", "rebuild the plots and report.html of a run directory"),
+    "data": (
+        "visrep.commands.data",
+        "detection data sets: convert VOC / COCO / YOLO / labelme, info",
+    ),
 }
 
 
