@@ -109,6 +109,10 @@ def test_named_sequences_classes_and_components(tmp_path: Path) -> None:
         MaskDetectionDataModule(str(root), val_sequences=("dog",), test_sequences=("dog",))
     with pytest.raises(DataError, match=r"sequences \['owl'\] are not in"):
         MaskDetectionDataModule(str(root), val_sequences=("owl",)).load()
+    with pytest.raises(ConfigError, match=r"is left for val: name data.val_sequences or set"):
+        MaskDetectionDataModule(
+            str(root), sequences=["swan", "dog"], test_sequences=("cow",)
+        ).load()
     with pytest.raises(ConfigError, match=r"left for training"):
         MaskDetectionDataModule(
             str(root), val_sequences=("dog", "swan"), test_sequences=("cow",)

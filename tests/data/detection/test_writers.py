@@ -49,7 +49,9 @@ def test_voc_coco_yolo_voc_round_trip(tmp_path: Path) -> None:
     first, names = read_detection_source(str(voc), "voc")
     convert_detection(str(voc), "voc", str(tmp_path / "coco"), "coco")
     mid, mid_names = read_detection_source(str(tmp_path / "coco"), "coco")
-    with pytest.warns(UserWarning, match=r"--target .*yolo: YOLO txt has no difficult flag; 1 difficult"):
+    with pytest.warns(
+        UserWarning, match=r"--target .*yolo: YOLO txt has no difficult flag; 1 difficult"
+    ):
         convert_detection(str(tmp_path / "coco"), "coco", str(tmp_path / "yolo"), "yolo")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no clipping warning from round-off at the borders

@@ -188,6 +188,7 @@ class MaskDetectionDataModule(DetectionDataModule):
         self.all_sequences = sorted(d.name for d in self.image_dir.iterdir() if d.is_dir())
         self.sequence_classes = dict(sequence_classes) if sequence_classes is not None else None
         self.classes, self.value_class = self._classes(class_names)
+        self.split_sequences: dict[str, list[str]] = {}  # filled by load() (sequence layout)
 
     # -- classes ---------------------------------------------------------------------------------
     def _classes(self, class_names: list[str] | str | None) -> tuple[list[str], dict]:
@@ -309,6 +310,12 @@ class MaskDetectionDataModule(DetectionDataModule):
         if not val:
             n = math.ceil(self.split.val_fraction * (len(every) - len(test)))
             val, pool = pool[:n], pool[n:]
+        for name, seqs in (("test", test), ("val", val)):
+            if not seqs and getattr(self.split, f"{name}_fraction") > 0:  # frames would leak
+                raise ConfigError(
+                    f"no sequence of {str(self.image_dir)!r} is left for {name}: name "
+                    f"data.{name}_sequences or set data.split.{name}_fraction 0"
+                )
         train = self.sequences if self.sequences is not None else sorted(pool)
         held = set(val) | set(test)
         if set(train) & held:
