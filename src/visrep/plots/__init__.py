@@ -8,6 +8,7 @@ from visrep.plots._save import save
 from visrep.plots.attribution import plot_attributions
 from visrep.plots.classification import plot_confusion_matrix, plot_prediction_grid
 from visrep.plots.colorization import plot_colorizations
+from visrep.plots.detection import draw_detections, plot_detections, plot_pr_curves
 from visrep.plots.embedding import plot_embedding, plot_neighbours
 from visrep.plots.events import plot_event_frames
 from visrep.plots.robustness import (
@@ -19,16 +20,19 @@ from visrep.plots.stability import plot_depth, plot_noise, plot_spectral, plot_t
 from visrep.plots.training import plot_learning_curves
 
 __all__ = [
+    "draw_detections",
     "plot_adversarial_examples",
     "plot_attributions",
     "plot_colorizations",
     "plot_confusion_matrix",
     "plot_depth",
+    "plot_detections",
     "plot_embedding",
     "plot_event_frames",
     "plot_learning_curves",
     "plot_neighbours",
     "plot_noise",
+    "plot_pr_curves",
     "plot_prediction_grid",
     "plot_robustness",
     "plot_robustness_comparison",

@@ -7,6 +7,7 @@ from visrep.tasks.base import Task
 from visrep.tasks.checkpoint import resolve_task, task_classes
 from visrep.tasks.classification import ClassificationTask
 from visrep.tasks.colorization import ColorizationTask
+from visrep.tasks.detection import DetectionTask
 from visrep.tasks.event_classification import EventClassificationTask
 from visrep.tasks.optim import OptimConfig, build_optimizer, build_scheduler, lr_factor
 from visrep.tasks.segmentation import SegmentationTask
@@ -14,6 +15,7 @@ from visrep.tasks.segmentation import SegmentationTask
 __all__ = [
     "ClassificationTask",
     "ColorizationTask",
+    "DetectionTask",
     "EventClassificationTask",
     "OptimConfig",
     "SegmentationTask",

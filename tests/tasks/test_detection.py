@@ -1,0 +1,153 @@
+"""DetectionTask end to end: fit / test / predict from the CLI on a tiny VOC tree of coloured
+rectangles, checkpoints that rebuild the detector, and the task's contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from visrep.data.base import DataSpec
+from visrep.errors import ConfigError
+from visrep.tasks import DetectionTask
+
+QUIET = ["--trainer.enable_progress_bar", "false"]
+TINY = [
+    "--model.model.backbone", "small_cnn", "--model.model.fpn_channels", "16",
+    "--model.model.min_size", "64", "--model.model.max_size", "64",
+    "--model.model.roi_batch_size", "32", "--data.loader.batch_size", "4",
+    "--trainer.max_epochs", "2",
+]  # fmt: skip
+
+
+def write_shapes_voc(root: Path, n: dict[str, int], seed: int = 0) -> Path:
+    """Images of 64x64 noise with a red square and / or a blue bar, their VOC XML and splits."""
+    rng = np.random.default_rng(seed)
+    for d in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    k = 0
+    for split, count in n.items():
+        ids = []
+        for _ in range(count):
+            img = rng.integers(0, 60, (64, 64, 3), dtype=np.uint8)
+            objs = []
+            x, y = rng.integers(2, 30, 2)
+            img[y : y + 20, x : x + 20] = (220, 30, 30)
+            objs.append(("red", x, y, x + 19, y + 19))
+            if k % 2:
+                x2, y2 = rng.integers(2, 20, 2)
+                img[40 + y2 // 4 : 52 + y2 // 4, x2 : x2 + 40] = (30, 30, 220)
+                objs.append(("blue", x2, 40 + y2 // 4, x2 + 39, 51 + y2 // 4))
+            name = f"im{k}"
+            Image.fromarray(img).save(root / "JPEGImages" / f"{name}.png")
+            body = "".join(
+                f"<object><name>{c}</name><difficult>0</difficult><bndbox><xmin>{a + 1}</xmin>"
+                f"<ymin>{b + 1}</ymin><xmax>{c2 + 1}</xmax><ymax>{d2 + 1}</ymax></bndbox></object>"
+                for c, a, b, c2, d2 in objs
+            )
+            (root / "Annotations" / f"{name}.xml").write_text(
+                f"<annotation><size><width>64</width><height>64</height><depth>3</depth></size>"
+                f"{body}</annotation>"
+            )
+            ids.append(name)
+            k += 1
+        (root / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    return root
+
+
+def test_fit_test_predict_from_the_cli(tmp_path, cli):
+    data = write_shapes_voc(tmp_path / "voc", {"train": 8, "val": 4, "test": 4})
+    run = tmp_path / "run"
+    code, _, err = cli(
+        "fit", "--config", "bccd_fasterrcnn", "--data.root", data, "--run_dir", run,
+        *TINY, *QUIET,
+    )  # fmt: skip
+    assert code == 0, err
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("val/map_50", "test/map", "test/map_50", "test/map_75", "test/ap_50/red"):
+        assert key in metrics and 0 <= metrics[key] <= 1, key
+    header = (run / "metrics.csv").read_text().splitlines()[0]
+    for key in ("train/loss", "train/loss_objectness", "train/loss_classifier", "val/map_50"):
+        assert key in header, key
+    for plot in ("pr_curves", "test_detections", "learning_curves"):
+        assert (run / "plots" / f"{plot}.png").is_file(), plot
+    assert (run / "checkpoints" / "best.ckpt").is_file()
+    # the run's checkpoint rebuilds the detector and predicts on the run's data
+    code, _, err = cli("predict", "--ckpt_path", run / "checkpoints" / "best.ckpt", *QUIET)
+    assert code == 0, err
+    rows = (run / "predictions.csv").read_text().splitlines()
+    assert rows[0].startswith("file,detections,blue,red") and len(rows) == 5
+    results = json.loads((run / "predictions" / "detections.json").read_text())
+    for r in results:
+        assert {"image_id", "category_id", "bbox", "score", "file_name"} <= set(r)
+        assert r["bbox"][2] >= 0 and r["bbox"][3] >= 0
+    out = run / rows[1].split(",")[-1]
+    assert Image.open(out).size == (64, 64)
+
+
+def _spec(**kw) -> DataSpec:
+    base = dict(
+        family="detection", keys=("image", "boxes", "labels", "difficult"), in_chans=3,
+        image_size=(64, 64), num_classes=2, class_names=("red", "blue"),
+        mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
+    )  # fmt: skip
+    return DataSpec(**{**base, **kw})
+
+
+def _task(model: str = "faster_rcnn", **opts) -> DetectionTask:
+    args = {"backbone": "small_cnn", "fpn_channels": 16, "min_size": 64, "max_size": 64, **opts}
+    return DetectionTask(model={"class_path": model, "init_args": args})
+
+
+def test_images_are_normalised_and_targets_plain():
+    task = _task()
+    task.setup_spec(_spec())
+    x = torch.full((2, 3, 8, 8), 0.75)
+    imgs = task.images({"image": x})
+    assert len(imgs) == 2 and torch.allclose(imgs[0], torch.ones(3, 8, 8))
+    from torchvision import tv_tensors
+
+    boxes = tv_tensors.BoundingBoxes([[0, 0, 4, 4]], format="XYXY", canvas_size=(8, 8))
+    t = task.targets({"boxes": [boxes], "labels": [torch.tensor([1])]})
+    assert type(t[0]["boxes"]) is torch.Tensor and t[0]["labels"].dtype == torch.int64
+
+
+def test_model_needs_what_the_data_gives():
+    with pytest.raises(ConfigError, match="instance masks"):
+        _task("mask_rcnn").setup_spec(_spec())
+    with pytest.raises(ConfigError, match="mean/std"):
+        _task().setup_spec(_spec(mean=None))
+    with pytest.raises(ConfigError, match="detection"):
+        _task().setup_spec(_spec(family="segmentation"))
+    with pytest.raises(ConfigError, match="init_weights"):
+        DetectionTask(init_weights="/nonexistent/run")
+
+
+def test_difficult_objects_leave_training_targets_only():
+    from torchvision import tv_tensors
+
+    task = _task()
+    task.setup_spec(_spec())
+    boxes = tv_tensors.BoundingBoxes(
+        [[0, 0, 4, 4], [1, 1, 5, 5]], format="XYXY", canvas_size=(8, 8)
+    )
+    batch = {
+        "boxes": [boxes],
+        "labels": [torch.tensor([0, 1])],
+        "difficult": [torch.tensor([False, True])],
+    }
+    train = task.targets(batch, train=True)[0]
+    assert (
+        train["labels"].tolist() == [0]
+        and train["boxes"].shape == (1, 4)
+        and "difficult" not in train
+    )
+    evaluation = task.targets(batch)[0]
+    assert evaluation["labels"].tolist() == [0, 1] and evaluation["difficult"].tolist() == [
+        False,
+        True,
+    ]
