@@ -6,7 +6,9 @@ torchvision's on any visrep backbone.
 """
 
 from visrep.models.detection.base import DETECTORS, Detection, Detector, DetectorFactory, Target
+from visrep.models.detection.detr import detr
 from visrep.models.detection.faster_rcnn import TorchvisionRCNN, faster_rcnn, mask_rcnn
+from visrep.models.detection.matcher import HungarianMatcher, hungarian_match
 from visrep.models.detection.pyramid import PyramidFeatures, freeze_batchnorm
 
 __all__ = [
@@ -14,10 +16,13 @@ __all__ = [
     "Detection",
     "Detector",
     "DetectorFactory",
+    "HungarianMatcher",
     "PyramidFeatures",
     "Target",
     "TorchvisionRCNN",
+    "detr",
     "faster_rcnn",
     "freeze_batchnorm",
+    "hungarian_match",
     "mask_rcnn",
 ]
