@@ -87,6 +87,8 @@ def test_fit_test_predict_from_the_cli(tmp_path, cli):
         assert r["bbox"][2] >= 0 and r["bbox"][3] >= 0
     out = run / rows[1].split(",")[-1]
     assert Image.open(out).size == (64, 64)
+    assert rows[1].startswith(str(data / "JPEGImages" / "im12.png"))  # the test split's files
+    assert out.name == "00000_im12.png"
 
 
 def _spec(**kw) -> DataSpec:

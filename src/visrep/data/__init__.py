@@ -34,7 +34,13 @@ from visrep.data.classification import (
     scan_class_folders,
 )
 from visrep.data.datasets import ArrayImageDataset, ImageFileDataset, load_image
-from visrep.data.detection import VOCDetectionDataModule, YOLODataModule
+from visrep.data.detection import (
+    CocoDetectionDataModule,
+    LabelmeDetectionDataModule,
+    MaskDetectionDataModule,
+    VOCDetectionDataModule,
+    YOLODataModule,
+)
 from visrep.data.samples import collate
 from visrep.data.segmentation import (
     CocoSegmentationDataModule,
@@ -48,6 +54,7 @@ from visrep.data.segmentation import (
 __all__ = [
     "ArrayImageDataset",
     "AugmentConfig",
+    "CocoDetectionDataModule",
     "CocoSegmentationDataModule",
     "DataSpec",
     "DavisDataModule",
@@ -59,7 +66,9 @@ __all__ = [
     "ImageFilesDataModule",
     "ImageFolderDataModule",
     "LabelmeDataModule",
+    "LabelmeDetectionDataModule",
     "LoaderConfig",
+    "MaskDetectionDataModule",
     "MaskFolderDataModule",
     "NpzDataModule",
     "PairedFolderDataModule",

@@ -336,6 +336,16 @@ class DetectionDataModule(SplitDataModule):
         self.has_masks = base.has_masks
         self.train_set = Subset(base.with_transform(self.augment.transform()), indices)
 
+    def sample_names(self) -> list[str]:
+        """One name per prediction sample (the test split, in loader order): the image file,
+        or the annotation file for an image embedded in it."""
+        ds = self.test_set
+        base, idx = (ds.dataset, ds.indices) if isinstance(ds, Subset) else (ds, range(len(ds)))
+        return [
+            a.image if isinstance(a.image, str) else a.source
+            for a in (base.annotations[i] for i in idx)
+        ]
+
     def spec(self) -> DataSpec:
         """What the model needs to know about the data (after :meth:`setup`); ``image_size`` is
         the first training image's."""

@@ -209,7 +209,7 @@ class CocoDetectionDataModule(DetectionDataModule):
     def __init__(
         self,
         root: str,
-        train: CocoFiles = CocoFiles(),  # noqa: B008 (a frozen dataclass)
+        train: CocoFiles = CocoFiles(),
         val: CocoFiles | None = None,
         test: CocoFiles | None = None,
         masks: bool = False,
