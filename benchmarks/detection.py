@@ -20,7 +20,7 @@ Sections (``--sections``, default all):
     algorithm is used.
 
 ``detr``
-    Seconds per training step (forward, the set loss with auxiliary losses, backward, AdamW
+    Seconds per training step, wall clock and process CPU time (forward, the set loss with auxiliary losses, backward, AdamW
     step) of the registered ``detr`` at its defaults on ``--batch`` random ``WxH`` images
     (default 2 of 640x480, BCCD's size) with ``--objects`` boxes each, 3 classes; the median
     of ``--steps`` steps after one warm-up step, at the default resize (shorter side 384,
@@ -137,18 +137,23 @@ def bench_matcher(args: argparse.Namespace) -> None:
         )
 
 
-def _step_seconds(model: torch.nn.Module, images: list, targets: list, steps: int) -> float:
+def _step_seconds(
+    model: torch.nn.Module, images: list, targets: list, steps: int
+) -> tuple[float, float]:
+    """Median wall and process-CPU seconds of a training step (CPU time: less sensitive to
+    other processes on a shared machine)."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
-    times = []
+    wall, cpu = [], []
     for i in range(steps + 1):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         loss = sum(model(images, targets).values())
         opt.zero_grad()
         loss.backward()
         opt.step()
         if i:  # the first step is warm-up
-            times.append(time.perf_counter() - t)
-    return statistics.median(times)
+            wall.append(time.perf_counter() - t)
+            cpu.append(time.process_time() - c)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def bench_detr(args: argparse.Namespace) -> None:
@@ -174,8 +179,11 @@ def bench_detr(args: argparse.Namespace) -> None:
         torch.manual_seed(0)
         model = DETECTORS.build({"class_path": "detr", "init_args": opts}, 3, 3).train()
         n = sum(p.numel() for p in model.parameters())
-        s = _step_seconds(model, images, targets, args.steps)
-        print(f"  {label}: {s:.3f} s/step ({s / args.batch:.3f} s/image), {n:,} parameters")
+        wall, cpu = _step_seconds(model, images, targets, args.steps)
+        print(
+            f"  {label}: {wall:.3f} s/step wall ({wall / args.batch:.3f} s/image), "
+            f"{cpu:.3f} s/step process CPU, {n:,} parameters"
+        )
 
 
 SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {
