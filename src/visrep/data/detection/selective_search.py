@@ -50,7 +50,9 @@ best IoU per object.
 - ``fast``, 2000 kept, full size: R@0.5 0.9754, R@0.7 0.7083, MABO 0.759, 1995.6 proposals
   per image (min 1694), 7.98 s per image;
 - ``fast``, 2000 kept, ``image_width=500`` (R-CNN's demo setting): R@0.5 0.9631, R@0.7 0.7135,
-  MABO 0.756, 1816.2 proposals per image (min 1157), 4.24 s per image.
+  MABO 0.756, 1816.2 proposals per image (min 1157), 4.24 s per image;
+- ``single`` (HSV, k = 100, C+T+S+F), full size: R@0.5 0.7733, R@0.7 0.3884, MABO 0.632,
+  515.5 proposals per image (min 313), 1.27 s per image.
 
 (Profile of one image in ``fast`` mode: 6.7 s in all, 4.5 s of it in the four segmentations,
 0.56 s in the eight groupings.)
