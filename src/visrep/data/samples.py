@@ -23,6 +23,7 @@ BOXES = "boxes"
 LABELS = "labels"
 DIFFICULT = "difficult"  # per-box flag of detection samples (VOC "difficult")
 MASKS = "masks"
+PROPOSALS = "proposals"  # per-image region proposals (R-CNN, Fast R-CNN), XYXY boxes
 KEYPOINTS = "keypoints"
 VIDEO = "video"
 FLOW = "flow"
@@ -32,7 +33,7 @@ EVENTS = "events"
 META = "meta"
 
 # Keys whose values keep one entry per sample in a batch, whatever their sizes.
-PER_SAMPLE_KEYS = frozenset({BOXES, LABELS, MASKS, KEYPOINTS, POINTS, META})
+PER_SAMPLE_KEYS = frozenset({BOXES, LABELS, MASKS, PROPOSALS, KEYPOINTS, POINTS, META})
 
 Collater = Callable[[list[Any]], Any]
 

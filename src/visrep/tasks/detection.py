@@ -26,7 +26,7 @@ from PIL import Image
 from torch import Tensor
 
 from visrep.data.base import DataSpec
-from visrep.data.samples import BOXES, DIFFICULT, IMAGE, LABELS, MASKS
+from visrep.data.samples import BOXES, DIFFICULT, IMAGE, LABELS, MASKS, PROPOSALS
 from visrep.errors import ConfigError
 from visrep.models.detection import DETECTORS, Detector, DetectorFactory, Target
 from visrep.models.detection import faster_rcnn as default_model
@@ -39,7 +39,6 @@ from visrep.tasks.detection_metrics import make_map_metric, pr_curves, summarize
 from visrep.tasks.optim import OptimConfig
 
 Batch = dict[str, Any]
-PROPOSALS = "proposals"
 
 _SAMPLES = 6  # test images in the overlay grid
 

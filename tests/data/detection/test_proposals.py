@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -154,20 +153,6 @@ def test_embedded_images_are_keyed_on_their_annotation_file(tmp_path: Path) -> N
     assert ds.cache_path(0).is_file()
 
 
-class _VOCWithProposals(VOCDetectionDataModule):
-    """The wiring DetectionDataModule gets for ``--data.proposals`` (see the report)."""
-
-    def __init__(self, root: str, proposals: ProposalConfig, **kw: Any) -> None:
-        super().__init__(root, **kw)
-        self.proposals = proposals
-
-    def on_splits_ready(self) -> None:
-        self.train_set, self.val_set, self.test_set = (
-            with_proposals(d, self.proposals) for d in (self.train_set, self.val_set, self.test_set)
-        )
-        super().on_splits_ready()
-
-
 def test_a_data_module_wired_with_proposals(tmp_path: Path) -> None:
     root = tmp_path / "voc"
     for d in ("Annotations", "JPEGImages", "ImageSets/Main"):
@@ -183,9 +168,9 @@ def test_a_data_module_wired_with_proposals(tmp_path: Path) -> None:
         )
     for name, ids in (("train", "0\n1\n"), ("val", "2\n"), ("test", "2\n")):
         (root / "ImageSets" / "Main" / f"{name}.txt").write_text(ids)
-    dm = _VOCWithProposals(
+    dm = VOCDetectionDataModule(
         str(root),
-        _config(tmp_path),
+        proposals=_config(tmp_path),
         augment=DetAugment(hflip=True),
         loader=LoaderConfig(batch_size=2),
     )
@@ -195,3 +180,4 @@ def test_a_data_module_wired_with_proposals(tmp_path: Path) -> None:
     assert len(batch[PROPOSALS]) == 2 and batch[PROPOSALS][0].shape[-1] == 4
     val = next(iter(dm.val_dataloader()))
     assert [8.0, 4.0, 22.0, 14.0] in val[PROPOSALS][0].tolist()  # the val image's rectangle
+    assert PROPOSALS in dm.spec().keys

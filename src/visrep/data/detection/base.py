@@ -37,7 +37,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from visrep.data.base import DataSpec, LoaderConfig, SplitConfig, SplitDataModule
-from visrep.data.samples import BOXES, DIFFICULT, IMAGE, LABELS, MASKS, collate
+from visrep.data.detection.proposals import ProposalConfig, with_proposals
+from visrep.data.samples import BOXES, DIFFICULT, IMAGE, LABELS, MASKS, PROPOSALS, collate
 from visrep.data.segmentation.base import SegAugment, read_rgb_or_grey, train_transform
 from visrep.data.segmentation.polygons import Region, draw_label_map, rle_decode
 from visrep.errors import DataError
@@ -303,6 +304,9 @@ class DetectionDataModule(SplitDataModule):
     Args:
         augment: per-sample training augmentation.
         loader, split: batches and splits.
+        proposals: add class-independent region proposals to every sample (``proposals``,
+            selective search, cached on disk; see :mod:`.proposals`), what R-CNN and Fast
+            R-CNN read (``--data.proposals.strategy fast``).
     """
 
     collate_fn = staticmethod(detection_collate)
@@ -312,8 +316,10 @@ class DetectionDataModule(SplitDataModule):
         augment: DetAugment | None = None,
         loader: LoaderConfig | None = None,
         split: SplitConfig | None = None,
+        proposals: ProposalConfig | None = None,
     ) -> None:
         super().__init__(loader, split)
+        self.proposals = proposals
         self.augment = augment or DetAugment()
         self.mean: list[float] = []
         self.std: list[float] = []
@@ -321,6 +327,11 @@ class DetectionDataModule(SplitDataModule):
         self.has_masks = False
 
     def on_splits_ready(self) -> None:
+        if self.proposals is not None:  # region proposals ride along, moved by the transforms
+            self.train_set, self.val_set, self.test_set = (
+                with_proposals(d, self.proposals)
+                for d in (self.train_set, self.val_set, self.test_set)
+            )
         base, indices = self.train_set.dataset, list(self.train_set.indices)
         s = s2 = None
         n = 0
@@ -351,7 +362,14 @@ class DetectionDataModule(SplitDataModule):
         the first training image's."""
         return DataSpec(
             family="detection",
-            keys=(IMAGE, BOXES, LABELS, DIFFICULT, *((MASKS,) if self.has_masks else ())),
+            keys=(
+                IMAGE,
+                BOXES,
+                LABELS,
+                DIFFICULT,
+                *((MASKS,) if self.has_masks else ()),
+                *((PROPOSALS,) if self.proposals is not None else ()),
+            ),
             in_chans=self.image_shape[0],
             image_size=tuple(self.image_shape[1:]),
             num_classes=len(self.class_names),

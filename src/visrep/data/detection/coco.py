@@ -52,6 +52,7 @@ from visrep.data.detection.base import (
     check_boxes,
     warn_clipped,
 )
+from visrep.data.detection.proposals import ProposalConfig
 from visrep.data.segmentation.coco import BACKGROUND_NAMES, CocoFiles, load_coco_json
 from visrep.data.segmentation.coco import _regions as coco_regions
 from visrep.errors import DataError
@@ -217,8 +218,9 @@ class CocoDetectionDataModule(DetectionDataModule):
         augment: DetAugment | None = None,
         loader: LoaderConfig | None = None,
         split: SplitConfig | None = None,
+        proposals: ProposalConfig | None = None,
     ) -> None:
-        super().__init__(augment, loader, split)
+        super().__init__(augment, loader, split, proposals)
         self.root = Path(root)
         if not self.root.is_dir():
             raise DataError(f"data.root {root!r} is not a folder")

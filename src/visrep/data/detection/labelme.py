@@ -40,6 +40,7 @@ from visrep.data.detection.base import (
     check_boxes,
     warn_clipped,
 )
+from visrep.data.detection.proposals import ProposalConfig
 from visrep.data.segmentation.coco import BACKGROUND_NAMES
 from visrep.data.segmentation.labelme import (
     AREA_SHAPES,
@@ -203,8 +204,9 @@ class LabelmeDetectionDataModule(DetectionDataModule):
         augment: DetAugment | None = None,
         loader: LoaderConfig | None = None,
         split: SplitConfig | None = None,
+        proposals: ProposalConfig | None = None,
     ) -> None:
-        super().__init__(augment, loader, split)
+        super().__init__(augment, loader, split, proposals)
         self.root = Path(root)
         if not self.root.is_dir():
             raise DataError(f"data.root {root!r} is not a folder")

@@ -51,6 +51,7 @@ from visrep.data.detection.base import (
     DetectionDataModule,
     DetectionDataset,
 )
+from visrep.data.detection.proposals import ProposalConfig
 from visrep.data.segmentation.base import list_files, pair_by_stem, read_label
 from visrep.data.segmentation.coco import BACKGROUND_NAMES
 from visrep.data.segmentation.polygons import Region, rle_encode
@@ -165,8 +166,9 @@ class MaskDetectionDataModule(DetectionDataModule):
         augment: DetAugment | None = None,
         loader: LoaderConfig | None = None,
         split: SplitConfig | None = None,
+        proposals: ProposalConfig | None = None,
     ) -> None:
-        super().__init__(augment, loader, split)
+        super().__init__(augment, loader, split, proposals)
         self.root = Path(root)
         self.image_dir, self.mask_dir = self.root / images, self.root / masks
         for d in (self.image_dir, self.mask_dir):

@@ -32,7 +32,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from visrep.data.detection.selective_search import SelectiveSearch, selective_search
-from visrep.data.samples import IMAGE
+from visrep.data.samples import IMAGE, PROPOSALS
 from visrep.errors import ConfigError, DataError
 
 __all__ = [
@@ -44,7 +44,6 @@ __all__ = [
     "with_proposals",
 ]
 
-PROPOSALS = "proposals"  # the sample key (data/samples.py will own it)
 _VERSION = 1  # bump when the algorithm's output changes: old cache entries are then unused
 
 

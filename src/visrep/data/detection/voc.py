@@ -29,6 +29,7 @@ from visrep.data.detection.base import (
     check_boxes,
     warn_clipped,
 )
+from visrep.data.detection.proposals import ProposalConfig
 from visrep.errors import DataError
 
 _CORNERS = ("xmin", "ymin", "xmax", "ymax")
@@ -120,8 +121,9 @@ class VOCDetectionDataModule(DetectionDataModule):
         augment: DetAugment | None = None,
         loader: LoaderConfig | None = None,
         split: SplitConfig | None = None,
+        proposals: ProposalConfig | None = None,
     ) -> None:
-        super().__init__(augment, loader, split)
+        super().__init__(augment, loader, split, proposals)
         self.root = Path(root)
         for d in ("Annotations", "JPEGImages"):
             if not (self.root / d).is_dir():

@@ -27,6 +27,7 @@ from visrep.data.detection.base import (
     check_boxes,
     warn_clipped,
 )
+from visrep.data.detection.proposals import ProposalConfig
 from visrep.errors import DataError
 
 _IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -147,8 +148,9 @@ class YOLODataModule(DetectionDataModule):
         augment: DetAugment | None = None,
         loader: LoaderConfig | None = None,
         split: SplitConfig | None = None,
+        proposals: ProposalConfig | None = None,
     ) -> None:
-        super().__init__(augment, loader, split)
+        super().__init__(augment, loader, split, proposals)
         self.root = Path(root)
         for d in ("images", "labels"):
             if not (self.root / d).is_dir():
