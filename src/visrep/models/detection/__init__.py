@@ -1,8 +1,18 @@
 """Object detectors and instance segmenters: images to boxes, scores, labels (and masks).
 
-Registered in :data:`DETECTORS` (what ``--model.model NAME`` selects): ``faster_rcnn``
-(Ren et al. 2015; with FPN, Lin et al. 2017) and ``mask_rcnn`` (He et al. 2017), both
-torchvision's on any visrep backbone.
+Registered in :data:`DETECTORS` (what ``--model.model NAME`` selects), any visrep backbone
+under each:
+
+- ``rcnn`` (Girshick et al. 2014): warped proposal crops through a CNN, one linear SVM per
+  class and class-specific box regression, fitted after the CNN's fine-tuning;
+- ``fast_rcnn`` (Girshick 2015): shared features, RoI pooling, the multi-task loss eq. 15;
+- ``faster_rcnn`` (Ren et al. 2015; with FPN, Lin et al. 2017) and ``mask_rcnn`` (He et al.
+  2017), torchvision's;
+- ``detr`` (Carion et al. 2020): a transformer encoder-decoder with object queries trained
+  through Hungarian matching.
+
+``rcnn`` and ``fast_rcnn`` read class-independent region proposals from the data
+(``--data.proposals``: selective search).
 """
 
 from visrep.models.detection.base import DETECTORS, Detection, Detector, DetectorFactory, Target
