@@ -153,3 +153,42 @@ def test_difficult_objects_leave_training_targets_only():
         False,
         True,
     ]
+
+
+@pytest.mark.parametrize(
+    ("config", "options"),
+    [
+        pytest.param("bccd_detr", ["--model.model.hidden_dim", "16", "--model.model.num_queries", "8",
+                       "--model.model.dim_feedforward", "32", "--model.model.num_heads", "2"],
+                     marks=pytest.mark.slow),
+        pytest.param("bccd_fastrcnn", ["--model.model.hidden", "32",
+                                       "--model.model.rois_per_image", "16"],
+                     marks=pytest.mark.slow),
+        ("bccd_rcnn", ["--model.model.warp_size", "32", "--model.model.context_padding", "4", "--model.model.train_proposals", "30",
+                       "--model.model.test_proposals", "30", "--model.model.svm_max_iter", "50"]),
+    ],
+)  # fmt: skip
+def test_every_bccd_config_fits_on_a_tiny_tree(tmp_path, cli, config, options):
+    """Each shipped detector config runs fit + test end to end (tiny sizes); R-CNN fits its
+    SVMs at the last epoch's validation, so the saved checkpoint holds them. (DETR and Fast
+    R-CNN take the paths faster_rcnn and rcnn test by default: slow only.)"""
+    data = write_shapes_voc(tmp_path / "voc", {"train": 4, "val": 2, "test": 2})
+    run = tmp_path / "run"
+    sizes = ["--model.model.min_size", "64", "--model.model.max_size", "64"]
+    if config == "bccd_rcnn":
+        sizes = []
+    proposals = ["--data.proposals.cache_dir", tmp_path / "cache", "--data.proposals.ks", "[50]"]
+    proposals = [] if config == "bccd_detr" else proposals
+    code, _, err = cli(
+        "fit", "--config", config, "--data.root", data, "--run_dir", run,
+        "--model.model.backbone", "small_cnn", "--trainer.max_epochs", "2",
+        *sizes, *options, *proposals, *QUIET,
+    )  # fmt: skip
+    assert code == 0, err
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0 <= metrics["test/map_50"] <= 1
+    if config == "bccd_rcnn":
+        from visrep.runs import load_checkpoint
+
+        state = load_checkpoint(run / "checkpoints" / "last.ckpt")["state_dict"]
+        assert bool(state["net.fitted"]) and state["net.svm_weight"].abs().sum() > 0

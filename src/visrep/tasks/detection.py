@@ -151,7 +151,7 @@ class DetectionTask(Task):
         """A detector with a stage fitted after training (R-CNN's SVMs and box regressors)
         fits it at the last epoch's validation, so the saved checkpoint holds it."""
         fit = getattr(self.net, "fit_after_training", None)
-        if fit is None or self.trainer.sanity_checking or not self.trainer.training:
+        if fit is None or self.trainer.sanity_checking or self.trainer.state.fn != "fit":
             return
         if self.current_epoch == (self.trainer.max_epochs or 0) - 1:
             fit(self._train_batches)
