@@ -192,3 +192,36 @@ def test_every_bccd_config_fits_on_a_tiny_tree(tmp_path, cli, config, options):
 
         state = load_checkpoint(run / "checkpoints" / "last.ckpt")["state_dict"]
         assert bool(state["net.fitted"]) and state["net.svm_weight"].abs().sum() > 0
+
+
+def write_davis_like(root: Path, sequences: int = 3, frames: int = 2) -> Path:
+    """DAVIS-2016's layout: JPEGImages/480p/<seq>/NNNNN.jpg with binary Annotations PNGs."""
+    rng = np.random.default_rng(0)
+    for s in range(sequences):
+        img_dir, ann_dir = (
+            root / "JPEGImages/480p" / f"seq{s}",
+            root / "Annotations/480p" / f"seq{s}",
+        )
+        img_dir.mkdir(parents=True)
+        ann_dir.mkdir(parents=True)
+        for f in range(frames):
+            img = rng.integers(0, 60, (48, 64, 3), dtype=np.uint8)
+            mask = np.zeros((48, 64), np.uint8)
+            y, x = rng.integers(4, 20, 2)
+            mask[y : y + 20, x : x + 24] = 255
+            img[mask > 0] = (200, 180, 40)
+            Image.fromarray(img).save(img_dir / f"{f:05d}.png")
+            Image.fromarray(mask).save(ann_dir / f"{f:05d}.png")
+    return root
+
+
+def test_mask_rcnn_config_fits_on_masks_with_mask_map(tmp_path, cli):
+    data, run = write_davis_like(tmp_path / "davis"), tmp_path / "run"
+    code, _, err = cli(
+        "fit", "--config", "davis_maskrcnn", "--data.root", data, "--run_dir", run,
+        *TINY, "--trainer.limit_train_batches", "1.0", *QUIET,
+    )  # fmt: skip
+    assert code == 0, err
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("test/map_50", "test/mask_map", "test/mask_map_50", "val/mask_map_50"):
+        assert key in metrics and 0 <= metrics[key] <= 1, key
