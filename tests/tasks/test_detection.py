@@ -101,7 +101,9 @@ def _spec(**kw) -> DataSpec:
 
 
 def _task(model: str = "faster_rcnn", **opts) -> DetectionTask:
-    args = {"backbone": "small_cnn", "fpn_channels": 16, "min_size": 64, "max_size": 64, **opts}
+    args = {"backbone": "small_cnn", "min_size": 64, "max_size": 64, **opts}
+    if model in ("faster_rcnn", "mask_rcnn"):
+        args["fpn_channels"] = 16
     return DetectionTask(model={"class_path": model, "init_args": args})
 
 
@@ -190,6 +192,9 @@ def test_every_bccd_config_fits_on_a_tiny_tree(tmp_path, cli, config, options):
     if config == "bccd_rcnn":
         from visrep.runs import load_checkpoint
 
+        # no best-epoch selection: earlier epochs score without the SVMs; the tested model is
+        # the last one, fitted
+        assert not (run / "checkpoints" / "best.ckpt").exists()
         state = load_checkpoint(run / "checkpoints" / "last.ckpt")["state_dict"]
         assert bool(state["net.fitted"]) and state["net.svm_weight"].abs().sum() > 0
 
@@ -225,3 +230,34 @@ def test_mask_rcnn_config_fits_on_masks_with_mask_map(tmp_path, cli):
     metrics = json.loads((run / "metrics.json").read_text())
     for key in ("test/map_50", "test/mask_map", "test/mask_map_50", "val/mask_map_50"):
         assert key in metrics and 0 <= metrics[key] <= 1, key
+
+
+def test_prediction_json_is_coco_xywh(tmp_path):
+    from visrep.runs import RunDir
+
+    task = _task()
+    task.setup_spec(_spec())
+    det = {
+        "boxes": torch.tensor([[10.0, 20.0, 30.0, 60.0], [1.0, 1.0, 3.0, 2.0]]),
+        "scores": torch.tensor([0.9, 0.2]),
+        "labels": torch.tensor([1, 0]),
+    }
+    outputs = [{"detections": [det], "image": [torch.zeros(3, 64, 64, dtype=torch.uint8)]}]
+    run = RunDir(tmp_path / "run")
+    paths = task.write_prediction_files(run, outputs, ["a/b.png"])
+    assert paths == ["predictions/00000_b.png"]
+    results = json.loads((run.predictions / "detections.json").read_text())
+    assert [r["bbox"] for r in results] == [[10.0, 20.0, 20.0, 40.0], [1.0, 1.0, 2.0, 1.0]]
+    assert [(r["category_id"], r["category"]) for r in results] == [(1, "blue"), (0, "red")]
+    assert task.predict_rows(outputs) == [{"detections": 1, "red": 0, "blue": 1}]
+
+
+def test_proposals_must_match_the_model():
+    with pytest.raises(ConfigError, match="drop --data"):
+        _task().setup_spec(_spec(keys=("image", "boxes", "labels", "difficult", "proposals")))
+    with pytest.raises(ConfigError, match="needs region proposals"):
+        _task("fast_rcnn", hidden=16).setup_spec(_spec())
+    task = _task("fast_rcnn", hidden=16)
+    task.setup_spec(_spec(keys=("image", "boxes", "labels", "difficult", "proposals")))
+    with pytest.raises(ConfigError, match="not on image files"):
+        task.detect({"image": torch.zeros(1, 3, 32, 32)})

@@ -315,7 +315,8 @@ class VisrepCLI(LightningCLI):
             self.model.setup_spec(DataSpec.from_dict(spec))
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
-        monitor = getattr(type(self.model), "monitor", ("val/loss", "min"))
+        # the task's (an instance may override its class's: DetectionTask for R-CNN)
+        monitor = getattr(self.model, "monitor", ("val/loss", "min"))
         # Saved when the training epoch ends, after MetricsFile wrote the epoch's row (Lightning
         # runs checkpoint callbacks last): a kill between the two repeats the epoch on resume
         # instead of losing its row.

@@ -74,6 +74,10 @@ class DetectionTask(Task):
         self.model_spec = DETECTORS.spec(model)
         self.save_hyperparameters()
         self.hparams["model"] = self.model_spec  # plain data, whatever form was given
+        if hasattr(DETECTORS.resolve(self.model_spec["class_path"]), "fit_after_training"):
+            # A stage fitted after training (R-CNN's SVMs) makes the last epoch the model;
+            # earlier epochs score without it, so "the best epoch" would compare unlike models.
+            self.monitor = None
 
     # -- model -----------------------------------------------------------------------------------
     def build(self, spec: DataSpec) -> None:
@@ -87,23 +91,36 @@ class DetectionTask(Task):
                 f"--model.model {self.model_spec['class_path'].rsplit('.', 1)[-1]} trains on "
                 f"instance masks, but the data yields {', '.join(spec.keys)} (no masks)"
             )
+        name = self.model_spec["class_path"].rsplit(".", 1)[-1]
         if self.net.needs_proposals and PROPOSALS not in spec.keys:
             raise ConfigError(
-                f"--model.model {self.model_spec['class_path'].rsplit('.', 1)[-1]} needs region "
-                "proposals: set --data.proposals (e.g. selective search)"
+                f"--model.model {name} needs region proposals: set --data.proposals (e.g. "
+                "--data.proposals.strategy fast)"
+            )
+        if not self.net.needs_proposals and PROPOSALS in spec.keys:
+            raise ConfigError(
+                f"--data.proposals is set but --model.model {name} makes its own proposals: "
+                "drop --data.proposals (selective search costs seconds per image)"
             )
         shape = (-1, 1, 1)
         self.register_buffer("mean", torch.tensor(spec.mean).view(shape), persistent=False)
         self.register_buffer("std", torch.tensor(spec.std).view(shape), persistent=False)
         iou = ("bbox", "segm") if self.net.instance_masks else ("bbox",)
-        self.val_map = make_map_metric(iou)
-        self.test_map = make_map_metric(iou)
+        # per-class AP comes from the extended summary (summarize), not torchmetrics' K extra
+        # per-class evaluations
+        self.val_map = make_map_metric(iou, class_metrics=False)
+        self.test_map = make_map_metric(iou, class_metrics=False)
 
     def on_fit_start(self) -> None:
-        """``init_weights`` at the start of a new fit only (see the class docstring)."""
+        """``init_weights`` at the start of a new fit only (see the class docstring); a
+        post-training stage (R-CNN's SVMs) copied with them is reset: the network it was
+        fitted on is about to change."""
         path = self.hparams.get("init_weights")
         if path and self.trainer.ckpt_path is None:
             load_matching(self.net, read_backbone_state(path, prefix="net."), str(path))
+            if hasattr(self.net, "fit_after_training"):
+                self.net.fitted.fill_(False)
+        self._post_fitted_epoch = -1
 
     # -- inputs ----------------------------------------------------------------------------------
     def images(self, batch: Batch) -> list[Tensor]:
@@ -132,6 +149,12 @@ class DetectionTask(Task):
         """The detector's detections on the batch's images (eval mode, no gradient)."""
         images = self.images(batch)
         if self.net.needs_proposals:
+            if PROPOSALS not in batch:
+                raise ConfigError(
+                    f"{type(self.net).__name__} needs region proposals with every image: predict "
+                    "on a detection data module with --data.proposals (the run's own data), not "
+                    "on image files"
+                )
             proposals = [p.as_subclass(Tensor) for p in batch[PROPOSALS]]
             return self.net(images, proposals=proposals)
         return self.net(images)
@@ -149,16 +172,35 @@ class DetectionTask(Task):
 
     def on_validation_epoch_start(self) -> None:
         """A detector with a stage fitted after training (R-CNN's SVMs and box regressors)
-        fits it at the last epoch's validation, so the saved checkpoint holds it."""
-        fit = getattr(self.net, "fit_after_training", None)
-        if fit is None or self.trainer.sanity_checking or self.trainer.state.fn != "fit":
+        fits it at the last epoch's validation (or the one when training stops early), so
+        that validation and the saved ``last.ckpt`` use it."""
+        if self.trainer.sanity_checking or self.trainer.state.fn != "fit":
             return
-        if self.current_epoch == (self.trainer.max_epochs or 0) - 1:
-            fit(self._train_batches)
+        last = self.current_epoch >= (self.trainer.max_epochs or 0) - 1
+        if last or self.trainer.should_stop:
+            self._fit_post_stage()
+
+    def on_train_end(self) -> None:
+        """When training ended without that validation (``max_steps``, ``max_time``, no
+        validation in the last epoch), the post-training stage is fitted now and ``last.ckpt``
+        rewritten with it."""
+        if self._fit_post_stage():
+            for cb in self.trainer.checkpoint_callbacks:
+                if getattr(cb, "filename", None) == "last" and cb.dirpath:
+                    self.trainer.save_checkpoint(Path(cb.dirpath) / "last.ckpt")
+
+    def _fit_post_stage(self) -> bool:
+        """Fit the detector's post-training stage once per epoch; whether it was fitted."""
+        fit = getattr(self.net, "fit_after_training", None)
+        if fit is None or getattr(self, "_post_fitted_epoch", -1) == self.current_epoch:
+            return False
+        fit(self._train_batches)
+        self._post_fitted_epoch = self.current_epoch
+        return True
 
     def _train_batches(self) -> Iterator[tuple[list[Tensor], list[Target]]]:
-        loader = self.trainer.datamodule.train_dataloader()
-        for batch in loader:
+        """The training images without augmentation (the SVMs see the images as they are)."""
+        for batch in self.trainer.datamodule.plain_train_dataloader():
             batch = self.transfer_batch_to_device(batch, self.device, 0)
             yield self.images(batch), self.targets(batch, train=True)
 
@@ -258,8 +300,8 @@ class DetectionTask(Task):
         """An annotated PNG per image (``predictions/<index>_<name>.png``, detections with
         score >= 0.5) and
         ``predictions/detections.json``: COCO's result format (``image_id`` is the sample's
-        index, ``bbox`` ``[x, y, w, h]``, ``category_id`` the class id, ``score``), with the
-        file and class names alongside."""
+        index, ``bbox`` ``[x, y, w, h]``, ``category_id`` visrep's 0-based class id, not a
+        COCO source's category id, ``score``), with the file and class names alongside."""
         class_names, colors = self._names(), self._colors()
         paths, results = [], []
         pairs = _flatten(outputs)

@@ -236,3 +236,11 @@ def test_labelme_example_coco() -> None:
             for a in by_image]  # fmt: skip
     assert boxes == want
     assert areas == [a["area"] for a in by_image]
+
+
+def test_two_categories_with_one_name_are_refused(tmp_path: Path) -> None:
+    from visrep.data.detection.coco import coco_detection_classes
+
+    cats = [{"id": 1, "name": "cell"}, {"id": 2, "name": "cell"}]
+    with pytest.raises(DataError, match="share the name 'cell'"):
+        coco_detection_classes(cats, tmp_path / "a.json")

@@ -127,7 +127,7 @@ def test_with_proposals_wraps_subsets_and_refuses_other_data(tmp_path: Path) -> 
 
 def test_broken_cache_file_and_missing_image(tmp_path: Path) -> None:
     ds = ProposalDataset(_dataset(tmp_path), _config(tmp_path))
-    target = ds.config.cache_path(ds.annotations[0].image)
+    target = ds.cache_path(0)
     target.parent.mkdir(parents=True)
     target.write_bytes(b"not numpy")
     with pytest.raises(DataError, match="delete it"):
@@ -181,3 +181,10 @@ def test_a_data_module_wired_with_proposals(tmp_path: Path) -> None:
     val = next(iter(dm.val_dataloader()))
     assert [8.0, 4.0, 22.0, 14.0] in val[PROPOSALS][0].tolist()  # the val image's rectangle
     assert PROPOSALS in dm.spec().keys
+
+
+def test_cache_key_tells_grey_from_rgb(tmp_path: Path) -> None:
+    rgb = _dataset(tmp_path)
+    grey = DetectionDataset(rgb.annotations, channels=1)
+    cfg = _config(tmp_path)
+    assert ProposalDataset(grey, cfg).cache_path(0) != ProposalDataset(rgb, cfg).cache_path(0)

@@ -289,3 +289,8 @@ def test_training_and_detections_on_cuda():
     assert set(m(images, cuda_targets)) == set(losses)
     out = m.eval()(images)
     assert out[0]["boxes"].device.type == "cuda" and out[0]["boxes"].shape == (6, 4)
+
+
+def test_hidden_dim_must_split_into_sine_pairs():
+    with pytest.raises(ConfigError, match="multiple of 4"):
+        detr(3, 2, backbone=None, hidden_dim=6, num_heads=2)

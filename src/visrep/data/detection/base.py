@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
@@ -346,6 +346,11 @@ class DetectionDataModule(SplitDataModule):
         self.image_shape = (base.channels, *base.annotations[indices[0]].size)
         self.has_masks = base.has_masks
         self.train_set = Subset(base.with_transform(self.augment.transform()), indices)
+
+    def plain_train_dataloader(self) -> DataLoader:
+        """The training images in order, without augmentation (R-CNN fits its SVMs on them)."""
+        ds = self.train_set
+        return self._loader(Subset(ds.dataset.with_transform(None), ds.indices), train=False)
 
     def sample_names(self) -> list[str]:
         """One name per prediction sample (the test split, in loader order): the image file,

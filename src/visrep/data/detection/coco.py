@@ -71,6 +71,12 @@ def coco_detection_classes(
             raise DataError(f"{str(path)!r}: category id {c['id']} appears twice")
         named[c["id"]] = str(c["name"])
     names = [named[i] for i in sorted(named) if named[i].lower() not in BACKGROUND_NAMES]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise DataError(
+            f"{str(path)!r}: categories with different ids share the name {twice[0]!r}; "
+            "expected one category per name"
+        )
     if not names:
         raise DataError(f"{str(path)!r} lists no object categories")
     ids = {i: names.index(named[i]) for i in named if named[i].lower() not in BACKGROUND_NAMES}

@@ -185,9 +185,10 @@ class ProposalDataset(Dataset):
         """The cache file of image ``i``: keyed on the image file, or on the annotation file for
         an image embedded in it."""
         a = self.annotations[i]
+        channels = f"channels {getattr(self.dataset, 'channels', 3)}"  # grey and RGB differ
         if isinstance(a.image, str | Path):
-            return self.config.cache_path(a.image)
-        return self.config.cache_path(a.source, f"embedded {tuple(a.size)}")
+            return self.config.cache_path(a.image, channels)
+        return self.config.cache_path(a.source, f"embedded {tuple(a.size)} {channels}")
 
     def proposals(self, i: int, image: np.ndarray | None = None) -> np.ndarray:
         """Image ``i``'s proposals, float32 ``(P, 4)`` (``image``: its pixels, if read)."""
@@ -198,8 +199,12 @@ class ProposalDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         sample = self._plain[i]
-        pixels = (sample[IMAGE] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-        boxes = self.proposals(i, pixels)
+        target = self.cache_path(i)
+        if target.is_file():  # the usual case: no pixels needed
+            boxes = self.config.load(target)
+        else:
+            pixels = (sample[IMAGE] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            boxes = self.config.compute(target, pixels)
         sample[PROPOSALS] = tv_tensors.BoundingBoxes(
             torch.from_numpy(boxes).reshape(-1, 4),
             format=tv_tensors.BoundingBoxFormat.XYXY,
@@ -239,7 +244,7 @@ def precompute_proposals(ds: Dataset) -> int:
         )
     done = 0
     for i in idx:  # one selective search per image: the work itself, not a hot loop
-        if not base.config.cache_path(base.annotations[i].image).is_file():
+        if not base.cache_path(i).is_file():
             base.proposals(i)
             done += 1
     return done

@@ -468,8 +468,10 @@ def selective_search(image: np.ndarray, config: SelectiveSearch | None = None) -
             regions = region_features(labels, cbins, tbins)
             pairs = neighbour_pairs(labels)
             n = len(regions.sizes)
-            boxes.append(regions.boxes)  # the initial regions, once per segmentation
-            priority.append(np.full(n, float(n)))
+            # the initial regions, once per segmentation, ranked after every merged region as
+            # in the authors' code (priorities 2n - 1 .. n there, n - 1 .. 1 for the merges)
+            boxes.append(regions.boxes)
+            priority.append(np.arange(2 * n - 1, n - 1, -1, dtype=np.float64))
             for m in sims:
                 merged = hierarchical_grouping(regions, pairs, m, h * w)[n:]
                 boxes.append(merged)

@@ -339,8 +339,11 @@ class detr(Detector):  # noqa: N801 (the registered, user-facing name)
                     raise ConfigError(f"min_size[{i}] must be a positive int, got {v!r}")
         if hidden_dim % num_heads:
             raise ConfigError(f"num_heads ({num_heads}) must divide hidden_dim ({hidden_dim})")
-        if hidden_dim % 2:
-            raise ConfigError(f"hidden_dim must be even (sine encoding halves), got {hidden_dim}")
+        if hidden_dim % 4:
+            raise ConfigError(
+                f"hidden_dim must be a multiple of 4 (the 2D sine encoding gives each axis "
+                f"hidden_dim / 2 features in sin/cos pairs), got {hidden_dim}"
+            )
         if num_encoder_layers < 0:
             raise ConfigError(f"num_encoder_layers must be >= 0, got {num_encoder_layers}")
         if not 0 <= dropout < 1:
