@@ -44,7 +44,7 @@ __all__ = [
     "with_proposals",
 ]
 
-_VERSION = 1  # bump when the algorithm's output changes: old cache entries are then unused
+_VERSION = 2  # bump when the algorithm's output changes: old cache entries are then unused
 
 
 def default_cache_dir() -> Path:
