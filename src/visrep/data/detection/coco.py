@@ -53,8 +53,13 @@ from visrep.data.detection.base import (
     warn_clipped,
 )
 from visrep.data.detection.proposals import ProposalConfig
-from visrep.data.segmentation.coco import BACKGROUND_NAMES, CocoFiles, load_coco_json
-from visrep.data.segmentation.coco import _regions as coco_regions
+from visrep.data.segmentation.coco import (
+    BACKGROUND_NAMES,
+    CocoFiles,
+    coco_image_records,
+    coco_regions,
+    load_coco_json,
+)
 from visrep.errors import DataError
 
 
@@ -81,34 +86,6 @@ def coco_detection_classes(
         raise DataError(f"{str(path)!r} lists no object categories")
     ids = {i: names.index(named[i]) for i in named if named[i].lower() not in BACKGROUND_NAMES}
     return names, ids
-
-
-def _positive_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v > 0
-
-
-def _image_records(
-    data: dict[str, Any], path: Path, image_dir: Path
-) -> dict[int | str, tuple[str, tuple[int, int]]]:
-    """``image id -> (file, (H, W))`` of a COCO file's ``images``, checked."""
-    images: dict[int | str, tuple[str, tuple[int, int]]] = {}
-    for im in data["images"]:
-        if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
-            raise DataError(
-                f"{str(path)!r}: image record {str(im)[:80]} needs 'id' and 'file_name'"
-            )
-        if not isinstance(im["id"], int | str) or im["id"] in images:
-            raise DataError(f"{str(path)!r}: image id {im['id']!r} is not a new int or string")
-        if not (_positive_int(im.get("height")) and _positive_int(im.get("width"))):
-            raise DataError(
-                f"{str(path)!r}: image {im['id']} ({im['file_name']!r}) has height "
-                f"{im.get('height')!r} and width {im.get('width')!r}; expected positive ints"
-            )
-        file = image_dir / str(im["file_name"])
-        if not file.is_file():
-            raise DataError(f"{str(path)!r}: image {im['id']} file {str(file)!r} does not exist")
-        images[im["id"]] = (str(file), (im["height"], im["width"]))
-    return images
 
 
 def _bbox(ann: dict[str, Any], where: str) -> list[float]:
@@ -151,7 +128,7 @@ def read_coco_detection(
             background category), a bad bbox, polygon or RLE (named by file and annotation id).
     """
     data = load_coco_json(path) if data is None else data
-    images = _image_records(data, path, image_dir)
+    images = coco_image_records(data, path, image_dir)
     objects: dict[Any, list[tuple[list[float], int, bool, ObjectMask, str]]] = {
         i: [] for i in images
     }

@@ -107,7 +107,7 @@ def _positive_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
 
-def _regions(ann: dict[str, Any], value: int, hw: tuple[int, int], where: str) -> list[Region]:
+def coco_regions(ann: dict[str, Any], value: int, hw: tuple[int, int], where: str) -> list[Region]:
     seg = ann.get("segmentation")
     if isinstance(seg, dict):
         size = seg.get("size")
@@ -128,6 +128,38 @@ def _regions(ann: dict[str, Any], value: int, hw: tuple[int, int], where: str) -
         f"{where}: segmentation {str(seg)[:60]} is neither polygons [[x1, y1, ...], ...] nor "
         "an RLE {'counts': ..., 'size': [H, W]}"
     )
+
+
+def coco_image_records(
+    data: dict[str, Any], path: Path, image_dir: Path
+) -> dict[int | str, tuple[str, tuple[int, int]]]:
+    """``image id -> (file, (H, W))`` of a COCO file's ``images``, checked (ids new ints or
+    strings, positive height and width, the file present): shared by the segmentation and
+    detection readers.
+
+    Raises:
+        DataError: naming the file and the image record.
+    """
+    images: dict[int | str, tuple[str, tuple[int, int]]] = {}
+    for im in data["images"]:
+        if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
+            raise DataError(
+                f"{str(path)!r}: image record {str(im)[:80]} needs 'id' and 'file_name'"
+            )
+        if not isinstance(im["id"], int | str):
+            raise DataError(f"{str(path)!r}: image id {im['id']!r} is not an int or a string")
+        if im["id"] in images:
+            raise DataError(f"{str(path)!r}: image id {im['id']} appears twice")
+        if not (_positive_int(im.get("height")) and _positive_int(im.get("width"))):
+            raise DataError(
+                f"{str(path)!r}: image {im['id']} ({im['file_name']!r}) has height "
+                f"{im.get('height')!r} and width {im.get('width')!r}; expected positive ints"
+            )
+        file = image_dir / str(im["file_name"])
+        if not file.is_file():
+            raise DataError(f"{str(path)!r}: image {im['id']} file {str(file)!r} does not exist")
+        images[im["id"]] = (str(file), (im["height"], im["width"]))
+    return images
 
 
 def read_coco(
@@ -156,25 +188,10 @@ def read_coco(
             and annotation id).
     """
     data = load_coco_json(path) if data is None else data
-    images: dict[int, dict[str, Any]] = {}
-    for im in data["images"]:
-        if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
-            raise DataError(
-                f"{str(path)!r}: image record {str(im)[:80]} needs 'id' and 'file_name'"
-            )
-        if not isinstance(im["id"], int | str):
-            raise DataError(f"{str(path)!r}: image id {im['id']!r} is not an int or a string")
-        if im["id"] in images:
-            raise DataError(f"{str(path)!r}: image id {im['id']} appears twice")
-        if not (_positive_int(im.get("height")) and _positive_int(im.get("width"))):
-            raise DataError(
-                f"{str(path)!r}: image {im['id']} ({im['file_name']!r}) has height "
-                f"{im.get('height')!r} and width {im.get('width')!r}; expected positive ints"
-            )
-        file = image_dir / str(im["file_name"])
-        if not file.is_file():
-            raise DataError(f"{str(path)!r}: image {im['id']} file {str(file)!r} does not exist")
-        images[im["id"]] = {"file": str(file), "hw": (im["height"], im["width"])}
+    images = {
+        i: {"file": file, "hw": hw}
+        for i, (file, hw) in coco_image_records(data, path, image_dir).items()
+    }
     crowd: dict[int, list[Region]] = {i: [] for i in images}
     objects: dict[int, list[Region]] = {i: [] for i in images}
     for ann in data["annotations"]:
@@ -193,10 +210,10 @@ def read_coco(
             )
         im = images[ann["image_id"]]
         if ann.get("iscrowd", 0):
-            crowd[ann["image_id"]] += _regions(ann, ignore_index, im["hw"], where)
+            crowd[ann["image_id"]] += coco_regions(ann, ignore_index, im["hw"], where)
         else:
             value = category_ids[ann["category_id"]]
-            objects[ann["image_id"]] += _regions(ann, value, im["hw"], where)
+            objects[ann["image_id"]] += coco_regions(ann, value, im["hw"], where)
     files, labels = [], []
     for i, im in images.items():
         source = f"{path} (image {i}: {Path(im['file']).name})"
