@@ -7,6 +7,7 @@ until it does.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 import torch
 
 from tests.events.conftest import random_stream
+from tests.tasks.test_detection import write_shapes_voc
 from visrep.data import DigitsDataModule
 from visrep.data.base import (
     DataSpec,
@@ -25,12 +27,14 @@ from visrep.data.base import (
     SplitDataModule,
     Splits,
 )
+from visrep.data.detection import VOCDetectionDataModule
 from visrep.data.samples import image_sample
 from visrep.events import EventDataModule, EventStreamDataset
 from visrep.runs import RunDir
 from visrep.tasks import (
     ClassificationTask,
     ColorizationTask,
+    DetectionTask,
     EventClassificationTask,
     SegmentationTask,
     Task,
@@ -97,6 +101,28 @@ DATA: dict[type[Task], Callable[[], tuple[Task, L.LightningDataModule]]] = {
         EventClassificationTask(representation="count", backbone=_SMALL),
         TinyEvents(loader=_LOADER),
     ),
+    DetectionTask: lambda: (
+        DetectionTask(
+            model={
+                "class_path": "faster_rcnn",
+                "init_args": {
+                    "backbone": _SMALL,
+                    "fpn_channels": 8,
+                    "min_size": 64,
+                    "max_size": 64,
+                    "roi_batch_size": 16,
+                },
+            }
+        ),
+        VOCDetectionDataModule(
+            str(
+                write_shapes_voc(
+                    Path(tempfile.mkdtemp()) / "voc", {"train": 4, "val": 2, "test": 2}
+                )
+            ),
+            loader=LoaderConfig(batch_size=2),
+        ),
+    ),
 }
 
 
@@ -153,4 +179,11 @@ def test_task_contract(cls: type[Task], tmp_path: Path):
     x = batch[cls.input_key] if hasattr(cls, "input_key") else batch
     task.eval()
     with torch.no_grad():
-        assert torch.allclose(loaded(x), task(x), atol=1e-6)
+        got, want = loaded(x), task(x)
+    if isinstance(want, list):  # detections: one dict of tensors per image
+        assert len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            assert g.keys() == w.keys()
+            assert all(torch.allclose(g[k].float(), w[k].float(), atol=1e-5) for k in w)
+    else:
+        assert torch.allclose(got, want, atol=1e-6)

@@ -255,6 +255,17 @@ def plot_detections(
     cols = max(1, min(cols or min(3, math.ceil(math.sqrt(n))), n))
     rows = math.ceil(n / cols)
     aspect = max(im.shape[0] / im.shape[1] for im in imgs)
+    # every input is checked before the figure exists (a bad one leaves no open figure)
+    parsed = [
+        (
+            _instances(
+                None if targets is None else targets[i], len(class_names), im.shape[:2],
+                f"targets[{i}]", False,
+            ),
+            _instances(predictions[i], len(class_names), im.shape[:2], f"predictions[{i}]", True),
+        )
+        for i, im in enumerate(imgs)
+    ]  # fmt: skip
     fig, axes = plt.subplots(
         rows, cols, figsize=(5.5 * cols, (5.5 * aspect + 0.3) * rows + 0.4), squeeze=False
     )
@@ -264,10 +275,7 @@ def plot_detections(
         if i >= n:
             continue
         hw = imgs[i].shape[:2]
-        tb, tl, _, tm = _instances(
-            None if targets is None else targets[i], len(class_names), hw, f"targets[{i}]", False
-        )
-        pb, pl, ps, pm = _instances(predictions[i], len(class_names), hw, f"predictions[{i}]", True)
+        (tb, tl, _, tm), (pb, pl, ps, pm) = parsed[i]
         keep = ps >= score_thresh
         order = np.flatnonzero(keep)[np.argsort(-ps[keep], kind="stable")]
         img = imgs[i] if pm is None else overlay_masks(imgs[i], pm[order], pal[pl[order]])
@@ -332,7 +340,7 @@ def plot_pr_curves(
         path: the PNG to write.
         title: the axes title (e.g. ``"test, IoU 0.5"``).
     """
-    fig, ax = plt.subplots(figsize=(5.2, 4.2))
+    lines = {}
     for name, (recall, precision) in curves.items():
         r, p = _np(recall).astype(float), _np(precision).astype(float)
         if r.ndim != 1 or r.shape != p.shape:
@@ -340,6 +348,9 @@ def plot_pr_curves(
                 f"curves[{name!r}]: expected recall and precision (R,) of one length, "
                 f"got {r.shape} and {p.shape}"
             )
+        lines[name] = (r, p)
+    fig, ax = plt.subplots(figsize=(5.2, 4.2))
+    for name, (r, p) in lines.items():
         label = f"{name} (AP {ap[name]:.3f})" if name in ap else name
         ax.plot(r, p, lw=1.5, label=label)
     if curves:

@@ -61,6 +61,7 @@ class DetectionTask(Task):
     monitor = ("val/map_50", "max")
     families = ("detection",)
     predict_native_size = True
+    input_key = IMAGE
 
     def __init__(
         self,
@@ -158,6 +159,11 @@ class DetectionTask(Task):
             proposals = [p.as_subclass(Tensor) for p in batch[PROPOSALS]]
             return self.net(images, proposals=proposals)
         return self.net(images)
+
+    def forward(self, x: Tensor | list[Tensor]) -> list[dict[str, Tensor]]:
+        """Detections of images in [0, 1] (a ``(B, C, H, W)`` batch or a list), one dict per
+        image; models that read proposals need :meth:`detect` on a batch that has them."""
+        return self.detect({IMAGE: x})
 
     # -- steps -----------------------------------------------------------------------------------
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
