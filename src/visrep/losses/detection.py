@@ -93,19 +93,24 @@ def generalized_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     return iou - (enclosing - union) / enclosing
 
 
-def _check(logits: Tensor, boxes: Tensor, targets: Sequence[dict[str, Tensor]]) -> None:
+def check_set_inputs(
+    logits: Tensor, boxes: Tensor, targets: Sequence[dict[str, Tensor]], who: str = "DETR loss"
+) -> None:
+    """Refuse predictions and targets of a set prediction whose shapes disagree: logits
+    ``(B, Q, K + 1)``, boxes ``(B, Q, 4)``, one target per image with labels ``(M,)`` and boxes
+    ``(M, 4)`` (a ``ShapeError`` starting with ``who``)."""
     if logits.dim() != 3 or boxes.shape != (*logits.shape[:2], 4):
         raise ShapeError(
-            f"DETR loss: logits (B, Q, K + 1) and boxes (B, Q, 4), got {tuple(logits.shape)} "
+            f"{who}: logits (B, Q, K + 1) and boxes (B, Q, 4), got {tuple(logits.shape)} "
             f"and {tuple(boxes.shape)}"
         )
     if len(targets) != logits.shape[0]:
-        raise ShapeError(f"DETR loss: {logits.shape[0]} images but {len(targets)} targets")
+        raise ShapeError(f"{who}: {logits.shape[0]} images but {len(targets)} targets")
     for i, t in enumerate(targets):
         m = t["labels"].shape
         if len(m) != 1 or t["boxes"].shape != (m[0], 4):
             raise ShapeError(
-                f"DETR loss: target {i} needs labels (M,) and boxes (M, 4), got "
+                f"{who}: target {i} needs labels (M,) and boxes (M, 4), got "
                 f"{tuple(m)} and {tuple(t['boxes'].shape)}"
             )
 
@@ -141,7 +146,7 @@ def hungarian_loss(
     >>> [round(float(out[k]), 4) for k in ("loss_ce", "loss_bbox", "loss_giou")]
     [0.0134, 0.0, 0.0]
     """
-    _check(logits, boxes, targets)
+    check_set_inputs(logits, boxes, targets)
     num_classes = logits.shape[-1] - 1
     batch_idx = torch.cat(
         [torch.full((len(src),), i, dtype=torch.long) for i, (src, _) in enumerate(indices)]

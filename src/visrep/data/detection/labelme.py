@@ -43,10 +43,9 @@ from visrep.data.detection.base import (
 from visrep.data.detection.proposals import ProposalConfig
 from visrep.data.segmentation.coco import BACKGROUND_NAMES
 from visrep.data.segmentation.labelme import (
-    AREA_SHAPES,
     IGNORE_LABEL,
-    LINE_SHAPES,
     LabelmeFile,
+    has_area,
     labelme_class_names,
     read_labelme,
 )
@@ -129,17 +128,8 @@ def labelme_annotation(
     extents, regions = [], []
     for i, (label, kind, pts) in enumerate(file.shapes):
         where = f"labelme file {file.path!r}: shape {i} ({label!r})"
-        if kind in LINE_SHAPES:
-            if other_shapes == "skip":
-                continue
-            raise DataError(
-                f"{where} is a {kind}, which has no area; use --data.other_shapes skip to leave "
-                "such shapes out"
-            )
-        if kind not in AREA_SHAPES:
-            raise DataError(
-                f"{where} has shape_type {kind!r}; expected one of {[*AREA_SHAPES, *LINE_SHAPES]}"
-            )
+        if not has_area(kind, other_shapes, where):
+            continue
         if label in NOT_OBJECTS or label.lower() in BACKGROUND_NAMES:
             continue
         if label not in class_ids:

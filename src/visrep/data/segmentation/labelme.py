@@ -149,6 +149,28 @@ def read_labelme(path: Path) -> LabelmeFile:
     return LabelmeFile(str(path), image, h, w, tuple(shapes))
 
 
+def has_area(kind: str, other_shapes: str, where: str) -> bool:
+    """Whether a shape of type ``kind`` encloses an area (is drawn); a line shape is left out
+    with ``other_shapes="skip"``, else refused.
+
+    Raises:
+        DataError: a line shape with ``other_shapes="error"`` or an unknown shape type
+            (``where`` names the file and shape).
+    """
+    if kind in LINE_SHAPES:
+        if other_shapes == "skip":
+            return False
+        raise DataError(
+            f"{where} is a {kind}, which has no area; use --data.other_shapes skip to leave "
+            "such shapes out"
+        )
+    if kind not in AREA_SHAPES:
+        raise DataError(
+            f"{where} has shape_type {kind!r}; expected one of {[*AREA_SHAPES, *LINE_SHAPES]}"
+        )
+    return True
+
+
 def labelme_label(
     file: LabelmeFile, class_ids: dict[str, int], ignore_index: int, other_shapes: str
 ) -> RegionLabel:
@@ -166,17 +188,8 @@ def labelme_label(
     regions = []
     for i, (label, kind, pts) in enumerate(file.shapes):
         where = f"labelme file {file.path!r}: shape {i} ({label!r})"
-        if kind in LINE_SHAPES:
-            if other_shapes == "skip":
-                continue
-            raise DataError(
-                f"{where} is a {kind}, which has no area; use --data.other_shapes skip to leave "
-                "such shapes out"
-            )
-        if kind not in AREA_SHAPES:
-            raise DataError(
-                f"{where} has shape_type {kind!r}; expected one of {[*AREA_SHAPES, *LINE_SHAPES]}"
-            )
+        if not has_area(kind, other_shapes, where):
+            continue
         if label == IGNORE_LABEL:
             value = ignore_index
         elif label in class_ids:

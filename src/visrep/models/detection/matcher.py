@@ -27,7 +27,7 @@ from torch.nn.utils.rnn import pad_sequence
 from torchvision.ops import box_convert
 
 from visrep.errors import ConfigError, ShapeError
-from visrep.losses.detection import generalized_box_iou
+from visrep.losses.detection import check_set_inputs, generalized_box_iou
 
 __all__ = ["HungarianMatcher", "hungarian_match", "linear_assignment", "match_cost"]
 
@@ -59,23 +59,6 @@ def linear_assignment(cost: Tensor | np.ndarray) -> tuple[Tensor, Tensor]:
     return torch.as_tensor(rows, dtype=torch.long), torch.as_tensor(cols, dtype=torch.long)
 
 
-def _check(logits: Tensor, boxes: Tensor, targets: Sequence[dict[str, Tensor]]) -> None:
-    if logits.dim() != 3 or boxes.shape != (*logits.shape[:2], 4):
-        raise ShapeError(
-            f"matcher: logits (B, Q, K + 1) and boxes (B, Q, 4), got {tuple(logits.shape)} "
-            f"and {tuple(boxes.shape)}"
-        )
-    if len(targets) != logits.shape[0]:
-        raise ShapeError(f"matcher: {logits.shape[0]} images but {len(targets)} targets")
-    for i, t in enumerate(targets):
-        m = t["labels"].shape
-        if len(m) != 1 or t["boxes"].shape != (m[0], 4):
-            raise ShapeError(
-                f"matcher: target {i} needs labels (M,) and boxes (M, 4), got {tuple(m)} and "
-                f"{tuple(t['boxes'].shape)}"
-            )
-
-
 def match_cost(
     logits: Tensor,
     boxes: Tensor,
@@ -96,7 +79,7 @@ def match_cost(
         ``(B, Q, M_max)``; columns ``M_b..M_max - 1`` of image ``b`` are padding (finite, to
         be ignored).
     """
-    _check(logits, boxes, targets)
+    check_set_inputs(logits, boxes, targets, "matcher")
     b, q = logits.shape[:2]
     m_max = max((len(t["labels"]) for t in targets), default=0)
     if m_max == 0:
