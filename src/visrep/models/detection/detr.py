@@ -48,12 +48,10 @@ from torchvision.ops import box_convert
 
 from visrep.errors import ConfigError, DataError, ShapeError
 from visrep.losses.detection import SetCriterion
-from visrep.models.backbones.resnet import resnet18
 from visrep.models.detection.base import DETECTORS, Detection, Detector, Target
 from visrep.models.detection.matcher import HungarianMatcher
-from visrep.models.detection.pyramid import freeze_batchnorm
+from visrep.models.detection.pyramid import detection_encoder
 from visrep.models.interface import BackboneFactory
-from visrep.models.registry import build_encoder
 
 __all__ = [
     "DETRTransformer",
@@ -350,9 +348,7 @@ class detr(Detector):  # noqa: N801 (the registered, user-facing name)
             raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
         if not 0 <= score_thresh <= 1:
             raise ConfigError(f"score_thresh must be in [0, 1], got {score_thresh}")
-        self.encoder = build_encoder(backbone or resnet18, in_chans, pretrained_path)
-        if frozen_bn:
-            freeze_batchnorm(self.encoder)
+        self.encoder = detection_encoder(backbone, in_chans, pretrained_path, frozen_bn)
         info = self.encoder.feature_info
         self.level = len(info) - 1
         self.stride = int(info[self.level]["reduction"])

@@ -34,9 +34,8 @@ from torchvision.ops import roi_align, roi_pool
 
 from visrep.errors import ConfigError
 from visrep.losses.rcnn import BoxLoss, FastRCNNLoss
-from visrep.models.backbones.resnet import resnet18
 from visrep.models.detection.base import DETECTORS, Detection, Detector, Target
-from visrep.models.detection.pyramid import freeze_batchnorm
+from visrep.models.detection.pyramid import detection_encoder
 from visrep.models.detection.regions import (
     batch_images,
     check_inputs,
@@ -50,7 +49,6 @@ from visrep.models.detection.regions import (
     sample_rois,
 )
 from visrep.models.interface import BackboneFactory, take_indices
-from visrep.models.registry import build_encoder
 
 __all__ = ["FastRCNNHead", "fast_rcnn", "resize_images"]
 
@@ -191,9 +189,7 @@ class fast_rcnn(Detector):  # noqa: N801 (the registered, user-facing name)
         if len(weights) != 4 or min(weights) <= 0:
             raise ConfigError(f"box_weights must be 4 positive numbers, got {box_weights}")
         self.loss = FastRCNNLoss(box_loss, box_loss_weight)
-        encoder = build_encoder(backbone or resnet18, in_chans, pretrained_path)
-        if frozen_bn:
-            freeze_batchnorm(encoder)
+        encoder = detection_encoder(backbone, in_chans, pretrained_path, frozen_bn)
         info = encoder.feature_info
         try:
             (self.level,) = take_indices(len(info), [level])

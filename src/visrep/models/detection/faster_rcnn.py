@@ -30,11 +30,9 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.ops import MultiScaleRoIAlign
 
 from visrep.errors import ConfigError
-from visrep.models.backbones.resnet import resnet18
 from visrep.models.detection.base import DETECTORS, Detection, Detector, Target
-from visrep.models.detection.pyramid import PyramidFeatures, freeze_batchnorm
+from visrep.models.detection.pyramid import PyramidFeatures, detection_encoder
 from visrep.models.interface import BackboneFactory
-from visrep.models.registry import build_encoder
 
 __all__ = ["TorchvisionRCNN", "faster_rcnn", "mask_rcnn"]
 
@@ -110,9 +108,7 @@ class TorchvisionRCNN(Detector):
         for name, value in (("score_thresh", score_thresh), ("nms_thresh", nms_thresh)):
             if not 0 <= value <= 1:
                 raise ConfigError(f"{name} must be in [0, 1], got {value}")
-        encoder = build_encoder(backbone or resnet18, in_chans, pretrained_path)
-        if frozen_bn:
-            freeze_batchnorm(encoder)
+        encoder = detection_encoder(backbone, in_chans, pretrained_path, frozen_bn)
         features = PyramidFeatures(encoder, fpn, num_levels, fpn_channels)
         n_maps = len(features.names)
         if anchor_sizes is None:

@@ -21,10 +21,12 @@ from torch import Tensor, nn
 from torchvision.ops import FrozenBatchNorm2d
 
 from visrep.errors import ConfigError
-from visrep.models.interface import Backbone
+from visrep.models.backbones.resnet import resnet18
+from visrep.models.interface import Backbone, BackboneFactory
 from visrep.models.necks.fpn import FPN, pyramid_levels
+from visrep.models.registry import build_encoder
 
-__all__ = ["PyramidFeatures", "freeze_batchnorm"]
+__all__ = ["PyramidFeatures", "detection_encoder", "freeze_batchnorm"]
 
 
 def freeze_batchnorm(module: nn.Module) -> nn.Module:
@@ -42,6 +44,15 @@ def freeze_batchnorm(module: nn.Module) -> nn.Module:
         else:
             freeze_batchnorm(child)
     return module
+
+
+def detection_encoder(
+    backbone: BackboneFactory | None, in_chans: int, pretrained_path: str | None, frozen_bn: bool
+) -> Backbone:
+    """A detector's feature extractor: ``backbone`` (default ``resnet18``, from scratch) without a
+    classifier, its weights from ``pretrained_path``, batch norms frozen with ``frozen_bn``."""
+    encoder = build_encoder(backbone or resnet18, in_chans, pretrained_path)
+    return freeze_batchnorm(encoder) if frozen_bn else encoder
 
 
 class PyramidFeatures(nn.Module):

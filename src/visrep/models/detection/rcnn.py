@@ -48,9 +48,8 @@ from torch import Tensor, nn
 from torchvision.ops import box_iou, roi_align
 
 from visrep.errors import ConfigError
-from visrep.models.backbones.resnet import resnet18
 from visrep.models.detection.base import DETECTORS, Detection, Detector, Target
-from visrep.models.detection.pyramid import freeze_batchnorm
+from visrep.models.detection.pyramid import detection_encoder
 from visrep.models.detection.regions import (
     batch_images,
     check_inputs,
@@ -64,7 +63,6 @@ from visrep.models.detection.regions import (
     sample_rois,
 )
 from visrep.models.interface import BackboneFactory
-from visrep.models.registry import build_encoder
 
 __all__ = ["Batches", "class_ious", "rcnn", "ridge_regressor", "warp_regions"]
 
@@ -240,9 +238,7 @@ class rcnn(Detector):  # noqa: N801 (the registered, user-facing name)
             )
         if scorer not in ("auto", "softmax", "svm"):
             raise ConfigError(f"scorer must be 'auto', 'softmax' or 'svm', got {scorer!r}")
-        encoder = build_encoder(backbone or resnet18, in_chans, pretrained_path)
-        if frozen_bn:
-            freeze_batchnorm(encoder)
+        encoder = detection_encoder(backbone, in_chans, pretrained_path, frozen_bn)
         self.encoder = encoder
         d = int(encoder.num_features)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(d, num_classes + 1))
