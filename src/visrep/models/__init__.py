@@ -2,6 +2,7 @@
 
 from visrep.models.classifier import ImageClassifier
 from visrep.models.colorizer import Colorizer
+from visrep.models.embedding import EmbeddingNet
 from visrep.models.interface import Backbone, BackboneFactory
 from visrep.models.pretrained import load_pretrained
 from visrep.models.registry import (
@@ -17,6 +18,7 @@ __all__ = [
     "Backbone",
     "BackboneFactory",
     "Colorizer",
+    "EmbeddingNet",
     "ImageClassifier",
     "Registry",
     "backbone_options",

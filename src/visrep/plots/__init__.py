@@ -18,6 +18,7 @@ from visrep.plots.robustness import (
 )
 from visrep.plots.stability import plot_depth, plot_noise, plot_spectral, plot_trajectories
 from visrep.plots.training import plot_learning_curves
+from visrep.plots.verification import plot_distance_histogram, plot_roc
 
 __all__ = [
     "draw_detections",
@@ -27,6 +28,7 @@ __all__ = [
     "plot_confusion_matrix",
     "plot_depth",
     "plot_detections",
+    "plot_distance_histogram",
     "plot_embedding",
     "plot_event_frames",
     "plot_learning_curves",
@@ -36,6 +38,7 @@ __all__ = [
     "plot_prediction_grid",
     "plot_robustness",
     "plot_robustness_comparison",
+    "plot_roc",
     "plot_spectral",
     "plot_trajectories",
     "save",
