@@ -3,6 +3,7 @@
 from visrep.models.classifier import ImageClassifier
 from visrep.models.colorizer import Colorizer
 from visrep.models.embedding import EmbeddingNet
+from visrep.models.generative import VAE, Autoencoder, ConvDecoder, MLPDecoder
 from visrep.models.interface import Backbone, BackboneFactory
 from visrep.models.pretrained import load_pretrained
 from visrep.models.registry import (
@@ -15,11 +16,15 @@ from visrep.models.registry import (
 
 __all__ = [
     "BACKBONES",
+    "VAE",
+    "Autoencoder",
     "Backbone",
     "BackboneFactory",
     "Colorizer",
+    "ConvDecoder",
     "EmbeddingNet",
     "ImageClassifier",
+    "MLPDecoder",
     "Registry",
     "backbone_options",
     "create_backbone",
