@@ -11,6 +11,13 @@ from visrep.plots.colorization import plot_colorizations
 from visrep.plots.detection import draw_detections, plot_detections, plot_pr_curves
 from visrep.plots.embedding import plot_embedding, plot_neighbours
 from visrep.plots.events import plot_event_frames
+from visrep.plots.generation import (
+    plot_image_grid,
+    plot_interpolations,
+    plot_latent_manifold,
+    plot_reconstructions,
+    tile_images,
+)
 from visrep.plots.robustness import (
     plot_adversarial_examples,
     plot_robustness,
@@ -31,15 +38,20 @@ __all__ = [
     "plot_distance_histogram",
     "plot_embedding",
     "plot_event_frames",
+    "plot_image_grid",
+    "plot_interpolations",
+    "plot_latent_manifold",
     "plot_learning_curves",
     "plot_neighbours",
     "plot_noise",
     "plot_pr_curves",
     "plot_prediction_grid",
+    "plot_reconstructions",
     "plot_robustness",
     "plot_robustness_comparison",
     "plot_roc",
     "plot_spectral",
     "plot_trajectories",
     "save",
+    "tile_images",
 ]
