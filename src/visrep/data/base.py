@@ -171,11 +171,18 @@ class LoaderConfig:
         batch_size: training batch size.
         eval_batch_size: validation / test / predict batch size (default: ``batch_size``).
         num_workers: loader worker processes.
+        classes_per_batch: P of P x K metric-learning batches: when set, every training batch
+            holds P distinct classes x ``samples_per_class`` samples each
+            (:class:`~visrep.data.embedding.PKBatchSampler`) and ``batch_size`` is not used
+            for training; None: shuffled batches of ``batch_size``.
+        samples_per_class: K of P x K batches (>= 2: a class needs a positive pair).
     """
 
     batch_size: int = 128
     eval_batch_size: int | None = None
     num_workers: int = 0
+    classes_per_batch: int | None = None
+    samples_per_class: int = 2
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -186,6 +193,16 @@ class LoaderConfig:
             )
         if self.num_workers < 0:
             raise ConfigError(f"data.loader.num_workers must be >= 0, got {self.num_workers}")
+        if self.classes_per_batch is not None and self.classes_per_batch < 2:
+            raise ConfigError(
+                "data.loader.classes_per_batch must be >= 2 (P classes per batch) or null, got "
+                f"{self.classes_per_batch}"
+            )
+        if self.samples_per_class < 2:
+            raise ConfigError(
+                "data.loader.samples_per_class must be >= 2 (K samples per class, for positive "
+                f"pairs), got {self.samples_per_class}"
+            )
 
 
 @dataclass(frozen=True)
@@ -244,6 +261,7 @@ class SplitDataModule(L.LightningDataModule):
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
         self.class_names: list[str] = []
+        self._train_labels: np.ndarray | None = None
 
     def load(self) -> Splits:
         """Read the source; implemented by each concrete DataModule."""
@@ -287,12 +305,31 @@ class SplitDataModule(L.LightningDataModule):
             keep, _ = stratified_split(targets[train_idx], surplus, cfg.seed + 2)
             train_idx = train_idx[keep]
         self.train_set = Subset(s.train, train_idx.tolist())
+        self._train_labels = (
+            None if s.train_targets is None else np.asarray(s.train_targets)[train_idx]
+        )
         self.val_set, self.test_set = val, test
         self.class_names = list(s.class_names)
         self.on_splits_ready()
 
     def on_splits_ready(self) -> None:
         """Called once the splits exist: derive what the model needs from them."""
+
+    def train_labels(self) -> np.ndarray:
+        """The class of each training sample, int64 ``(N,)`` in ``train_set`` order (after
+        :meth:`setup`): the source's training targets at the kept indices.
+
+        Raises:
+            ConfigError: the source gives no per-sample classes (P x K batches need them).
+        """
+        if self.train_set is None:
+            raise ConfigError(f"{type(self).__name__}.train_labels(): call setup() first")
+        if self._train_labels is None:
+            raise ConfigError(
+                f"{type(self).__name__} gives no class per training sample: "
+                "data.loader.classes_per_batch (P x K batches) needs one"
+            )
+        return self._train_labels.astype(np.int64)
 
     def _loader(self, ds: Dataset | None, train: bool) -> DataLoader:
         if ds is None:
@@ -301,11 +338,24 @@ class SplitDataModule(L.LightningDataModule):
         seed = torch.initial_seed()  # set by seed_everything, the same again when a run resumes
         cfg = self.loader
         batch = cfg.batch_size if train else cfg.eval_batch_size or cfg.batch_size
+        batching: dict[str, Any] = {
+            "batch_size": batch,
+            "sampler": EpochShuffleSampler(ds, seed) if train else None,
+            "drop_last": train and len(ds) > batch,
+        }
+        if train and cfg.classes_per_batch is not None:
+            # Imported here: the embedding package imports this module.
+            from visrep.data.embedding.sampler import PKBatchSampler
+
+            # A BatchSampler subclass with a ``sampler`` argument: under DDP Lightning re-creates
+            # it with its DistributedSampler (rank, world size, epoch); see PKBatchSampler.
+            sampler = PKBatchSampler(
+                self.train_labels(), cfg.classes_per_batch, cfg.samples_per_class, seed
+            )
+            batching = {"batch_sampler": sampler}
         return DataLoader(
             ds,
-            batch_size=batch,
-            sampler=EpochShuffleSampler(ds, seed) if train else None,
-            drop_last=train and len(ds) > batch,
+            **batching,
             num_workers=cfg.num_workers,
             persistent_workers=cfg.num_workers > 0,
             pin_memory=on_gpu,
