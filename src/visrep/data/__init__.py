@@ -1,8 +1,8 @@
 """Data sources: datasets and LightningDataModules yielding sample dicts (:mod:`visrep.data.samples`).
 
 ``base`` holds what every family shares (``DataSpec``, ``LoaderConfig``, ``SplitConfig``, the
-split/loader base); each task family has a folder (``classification/`` ...). Images are float
-``(B, C, H, W)`` in [0, 1]; normalisation lives in the model.
+split/loader base); each task family has a folder (``classification/``, ``embedding/`` ...).
+Images are float ``(B, C, H, W)`` in [0, 1]; normalisation lives in the model.
 """
 
 from visrep.data.augment import (
@@ -41,6 +41,14 @@ from visrep.data.detection import (
     VOCDetectionDataModule,
     YOLODataModule,
 )
+from visrep.data.embedding import (
+    IdentityFolderDataModule,
+    IdentitySplit,
+    PKBatchSampler,
+    read_pairs,
+    scan_identity_folders,
+    split_identities,
+)
 from visrep.data.samples import collate
 from visrep.data.segmentation import (
     CocoSegmentationDataModule,
@@ -61,6 +69,8 @@ __all__ = [
     "DigitsDataModule",
     "EpochShuffleSampler",
     "IDXDataModule",
+    "IdentityFolderDataModule",
+    "IdentitySplit",
     "ImageDataModule",
     "ImageFileDataset",
     "ImageFilesDataModule",
@@ -71,6 +81,7 @@ __all__ = [
     "MaskDetectionDataModule",
     "MaskFolderDataModule",
     "NpzDataModule",
+    "PKBatchSampler",
     "PairedFolderDataModule",
     "SplitConfig",
     "SplitDataModule",
@@ -87,6 +98,9 @@ __all__ = [
     "random_crop",
     "random_hflip",
     "read_idx",
+    "read_pairs",
     "scan_class_folders",
+    "scan_identity_folders",
+    "split_identities",
     "stratified_split",
 ]
