@@ -242,7 +242,9 @@ class SplitDataModule(L.LightningDataModule):
     :meth:`spec`. Sources without a test split get one (``split.test_fraction``); the
     validation split is always carved from the training data (``split.val_fraction``);
     ``split.train_samples`` then optionally shrinks what is left for training. Splits are
-    stratified by class when the source gives classes and ``split.stratify`` is on.
+    stratified by class when the source gives classes and ``split.stratify`` is on. With
+    ``loader.classes_per_batch`` set, training batches are P classes x K samples
+    (:class:`~visrep.data.embedding.PKBatchSampler` over :meth:`train_labels`).
 
     Args:
         loader: batch sizes and workers.

@@ -31,7 +31,8 @@ def scan_identity_folders(root: str | Path) -> dict[str, list[str]]:
 
     Raises:
         DataError: ``root`` is not a folder, holds no identity folders, or an identity folder
-            holds fewer than two images (verification needs a same pair of every identity).
+            holds fewer than two images (verification needs a same pair of every identity; so
+            LFW's one-image people must be removed from the tree first).
     """
     root = Path(root)
     if not root.is_dir():
