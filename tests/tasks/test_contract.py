@@ -35,6 +35,7 @@ from visrep.tasks import (
     ClassificationTask,
     ColorizationTask,
     DetectionTask,
+    EmbeddingTask,
     EventClassificationTask,
     SegmentationTask,
     Task,
@@ -121,6 +122,13 @@ DATA: dict[type[Task], Callable[[], tuple[Task, L.LightningDataModule]]] = {
                 )
             ),
             loader=LoaderConfig(batch_size=2),
+        ),
+    ),
+    EmbeddingTask: lambda: (
+        EmbeddingTask(backbone=_SMALL, dim=8),  # triplet loss, batch-hard triplets
+        DigitsDataModule(
+            loader=LoaderConfig(batch_size=16, classes_per_batch=4, samples_per_class=4),
+            split=SplitConfig(train_samples=64),
         ),
     ),
 }

@@ -8,6 +8,7 @@ from visrep.tasks.checkpoint import resolve_task, task_classes
 from visrep.tasks.classification import ClassificationTask
 from visrep.tasks.colorization import ColorizationTask
 from visrep.tasks.detection import DetectionTask
+from visrep.tasks.embedding import EmbeddingTask
 from visrep.tasks.event_classification import EventClassificationTask
 from visrep.tasks.optim import OptimConfig, build_optimizer, build_scheduler, lr_factor
 from visrep.tasks.segmentation import SegmentationTask
@@ -16,6 +17,7 @@ __all__ = [
     "ClassificationTask",
     "ColorizationTask",
     "DetectionTask",
+    "EmbeddingTask",
     "EventClassificationTask",
     "OptimConfig",
     "SegmentationTask",

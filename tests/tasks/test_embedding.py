@@ -1,0 +1,193 @@
+"""EmbeddingTask (visrep.tasks.embedding) on a tiny synthetic identity folder: end to end from
+the CLI (metrics, plots, a reloadable checkpoint, predict), each loss in a short fit, bad
+options as one error line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from threadpoolctl import threadpool_limits
+
+from visrep.data import IdentityFolderDataModule, LoaderConfig
+from visrep.data.embedding import IdentitySplit
+from visrep.errors import ConfigError, DataError
+from visrep.tasks import EmbeddingTask
+from visrep.tasks.checkpoint import read_task_checkpoint
+
+TINY = {"class_path": "small_cnn", "init_args": {"channels": [4, 8], "convs_per_stage": 1}}
+FIT = ["--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
+       "--model.backbone.channels", "[4,8]", "--model.dim", "8",
+       "--data.identities.val", "2", "--data.identities.test", "2",
+       "--data.loader.classes_per_batch", "2", "--data.loader.samples_per_class", "3",
+       "--data.augment.crop_padding", "1"]  # fmt: skip
+PLOTS = ("roc", "distance_histogram", "neighbours", "tsne")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One thread for torch and OpenMP (t-SNE): the machine is shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(threads)
+
+
+def write_identities(root: Path, people: int = 8, photos: int = 6, size: int = 16) -> Path:
+    """``root/p<i>/<j>.png``: each person a fixed random 4x4 pattern, upsampled, plus noise."""
+    rng = np.random.default_rng(0)
+    for i in range(people):
+        face = np.kron(rng.uniform(40, 215, (4, 4)), np.ones((size // 4, size // 4)))
+        (root / f"p{i}").mkdir(parents=True)
+        for j in range(photos):
+            img = np.clip(face + rng.normal(0, 20, face.shape), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(root / f"p{i}" / f"{j + 1}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_identities(tmp_path_factory.mktemp("faces") / "people")
+
+
+@pytest.fixture(scope="module")
+def triplet_run(faces: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """orl_triplet for one epoch, verified on an LFW-layout pair list of the test people."""
+    from visrep.cli import main
+
+    pairs = faces.parent / "pairs.txt"
+    pairs.write_text("3\np0 1 2\np1 3 4\np1 5 6\np0 1 p1 2\np0 3 p1 3\np0 6 p1 1\n")
+    run = tmp_path_factory.mktemp("embedding") / "triplet"
+    args = ["fit", "--config", "orl_triplet", "--run_dir", run, "--data.root", faces, *FIT,
+            "--data.pairs", pairs, "--data.identities.test_identities", "[p0,p1]"]  # fmt: skip
+    assert main([str(a) for a in args]) == 0
+    return run
+
+
+def test_fit_writes_metrics_and_plots(triplet_run):
+    metrics = json.loads((triplet_run / "metrics.json").read_text())
+    keys = {"best/val/auc", "val/auc", "val/recall@1", "test/auc", "test/eer",
+            "test/tar@far=1e-2", "test/recall@1", "test/recall@8", "test/map@r",
+            "test/accuracy"}  # fmt: skip
+    assert keys <= set(metrics), sorted(metrics)
+    assert 0 <= metrics["test/auc"] <= 1 and 0 <= metrics["test/eer"] <= 1
+    assert metrics["test/pairs"] == 6 and metrics["test/same_pairs"] == 3  # the pair list
+    for name in PLOTS:
+        assert (triplet_run / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG", name
+    assert 'alt="roc"' in (triplet_run / "report.html").read_text()
+
+
+def test_checkpoint_reloads_weights_only_and_predict_writes_embeddings(cli, triplet_run, faces):
+    saved = read_task_checkpoint(triplet_run / "checkpoints" / "best.ckpt")  # weights_only
+    task = saved.build()
+    assert isinstance(task, EmbeddingTask) and task.spec.family == "identity"
+    z = task(torch.rand(3, 1, 16, 16))
+    assert z.shape == (3, 8)
+    torch.testing.assert_close(z.norm(dim=1), torch.ones(3))
+    code, _, err = cli("predict", "--ckpt_path", triplet_run / "checkpoints" / "best.ckpt",
+                       "--data.path", faces / "p3")  # fmt: skip
+    assert code == 0, err
+    rows = (triplet_run / "predictions.csv").read_text().splitlines()
+    assert rows[0] == "file," + ",".join(f"z{i}" for i in range(8)) and len(rows) == 7
+    got = np.array([[float(v) for v in r.split(",")[1:]] for r in rows[1:]])
+    x = torch.stack([torch.from_numpy(np.array(Image.open(faces / "p3" / f"{j}.png")))
+                     for j in range(1, 7)])[:, None].float() / 255  # fmt: skip
+    with torch.no_grad():
+        np.testing.assert_allclose(got, task(x).numpy(), atol=2e-6)
+
+
+def _data(faces: Path) -> IdentityFolderDataModule:
+    return IdentityFolderDataModule(
+        str(faces),
+        identities=IdentitySplit(val=2, test=2),
+        loader=LoaderConfig(classes_per_batch=2, samples_per_class=3),
+    )
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"loss": "contrastive", "miner": "hard"}, {"loss": "contrastive", "miner": "random"},
+     {"loss": "triplet", "miner": "distance_weighted"}, {"loss": "softmax", "dim": 0}],
+    ids=lambda o: "-".join(map(str, o.values())),
+)  # fmt: skip
+def test_each_loss_trains_and_evaluates(faces, options):
+    L.seed_everything(0)
+    task = EmbeddingTask(backbone=TINY, **{"dim": 8, **options})
+    trainer = L.Trainer(max_epochs=2, limit_train_batches=2, logger=False, accelerator="cpu",
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)  # fmt: skip
+    dm = _data(faces)
+    trainer.fit(task, dm)
+    fit = dict(trainer.callback_metrics)
+    assert fit["train/loss"] > 0 and torch.isfinite(fit["train/loss"])
+    assert {"val/auc", "val/recall@1", "val/map@r"} <= set(fit)
+    trainer.test(task, dm, verbose=False)
+    test = trainer.callback_metrics
+    assert {"test/auc", "test/eer", "test/tar@far=1e-1", "test/map@r"} <= set(test)
+    assert 0 <= float(test["test/auc"]) <= 1
+    dim = 8 if options["loss"] != "softmax" else task.net.backbone.num_features
+    assert task.net(torch.rand(2, 1, 16, 16)).shape == (2, dim)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["orl_siamese", "orl_softmax"])
+def test_other_configs_fit_from_the_cli(cli, faces, tmp_path, config):
+    run = tmp_path / "run"
+    extra = ["--model.dim", "0"] if config == "orl_softmax" else []
+    code, _, err = cli("fit", "--config", config, "--run_dir", run, "--data.root", faces,
+                       *FIT, *extra)  # fmt: skip
+    assert code == 0, err
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"test/auc", "test/eer", "test/map@r"} <= set(metrics)
+    assert metrics["test/pairs"] == 66 and metrics["test/same_pairs"] == 30  # all pairs
+    for name in PLOTS:
+        assert (run / "plots" / f"{name}.png").is_file(), name
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model.margin", "0"], "model.margin must be > 0, got 0"),
+        (["--model.miner", "semi_hard"], "model.miner 'semi_hard' is not a contrastive miner"),
+        (["--model.squared", "true"], "model.squared applies to the triplet loss"),
+    ],
+)
+def test_bad_options_are_one_error_line(cli, faces, tmp_path, args, message):
+    code, _, err = cli("fit", "--config", "orl_siamese", "--run_dir", tmp_path / "r",
+                         "--data.root", faces, *FIT, *args)  # fmt: skip
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+
+
+def test_a_batch_without_positive_pairs_is_one_error_line(cli, tmp_path):
+    # shuffled digits batches of 2: the first has two classes of one sample each
+    code, _, err = cli("fit", "--config", "quickstart", "--model", "visrep.tasks.EmbeddingTask",
+                       "--run_dir", tmp_path / "r", "--data.loader.batch_size", "2",
+                       "--data.split.train_samples", "8", "--trainer.max_epochs", "1",
+                       "--trainer.enable_progress_bar", "false")  # fmt: skip
+    assert code == 2
+    assert err.count("\n") == 1 and "--data.loader.classes_per_batch P" in err, err
+
+
+def test_task_options_and_batch_checks():
+    with pytest.raises(ConfigError, match="the softmax loss mines nothing"):
+        EmbeddingTask(loss="softmax", miner="hard")
+    with pytest.raises(ConfigError, match="choose from all, batch_hard"):
+        EmbeddingTask(loss="triplet", miner="random")
+    with pytest.raises(ConfigError, match=r"model\.far"):
+        EmbeddingTask(far=(0.0,))
+    task = EmbeddingTask(loss="contrastive", miner="hard")
+    with pytest.raises(DataError, match=r"--data\.loader\.classes_per_batch P"):
+        task._mine(torch.randn(3, 4), torch.tensor([0, 1, 2]))
+    with pytest.raises(DataError, match=r"--data\.loader\.samples_per_class K"):
+        task._mine(torch.randn(3, 4), torch.tensor([5, 5, 5]))
+    i, j, same = task._mine(torch.randn(4, 4), torch.tensor([0, 0, 1, 1]))
+    assert len(i) == len(j) == len(same) > 0
+    assert EmbeddingTask(loss="triplet", miner="semi_hard", margin=0.3).miner.margin == 0.3
