@@ -52,6 +52,7 @@ TOOL_COMMANDS: dict[str, tuple[str, str]] = {
         "visrep.commands.explain",
         "Grad-CAM, occlusion, saliency, neighbours, PCA / t-SNE of a run",
     ),
+    "embed": ("visrep.commands.embed", "embeddings of a run's data split or images, to .npz"),
     "attack": ("visrep.commands.attack", "FGSM, PGD and DeepFool robustness of a run"),
     "events": (
         "visrep.commands.events",
