@@ -79,9 +79,10 @@ def contrastive_loss(emb: Tensor, pairs: Pairs, margin: float = 1.0) -> Tensor:
 def triplet_loss(
     emb: Tensor, triplets: Triplets, margin: float = 0.2, squared: bool = False
 ) -> Tensor:
-    """The triplet loss: mean over the triplets of ``max(0, d_ap - d_an + m)`` (Hermans et al.
-    2017, eq. 1 with Euclidean ``d``), or with squared distances when ``squared`` (Schroff et
-    al. 2015, FaceNet eq. 2, averaged instead of summed).
+    """The triplet loss: mean over the triplets of ``max(0, d_ap - d_an + m)`` with Euclidean
+    ``d`` (Hermans et al. 2017, "In Defense of the Triplet Loss for Person Re-Identification"),
+    or with squared distances when ``squared`` (Schroff et al. 2015, FaceNet's loss, averaged
+    instead of summed).
 
     Args:
         emb: ``(B, D)`` embeddings.

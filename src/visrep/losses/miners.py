@@ -33,7 +33,9 @@ class _Distances(torch.autograd.Function):
     products (O(N M) memory)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, y: Tensor | None, squared: bool) -> Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx, x: Tensor, y: Tensor | None, squared: bool
+    ) -> Tensor:
         same = y is None
         y = x if y is None else y
         x2, y2 = x.pow(2).sum(1), y.pow(2).sum(1)
@@ -185,7 +187,7 @@ def random_pairs(labels: Tensor, generator: torch.Generator | None = None) -> Pa
 def hard_pairs(emb: Tensor, labels: Tensor) -> Pairs:
     """Per anchor, its hardest positive pair (the farthest sample of its class) and its hardest
     negative pair (the nearest sample of another class): the pair form of batch-hard mining
-    (Hermans et al. 2017, "In Defense of the Triplet Loss", eq. 5). pytorch-metric-learning's
+    (Hermans et al. 2017, "In Defense of the Triplet Loss", "Batch Hard"). pytorch-metric-learning's
     ``BatchEasyHardMiner(pos_strategy="hard", neg_strategy="hard")`` gives the same pairs when
     every anchor has a positive; it drops an anchor without one from both sets, here such an
     anchor (a class of one sample) still gives its hardest negative pair.
@@ -232,7 +234,7 @@ def all_triplets(labels: Tensor) -> Triplets:
 
 def batch_hard_triplets(emb: Tensor, labels: Tensor) -> Triplets:
     """Batch-hard triplets (Hermans et al. 2017, "In Defense of the Triplet Loss for Person
-    Re-Identification", eq. 5): for every anchor, the farthest positive and the nearest
+    Re-Identification", section 2): for every anchor, the farthest positive and the nearest
     negative of the batch. Equal to pytorch-metric-learning's ``BatchHardMiner``.
 
     Args:
@@ -255,7 +257,7 @@ def batch_hard_triplets(emb: Tensor, labels: Tensor) -> Triplets:
 def semi_hard_triplets(
     emb: Tensor, labels: Tensor, margin: float = 0.2, squared: bool = False
 ) -> Triplets:
-    """FaceNet's semi-hard triplets (Schroff et al. 2015, section 3.2, eq. 4): every
+    """FaceNet's semi-hard triplets (Schroff et al. 2015, section 3.2): every
     anchor-positive pair of the batch, each with the nearest negative that is farther from the
     anchor than the positive but inside the margin, ``d_ap < d_an < d_ap + margin``.
 
@@ -268,7 +270,7 @@ def semi_hard_triplets(
         emb: ``(B, D)`` embeddings.
         labels: ``(B,)`` class ids.
         margin: the triplet loss margin ``alpha`` (> 0).
-        squared: compare squared distances, as FaceNet's loss (eq. 1) does.
+        squared: compare squared distances, as FaceNet's loss does.
 
     Returns:
         ``(a, p, n)``, at most one triplet per ordered anchor-positive pair.
@@ -294,7 +296,7 @@ def distance_weights(
     "Sampling Matters in Deep Embedding Learning", section 4).
 
     On the unit sphere of ``R^n`` pairwise distances follow ``q(d) ∝ d^(n-2) (1 - d^2/4)^((n-3)/2)``
-    (eq. 4); a negative is drawn with probability ``∝ q(d_an)^-1``, clipped by evaluating it at
+    (section 4); a negative is drawn with probability ``∝ q(d_an)^-1``, clipped by evaluating it at
     ``max(d, cutoff)`` (the paper's ``min(lambda, q^-1)``), and 0 for ``d >= nonzero_loss_cutoff``
     (no loss there) and for same-class samples, exactly as the authors' code and
     pytorch-metric-learning's ``DistanceWeightedMiner`` weight them. Distances are taken between

@@ -1,11 +1,11 @@
 """The variational autoencoder's objective (Kingma and Welling 2014, "Auto-Encoding Variational
-Bayes"; Doersch 2016, "Tutorial on Variational Autoencoders", eq. 3-14 as seed 001 writes them)
+Bayes"; Doersch 2016, "Tutorial on Variational Autoencoders"; seed 001 eq. 3-14)
 and the importance-weighted estimate of ``-log p(x)`` (Burda, Grosse and Salakhutdinov 2016).
 
 Everything is per sample, ``(B,)``, in nats, summed over every non-batch dimension; the ELBO
-``E_q[log p(x|z)] - KL(q(z|x) || p(z))`` (eq. 10-13) is estimated with reparameterised samples
-``z = mu + sigma * eps`` (the reparameterisation trick) and the KL to the standard normal prior
-in closed form.
+``E_q[log p(x|z)] - KL(q(z|x) || p(z))`` (seed 001 eq. 10-13) is estimated with reparameterised
+samples ``z = mu + sigma * eps`` (the reparameterisation trick) and the KL to the standard
+normal prior in closed form.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ def _same_shape(a: Tensor, b: Tensor, names: str, who: str) -> None:
 
 def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """A sample of ``N(mu, diag exp(logvar))`` as ``z = mu + exp(logvar / 2) * eps``,
-    ``eps ~ N(0, I)`` (Kingma and Welling 2014, section 2.4; Doersch 2016, fig. 4): the
-    sample is differentiable in ``mu`` and ``logvar``.
+    ``eps ~ N(0, I)``: the reparameterisation trick (Kingma and Welling 2014, section 2.4; seed
+    001), which makes the sample differentiable in ``mu`` and ``logvar``.
 
     Args:
         mu: ``(B, L)`` means.
@@ -54,8 +54,9 @@ def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None
 
 
 def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
-    """``KL(N(mu, diag exp(logvar)) || N(0, I))`` in closed form (Kingma and Welling 2014,
-    appendix B; Doersch 2016, eq. 7): ``1/2 sum(exp(logvar) + mu^2 - 1 - logvar)``.
+    """``KL(N(mu, diag exp(logvar)) || N(0, I))`` in closed form, the term seed 001 (eq. 12)
+    refers to Doersch 2016 for (Kingma and Welling 2014, appendix B):
+    ``1/2 sum(exp(logvar) + mu^2 - 1 - logvar)``.
 
     Args:
         mu: ``(B, L)`` means.
@@ -88,7 +89,7 @@ def bernoulli_log_likelihood(logits: Tensor, x: Tensor) -> Tensor:
 
 
 def gaussian_log_likelihood(mean: Tensor, x: Tensor, log_sigma: float | Tensor = 0.0) -> Tensor:
-    """``log N(x | mean, sigma^2 I)`` of a Gaussian decoder (seed 001 / Doersch 2016, eq. 7), with
+    """``log N(x | mean, sigma^2 I)`` of a Gaussian decoder (seed 001 eq. 7), with
     its constant: ``sum -(x - mean)^2 / (2 sigma^2) - log sigma - 1/2 log 2 pi``.
 
     Args:
@@ -115,7 +116,7 @@ def gaussian_log_likelihood(mean: Tensor, x: Tensor, log_sigma: float | Tensor =
 
 
 def log_normal_diag(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
-    """``log N(z | mu, diag exp(logvar))`` (the encoder's density, eq. 9).
+    """``log N(z | mu, diag exp(logvar))`` (the encoder's density, seed 001 eq. 9).
 
     Args:
         z: ``(B, L)`` points.
@@ -145,8 +146,9 @@ def log_standard_normal(z: Tensor) -> Tensor:
 
 
 def elbo(log_likelihood: Tensor, kl: Tensor, beta: float = 1.0) -> Tensor:
-    """The evidence lower bound ``E_q[log p(x|z)] - beta KL(q(z|x) || p(z))`` (Doersch 2016,
-    eq. 10 / seed 001's final objective; ``beta != 1`` is the beta-VAE of Higgins et al. 2017).
+    """The evidence lower bound ``E_q[log p(x|z)] - beta KL(q(z|x) || p(z))``, the right-hand
+    side of seed 001 eq. 10-13 and its final objective (Doersch 2016; Kingma and Welling 2014,
+    eq. 3); ``beta != 1`` is the beta-VAE of Higgins et al. 2017.
 
     Args:
         log_likelihood: ``(B,)`` one-sample (or averaged) estimates of ``E_q[log p(x|z)]``.
