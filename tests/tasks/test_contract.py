@@ -32,6 +32,7 @@ from visrep.data.samples import image_sample
 from visrep.events import EventDataModule, EventStreamDataset
 from visrep.runs import RunDir
 from visrep.tasks import (
+    AutoencoderTask,
     ClassificationTask,
     ColorizationTask,
     DetectionTask,
@@ -39,6 +40,7 @@ from visrep.tasks import (
     EventClassificationTask,
     SegmentationTask,
     Task,
+    VAETask,
     task_classes,
 )
 from visrep.tasks.checkpoint import read_task_checkpoint
@@ -130,6 +132,14 @@ DATA: dict[type[Task], Callable[[], tuple[Task, L.LightningDataModule]]] = {
             loader=LoaderConfig(batch_size=16, classes_per_batch=4, samples_per_class=4),
             split=SplitConfig(train_samples=64),
         ),
+    ),
+    AutoencoderTask: lambda: (
+        AutoencoderTask(backbone=_SMALL, code_size=4, noise="masking", sparsity=0.01),
+        DigitsDataModule(loader=_LOADER, split=SplitConfig(train_samples=64)),
+    ),
+    VAETask: lambda: (
+        VAETask(backbone=_SMALL, latent_size=2, iw_samples=4),
+        DigitsDataModule(loader=_LOADER, split=SplitConfig(train_samples=64)),
     ),
 }
 

@@ -63,6 +63,10 @@ TOOL_COMMANDS: dict[str, tuple[str, str]] = {
         "visrep.commands.data",
         "detection data sets: convert VOC / COCO / YOLO / labelme, info",
     ),
+    "generate": (
+        "visrep.commands.generate",
+        "decode prior samples of a VAE run: PNG grid and .npz",
+    ),
 }
 
 

@@ -3,6 +3,7 @@
 :class:`~visrep.tasks.base.Task` is the base of every family; one file per family.
 """
 
+from visrep.tasks.autoencoder import AutoencoderTask
 from visrep.tasks.base import Task
 from visrep.tasks.checkpoint import resolve_task, task_classes
 from visrep.tasks.classification import ClassificationTask
@@ -12,8 +13,10 @@ from visrep.tasks.embedding import EmbeddingTask
 from visrep.tasks.event_classification import EventClassificationTask
 from visrep.tasks.optim import OptimConfig, build_optimizer, build_scheduler, lr_factor
 from visrep.tasks.segmentation import SegmentationTask
+from visrep.tasks.vae import VAETask
 
 __all__ = [
+    "AutoencoderTask",
     "ClassificationTask",
     "ColorizationTask",
     "DetectionTask",
@@ -22,6 +25,7 @@ __all__ = [
     "OptimConfig",
     "SegmentationTask",
     "Task",
+    "VAETask",
     "build_optimizer",
     "build_scheduler",
     "lr_factor",

@@ -1,0 +1,59 @@
+"""``visrep generate RUN``: prior samples of a VAE run as a PNG grid and an npz, seeded; an
+autoencoder run has no prior (one error line)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from visrep.cli import main
+
+_FIT = ["--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false", "--test_after_fit", "false"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("generate") / "vae"
+    args = ["fit", "--config", "fashion_vae", "--data", "visrep.data.DigitsDataModule",
+            "--model.backbone.width", "16", "--model.latent_size", "3", "--run_dir", str(run),
+            "--trainer.limit_train_batches", "2", *_FIT]  # fmt: skip
+    assert main(args) == 0
+    return run
+
+
+def test_generate_writes_a_seeded_grid_and_npz(cli, vae_run, tmp_path):
+    code, out, err = cli("generate", vae_run, "--n", "10", "--seed", "3")
+    assert code == 0, err
+    folder = vae_run / "predictions" / "generated"
+    assert (folder / "samples.png").read_bytes()[:4] == b"\x89PNG"
+    assert f"wrote {folder / 'samples.npz'}" in out
+    a = np.load(folder / "samples.npz")
+    assert a["images"].shape == (10, 1, 8, 8) and a["images"].dtype == np.float32
+    assert a["images_uint8"].shape == (10, 8, 8, 1) and a["latents"].shape == (10, 3)
+    assert a["images"].min() >= 0 and a["images"].max() <= 1 and int(a["seed"]) == 3
+    code, _, err = cli("generate", vae_run / "checkpoints" / "last.ckpt", "--n", "10",
+                       "--seed", "3", "-o", tmp_path / "out", "--which", "last")  # fmt: skip
+    assert code == 0, err
+    b = np.load(tmp_path / "out" / "samples.npz")
+    assert np.array_equal(a["latents"], b["latents"])  # best == last after one epoch
+    code, _, _ = cli("generate", vae_run, "--n", "10", "--seed", "4", "-o", tmp_path / "other")
+    assert not np.array_equal(np.load(tmp_path / "other" / "samples.npz")["latents"], a["latents"])
+
+
+def _one_error(cli, *args) -> str:
+    code, out, err = cli(*args)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (out, err)
+    return lines[0]
+
+
+def test_bad_runs_and_options(cli, vae_run, tmp_path):
+    assert "--n must be >= 1" in _one_error(cli, "generate", vae_run, "--n", "0")
+    assert "no checkpoints" in _one_error(cli, "generate", tmp_path)
+    ae = tmp_path / "ae"
+    assert main(["fit", "--config", "digits_ae", "--run_dir", str(ae),
+                 "--trainer.limit_train_batches", "1", *_FIT]) == 0  # fmt: skip
+    assert "an autoencoder has no prior" in _one_error(cli, "generate", ae)
