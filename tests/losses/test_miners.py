@@ -331,3 +331,32 @@ def test_miner_options_bad_values():
             distance_weighted_triplets(emb, labels, c, nz)
         with pytest.raises(ConfigError, match="cutoff"):
             DistanceWeightedMiner(c, nz)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_miners_and_losses_on_cuda_equal_cpu():
+    from visrep.losses import contrastive_loss, triplet_loss
+
+    labels = _pk(6, 4)
+    emb = _batch(labels, 16, seed=11)
+    cuda = emb.cuda().requires_grad_()
+    for mine in (hard_pairs, batch_hard_triplets, semi_hard_triplets):
+        for x, y in zip(mine(emb, labels), mine(cuda, labels.cuda()), strict=True):
+            assert torch.equal(x, y.cpu())
+    trip = batch_hard_triplets(emb, labels)
+    loss = triplet_loss(cuda, tuple(t.cuda() for t in trip), 0.3)
+    torch.testing.assert_close(loss.cpu(), triplet_loss(emb, trip, 0.3))
+    loss.backward()
+    cpu = emb.clone().requires_grad_()
+    triplet_loss(cpu, trip, 0.3).backward()
+    torch.testing.assert_close(cuda.grad.cpu(), cpu.grad)
+    g = torch.Generator("cuda").manual_seed(0)
+    i, j, same = random_pairs(labels.cuda(), g)
+    assert i.is_cuda and int(same.sum()) == int((same == 0).sum())
+    a, p, n = distance_weighted_triplets(cuda, labels.cuda(), generator=g)
+    assert bool((distance_weights(emb, labels)[a.cpu(), n.cpu()] > 0).all())
+    pairs = hard_pairs(emb, labels)
+    torch.testing.assert_close(
+        contrastive_loss(cuda, tuple(t.cuda() for t in pairs)).cpu(),
+        contrastive_loss(emb, pairs),
+    )

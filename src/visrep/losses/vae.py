@@ -43,13 +43,14 @@ def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None
     Args:
         mu: ``(B, L)`` means.
         logvar: ``(B, L)`` log-variances.
-        generator: source of ``eps`` (the global one when None); on ``mu``'s device.
+        generator: source of ``eps`` (the global one when None), on any device.
 
     Returns:
         ``(B, L)``.
     """
     _same_shape(mu, logvar, "mu and logvar", "reparameterize")
-    eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+    dev = mu.device if generator is None else generator.device
+    eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=dev).to(mu.device)
     return mu + torch.exp(0.5 * logvar) * eps
 
 
