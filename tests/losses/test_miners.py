@@ -351,9 +351,9 @@ def test_miners_and_losses_on_cuda_equal_cpu():
     triplet_loss(cpu, trip, 0.3).backward()
     torch.testing.assert_close(cuda.grad.cpu(), cpu.grad)
     g = torch.Generator("cuda").manual_seed(0)
-    i, j, same = random_pairs(labels.cuda(), g)
+    i, _, same = random_pairs(labels.cuda(), g)
     assert i.is_cuda and int(same.sum()) == int((same == 0).sum())
-    a, p, n = distance_weighted_triplets(cuda, labels.cuda(), generator=g)
+    a, _, n = distance_weighted_triplets(cuda, labels.cuda(), generator=g)
     assert bool((distance_weights(emb, labels)[a.cpu(), n.cpu()] > 0).all())
     pairs = hard_pairs(emb, labels)
     torch.testing.assert_close(
