@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from tests.conftest import SHARED_DATA
@@ -246,3 +247,22 @@ def test_broken_png_decoding_is_a_data_error(tmp_path):
         load_image(tmp_path / "a" / "0.png", 3)
     with pytest.raises(DataError, match=r"cannot read image .*0\.png"):
         ImageFolderDataModule(root=str(tmp_path), cache=True).setup()
+
+
+@pytest.mark.parametrize("kind", ["png16", "pgm65535", "pgm1000"])
+def test_load_image_scales_16_bit_grey(tmp_path, kind: str) -> None:
+    """16-bit PNG and PGM (maxval > 255) scale to [0, 1] by their maxval; PIL's convert("L")
+    would clip every value above 255 to white."""
+    values, maxval = np.array([[32768, 256, 0]], dtype=np.uint16), 65535
+    if kind == "pgm1000":
+        values, maxval = np.array([[500, 1000, 0]], dtype=np.uint16), 1000
+    path = tmp_path / ("a.png" if kind == "png16" else "a.pgm")
+    if kind == "png16":
+        Image.fromarray(values).save(path)
+    else:
+        path.write_bytes(f"P5 3 1 {maxval}\n".encode() + values.astype(">u2").tobytes())
+    want = torch.from_numpy(values / maxval).float()
+    # Pillow rescales a maxval-1000 PGM to 16 bits: half a 16-bit step of rounding
+    torch.testing.assert_close(load_image(path, 1), want[None], atol=1 / 65535, rtol=0)
+    rgb = load_image(path, 3, (2, 6))
+    assert rgb.shape == (3, 2, 6) and torch.equal(rgb[0], rgb[2])

@@ -194,6 +194,8 @@ def load_image(path: str | Path, channels: int, size: tuple[int, int] | None = N
     """Read one image file as float ``(channels, H, W)`` in [0, 1], resized to ``size`` if given."""
     try:
         with Image.open(path) as im:
+            if im.mode in _WIDE_GREY:
+                return _load_wide_grey(im, channels, size)
             im = im.convert("L" if channels == 1 else "RGB")
             if size is not None and (im.height, im.width) != tuple(size):
                 im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
@@ -203,6 +205,23 @@ def load_image(path: str | Path, channels: int, size: tuple[int, int] | None = N
     x = torch.from_numpy(arr.copy())
     x = x[None] if x.dim() == 2 else x.permute(2, 0, 1)
     return x.float().div_(255)
+
+
+# 16-bit grey modes: 16-bit PNG, and PGM with maxval > 255 (Pillow scales its samples to
+# 0..65535). PIL's convert("L") clips them at 255 instead of scaling.
+_WIDE_GREY = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
+
+
+def _load_wide_grey(im: Image.Image, channels: int, size: tuple[int, int] | None) -> Tensor:
+    """A 16-bit grey image as float ``(channels, H, W)`` in [0, 1] (full 16-bit scale)."""
+    arr = np.asarray(im, dtype=np.float32)
+    if arr.size and (arr.min() < 0 or arr.max() > 65535):  # a 32-bit integer image (TIFF)
+        raise ValueError("32-bit integer pixels; expected 8- or 16-bit")
+    f = Image.fromarray(arr / np.float32(65535.0))  # mode "F"
+    if size is not None and (f.height, f.width) != tuple(size):
+        f = f.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    x = torch.from_numpy(np.asarray(f, dtype=np.float32).clip(0, 1).copy())[None]
+    return x.expand(channels, -1, -1).contiguous()
 
 
 class ImageFileDataset(Dataset):
