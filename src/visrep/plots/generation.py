@@ -53,9 +53,11 @@ def tile_images(images: Tensor, ncol: int, pad: int = 1, pad_value: float = 1.0)
     return out
 
 
-def _figure(grid: Tensor, scale: float = 0.025) -> tuple[plt.Figure, plt.Axes]:
+def _figure(grid: Tensor) -> tuple[plt.Figure, plt.Axes]:
+    # 0.03 inch a pixel, between 4 and 14 inches wide: tiny images (8x8 digits) stay visible
     h, w = grid.shape[1:]
-    fig, ax = plt.subplots(figsize=(max(2.5, w * scale), max(2.0, h * scale)))
+    width = min(max(w * 0.03, 4.0), 14.0)
+    fig, ax = plt.subplots(figsize=(width, max(width * h / w, 1.0)))
     arr, cmap = to_imshow(grid)
     ax.imshow(arr, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([])
