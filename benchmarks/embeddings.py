@@ -33,6 +33,23 @@ Sections (``--sections``, default all):
     python benchmarks/embeddings.py [--sections miners] [--reps 30] [--classes 32]
         [--per-class 8] [--dim 128] [--margin 0.2]
 
+``task``
+    Training images/s of ``visrep fit --config orl_triplet`` (the real CLI: LightningCLI, the
+    identity-folder data module with its P x K batch sampler and on-device augmentation,
+    EmbeddingTask's mining, loss and logging, per-epoch validation, checkpoints and the run
+    directory) against a hand-written loop over the same model (``EmbeddingNet`` built from the
+    config's backbone spec), the same training samples in the same P x K batches
+    (``PKBatchSampler``, same seed, ``set_epoch``) with visrep's collate, the same augmentation
+    (``augment_batch``), batch-hard mining, triplet loss, Adam and per-step warm-up + cosine
+    schedule. Data: ``--task-people`` synthetic people x ``--task-photos`` grey
+    ``--task-size`` photos (ORL's 40 x 10 at 112x92 by default) split by identity
+    (``--task-val`` / ``--task-test`` people held out). Timed: each epoch's training batches
+    (validation and the first, warm-up epoch are not), wall clock and process CPU time; the
+    sides alternate over ``--rounds`` in ABBA order and the medians give the ratio
+    visrep / plain and the overhead ``1 - ratio`` (issue 13: at most 5%).
+
+    python benchmarks/embeddings.py --sections task [--rounds 2] [--task-epochs 3]
+
 Run with ``OMP_NUM_THREADS=1`` on a shared machine.
 """
 
@@ -179,8 +196,183 @@ def bench_miners(args: argparse.Namespace) -> None:
     row("batch_hard_step", ours_step, theirs_step, "mine + loss + backward")
 
 
+# -- task: EmbeddingTask training throughput against a plain loop ----------------------------------
+TASK_CONFIG = "orl_triplet"
+_EPOCHS: list[tuple[float, float, int]] = []  # (wall s, CPU s, images), filled by TaskEpochTimer
+
+
+def write_identity_folder(root: Any, people: int, photos: int, size: tuple[int, int]) -> Any:
+    """``root/p<i>/<j>.png``: grey ``size = (H, W)`` images, each person a fixed random 8x8
+    pattern upsampled, plus per-photo noise (seeded)."""
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    root = Path(root)
+    rng = np.random.default_rng(0)
+    h, w = size
+    for i in range(people):
+        face = rng.uniform(40, 215, (8, 8)).repeat(-(-h // 8), 0).repeat(-(-w // 8), 1)[:h, :w]
+        (root / f"p{i}").mkdir(parents=True)
+        for j in range(photos):
+            img = np.clip(face + rng.normal(0, 20, face.shape), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(root / f"p{i}" / f"{j + 1}.png")
+    return root
+
+
+def _task_timer() -> type:
+    import lightning as L
+
+    class TaskEpochTimer(L.Callback):
+        """visrep's side: wall and process-CPU seconds of each epoch's training batches, from
+        the epoch's start to the end of its last batch (validation is outside)."""
+
+        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            self.t0, self.c0, self.n = time.perf_counter(), time.process_time(), 0
+
+        def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
+                               batch_idx: int) -> None:  # fmt: skip
+            self.n += len(batch["label"])
+            self.t, self.c = time.perf_counter(), time.process_time()
+
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            _EPOCHS.append((self.t - self.t0, self.c - self.c0, self.n))
+
+    return TaskEpochTimer
+
+
+TaskEpochTimer = _task_timer()
+
+
+def _task_rates(epochs: list[tuple[float, float, int]]) -> tuple[float, float]:
+    """Images per wall second and per CPU second over the epochs after the first (warm-up)."""
+    timed = epochs[1:]
+    n = sum(e[2] for e in timed)
+    return n / sum(e[0] for e in timed), n / sum(e[1] for e in timed)
+
+
+def _task_identities(args: argparse.Namespace) -> list[str]:
+    return ["--data.identities.val", str(args.task_val), "--data.identities.test",
+            str(args.task_test)]  # fmt: skip
+
+
+def task_fit(root: Any, args: argparse.Namespace) -> tuple[float, float]:
+    """``visrep fit --config orl_triplet`` on ``root``: training img/s (wall, CPU)."""
+    import tempfile
+
+    from visrep.cli import main as cli_main
+
+    _EPOCHS.clear()
+    with tempfile.TemporaryDirectory() as d:
+        code = cli_main([
+            "fit", "--config", TASK_CONFIG, "--data.root", str(root), *_task_identities(args),
+            "--trainer.max_epochs", str(args.task_epochs), "--trainer.accelerator", "cpu",
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+            "--trainer.callbacks", f"{__name__}.TaskEpochTimer", "--test_after_fit", "false",
+            "--run_dir", f"{d}/run",
+        ])  # fmt: skip
+    if code != 0:
+        raise SystemExit(f"visrep fit failed with exit code {code}")
+    return _task_rates(_EPOCHS)
+
+
+def task_plain_loop(root: Any, args: argparse.Namespace) -> tuple[float, float]:
+    """The same EmbeddingNet, P x K batches, augmentation, batch-hard mining, triplet loss,
+    optimiser and per-step schedule in a hand-written loop: training img/s (wall, CPU)."""
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    from visrep.configs import read_config, resolve_config
+    from visrep.data import AugmentConfig, IdentityFolderDataModule, LoaderConfig
+    from visrep.data.augment import augment_batch
+    from visrep.data.embedding import IdentitySplit, PKBatchSampler
+    from visrep.data.samples import IMAGE, LABEL, collate
+    from visrep.models import BACKBONES, EmbeddingNet
+    from visrep.tasks import OptimConfig, build_optimizer, build_scheduler
+
+    cfg = read_config(resolve_config(TASK_CONFIG) or TASK_CONFIG)
+    task, data = cfg["model"]["init_args"], cfg["data"]["init_args"]
+    L.seed_everything(cfg["seed_everything"], verbose=False)
+    loader_cfg = LoaderConfig(**data["loader"])
+    dm = IdentityFolderDataModule(
+        str(root),
+        identities=IdentitySplit(val=args.task_val, test=args.task_test),
+        cache=data.get("cache", False),
+        loader=loader_cfg,
+        augment=AugmentConfig(**data["augment"]),
+    )
+    dm.setup()
+    spec = dm.spec()
+    backbone = BACKBONES.build(task["backbone"], spec.in_chans, 0, spec.image_size)
+    net = EmbeddingNet(backbone, spec.mean, spec.std, task["dim"], task.get("hidden"),
+                       task["normalize"])  # fmt: skip
+    sampler = PKBatchSampler(dm.train_labels(), loader_cfg.classes_per_batch,
+                             loader_cfg.samples_per_class, seed=torch.initial_seed())  # fmt: skip
+    loader = DataLoader(dm.train_set, batch_sampler=sampler, collate_fn=collate)
+    optim = OptimConfig(**task["optim"])
+    opt = build_optimizer(net, optim)
+    sched = build_scheduler(opt, optim, len(loader), args.task_epochs)
+    margin, aug = float(task["margin"]), dm.augment
+    net.train()
+    epochs = []
+    for epoch in range(args.task_epochs):
+        sampler.set_epoch(epoch)
+        t0, c0, n = time.perf_counter(), time.process_time(), 0
+        for batch in loader:
+            x, y = augment_batch(batch[IMAGE], aug), batch[LABEL]
+            emb = net(x)
+            loss = triplet_loss(emb, batch_hard_triplets(emb.detach(), y), margin)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            n += len(y)
+        epochs.append((time.perf_counter() - t0, time.process_time() - c0, n))
+    return _task_rates(epochs)
+
+
+def bench_task(args: argparse.Namespace) -> None:
+    """EmbeddingTask's training throughput against a plain loop (module docstring, ``task``)."""
+    import tempfile
+    from pathlib import Path
+
+    h, w = (int(v) for v in args.task_size.split("x"))
+    print(
+        f"== task: visrep fit --config {TASK_CONFIG} vs a plain loop (threads="
+        f"{torch.get_num_threads()}; {args.task_people} synthetic people x {args.task_photos} "
+        f"grey {h}x{w} photos, {args.task_val} val and {args.task_test} test people; "
+        f"{args.task_epochs} epochs, the first not timed; {args.rounds} rounds, ABBA) =="
+    )
+    plain: list[tuple[float, float]] = []
+    ours: list[tuple[float, float]] = []
+    with tempfile.TemporaryDirectory() as d:
+        root = write_identity_folder(Path(d) / "people", args.task_people, args.task_photos,
+                                     (h, w))  # fmt: skip
+        for r in range(args.rounds):
+            order = ("plain", "visrep") if r % 2 == 0 else ("visrep", "plain")
+            for side in order:
+                if side == "plain":
+                    plain.append(task_plain_loop(root, args))
+                else:
+                    ours.append(task_fit(root, args))
+            print(
+                f"  round {r} ({' then '.join(order)}): plain {plain[-1][0]:.3f} img/s wall, "
+                f"{plain[-1][1]:.3f} img/CPU-s | visrep {ours[-1][0]:.3f} img/s wall, "
+                f"{ours[-1][1]:.3f} img/CPU-s"
+            )
+    for i, what in enumerate(("wall clock", "process CPU time")):
+        p = statistics.median(x[i] for x in plain)
+        v = statistics.median(x[i] for x in ours)
+        print(
+            f"  median, {what}: plain {p:.3f} img/s | visrep {v:.3f} img/s | ratio visrep/plain "
+            f"{v / p:.4f} | overhead {100 * (1 - v / p):.2f}%"
+        )
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {
     "miners": bench_miners,
+    "task": bench_task,
 }
 
 
@@ -194,6 +386,13 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=8, help="miners: samples per class (K)")
     ap.add_argument("--dim", type=int, default=128, help="miners: embedding size")
     ap.add_argument("--margin", type=float, default=0.2, help="miners: triplet margin")
+    ap.add_argument("--rounds", type=int, default=2, help="task: ABBA rounds")
+    ap.add_argument("--task-epochs", type=int, default=3, help="task: epochs (first untimed)")
+    ap.add_argument("--task-people", type=int, default=40, help="task: synthetic people")
+    ap.add_argument("--task-photos", type=int, default=10, help="task: photos per person")
+    ap.add_argument("--task-size", default="112x92", help="task: photo size HxW")
+    ap.add_argument("--task-val", type=int, default=5, help="task: validation people")
+    ap.add_argument("--task-test", type=int, default=10, help="task: test people")
     args = ap.parse_args()
     names = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = sorted(set(names) - set(SECTIONS))
