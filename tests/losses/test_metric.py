@@ -16,6 +16,7 @@ from visrep.losses import (
     semi_hard_triplets,
     triplet_loss,
 )
+from visrep.losses.metric import pair_sq_distances
 
 
 def _pk(p: int, k: int) -> torch.Tensor:
@@ -65,6 +66,23 @@ def test_pairwise_distances_bad_shapes():
         pairwise_distances(torch.zeros(3))
     with pytest.raises(ShapeError, match="pairwise_distances"):
         pairwise_distances(torch.zeros(3, 2), torch.zeros(3, 4))
+
+
+def test_pair_distances_from_differences_and_from_the_matrix_agree_with_finite_gradients():
+    g = torch.Generator().manual_seed(8)
+    emb = torch.randn(24, 3, dtype=torch.float64, generator=g)
+    emb[5] = emb[4]
+    few = (torch.tensor([4, 0, 7]), torch.tensor([5, 9, 3]))  # 3 <= 24^2 / 16: differences
+    many = torch.triu_indices(24, 24, 1)  # 276 > 36: the matrix
+    for i, j in (few, (many[0], many[1])):
+        torch.testing.assert_close(pair_sq_distances(emb, i, j), (emb[i] - emb[j]).pow(2).sum(1))
+    x = emb.clone().requires_grad_()
+    pairs = (few[0], few[1], torch.tensor([0, 1, 0]))  # the zero distance as a different pair
+    assert torch.autograd.gradcheck(lambda e: contrastive_loss(e, pairs), (x,))
+    trip = (torch.tensor([4, 2]), torch.tensor([5, 8]), torch.tensor([1, 5]))
+    for squared in (False, True):
+        f = lambda e, s=squared: triplet_loss(e, trip, 0.3, s)  # noqa: E731
+        assert torch.autograd.gradcheck(f, (x,))
 
 
 # --- contrastive loss ---------------------------------------------------------------------------

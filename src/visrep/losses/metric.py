@@ -45,6 +45,20 @@ def _check_indices(emb: Tensor, idx: tuple[Tensor, ...], kind: str, who: str) ->
         raise ShapeError(f"{who}: the same flags of pairs must be 0 or 1")
 
 
+def pair_sq_distances(emb: Tensor, i: Tensor, j: Tensor) -> Tensor:
+    """``|emb[i] - emb[j]|^2`` for index vectors ``i, j``: from the differences when there are
+    few pairs (at most ``B^2 / 16``: mined pairs and triplets), else gathered from the batch's
+    :func:`pairwise_distances` matrix (cheaper for all pairs / all triplets); both are exact
+    when two rows nearly coincide.
+
+    Shape: ``(B, D)``, ``(n,)``, ``(n,)`` -> ``(n,)``.
+    """
+    b = emb.shape[0]
+    if 16 * i.numel() <= b * b:
+        return (emb[i] - emb[j]).pow(2).sum(1)
+    return pairwise_distances(emb, squared=True)[i, j]
+
+
 def contrastive_loss(emb: Tensor, pairs: Pairs, margin: float = 1.0) -> Tensor:
     """The contrastive loss as seed 001 writes it (Hadsell, Chopra and LeCun 2006,
     "Dimensionality Reduction by Learning an Invariant Mapping", eq. 4): mean over the pairs of
@@ -69,7 +83,7 @@ def contrastive_loss(emb: Tensor, pairs: Pairs, margin: float = 1.0) -> Tensor:
     i, j, same = pairs
     if i.numel() == 0:
         return emb.sum() * 0
-    d2 = pairwise_distances(emb, squared=True)[i, j]
+    d2 = pair_sq_distances(emb, i, j)
     d = sqrt0(d2)
     s = same.to(emb.dtype)
     per_pair = s * 0.5 * d2 + (1 - s) * 0.5 * torch.relu(margin - d).pow(2)
@@ -103,8 +117,9 @@ def triplet_loss(
     a, p, n = triplets
     if a.numel() == 0:
         return emb.sum() * 0
-    d = pairwise_distances(emb, squared=squared)
-    return torch.relu(d[a, p] - d[a, n] + margin).mean()
+    d = pair_sq_distances(emb, torch.cat([a, a]), torch.cat([p, n]))
+    dap, dan = (d if squared else sqrt0(d)).split(a.numel())
+    return torch.relu(dap - dan + margin).mean()
 
 
 def _miner(miner: str | nn.Module, table: dict[str, type[nn.Module]], who: str) -> nn.Module:
