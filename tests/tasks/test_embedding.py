@@ -150,6 +150,37 @@ def test_other_configs_fit_from_the_cli(cli, faces, tmp_path, config):
         assert (run / "plots" / f"{name}.png").is_file(), name
 
 
+@pytest.mark.slow
+def test_ddp_gathers_the_split_in_dataset_order(tmp_path):
+    """2 CPU processes each embed their share of the 21 test photos (11 + 11: the
+    DistributedSampler pads one), the pair list indexes loader order: the gathered metrics equal
+    a single-device test of the same checkpoint."""
+    import subprocess
+    import sys
+
+    faces = write_identities(tmp_path / "people", people=9, photos=7)
+
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("2\np0 1 2\np1 3 6\np0 1 p1 2\np2 4 p1 5\n")
+    common = ["--config", "orl_triplet", "--data.root", str(faces), *FIT,
+              "--data.identities.test", "3", "--data.identities.test_identities", "[p0,p1,p2]",
+              "--data.pairs", str(pairs), "--data.loader.eval_batch_size", "4"]  # fmt: skip
+    vis = [sys.executable, "-m", "visrep"]
+    ddp = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
+    r = subprocess.run([*vis, "fit", *common, "--run_dir", str(tmp_path / "ddp"), *ddp],
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    ckpt = tmp_path / "ddp" / "checkpoints" / "best.ckpt"
+    r = subprocess.run([*vis, "test", "--ckpt_path", str(ckpt), "--run_dir", str(tmp_path / "one"),
+                        "--trainer.devices", "1"], capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    want = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    keys = [k for k in want if k.startswith("test/")]
+    assert len(keys) > 10 and {k: got[k] for k in keys} == {k: want[k] for k in keys}
+    assert want["test/pairs"] == 4 and want["test/recall@8"] == 1.0
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
