@@ -105,3 +105,20 @@ def test_methods_take_brackets_and_commas_alike(cli, run):
                              "--max_points", "20")  # fmt: skip
         assert code == 0, err
         assert "explain_saliency.png" in out and "embedding_pca.png" in out
+
+
+def test_explain_an_autoencoder_run_uses_its_codes(cli, tmp_path):
+    """A run without class scores (an autoencoder): neighbours, t-SNE and PCA of its codes by
+    default; attribution maps, which explain a class score, are refused in one line."""
+    run = tmp_path / "ae"
+    assert main(["fit", "--config", "digits_ae", "--run_dir", str(run), *FIT,
+                 "--data.split.train_samples", "200"]) == 0  # fmt: skip
+    code, out, err = cli("explain", run, "--num_images", "2", "--max_points", "40", "--k", "2")
+    assert code == 0, err
+    assert "nearest training images share the true class" in out
+    for name in ("explain_neighbours", "embedding_tsne", "embedding_pca"):
+        assert (run / "plots" / f"{name}.png").is_file(), name
+    assert not (run / "plots" / "explain_gradcam.png").exists()
+    code, out, err = cli("explain", run, "--methods", "gradcam,tsne")
+    assert code == 2 and err.count("\n") == 1
+    assert "--methods gradcam: attribution maps explain a class score" in err

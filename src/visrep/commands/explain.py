@@ -24,14 +24,16 @@ from visrep.commands._common import (
 from visrep.errors import ConfigError
 from visrep.plots import plot_attributions, plot_embedding, plot_neighbours
 from visrep.report import build_report
+from visrep.tasks import ClassificationTask
 
-METHODS = (*ATTRIBUTIONS, "neighbours", "tsne", "pca")
+FEATURE_METHODS = ("neighbours", "tsne", "pca")
+METHODS = (*ATTRIBUTIONS, *FEATURE_METHODS)
 
 
 def explain(
     run_dir: str,
     *,
-    methods: Sequence[str] = METHODS,
+    methods: Sequence[str] | None = None,
     num_images: int = 8,
     split: Split = "test",
     layer: str | None = None,
@@ -47,11 +49,13 @@ def explain(
     which: Which = "best",
     seed: int = 0,
 ) -> int:
-    """Explain a trained classifier: attribution maps, neighbours and 2-D embeddings.
+    """Explain a trained run: attribution maps, neighbours and 2-D embeddings.
 
     Args:
         run_dir: a run directory (or a checkpoint inside one).
-        methods: any of gradcam, occlusion, saliency, integrated_gradients, neighbours, tsne, pca.
+        methods: any of gradcam, occlusion, saliency, integrated_gradients, neighbours, tsne, pca
+            (default: all; for runs without class scores, such as embedding, autoencoder and VAE
+            runs, neighbours, tsne and pca).
         num_images: images to explain (spread over the split).
         split: split of the explained images and of the PCA / t-SNE points.
         layer: Grad-CAM layer, a module name such as layer4 (default: the last feature map).
@@ -67,12 +71,12 @@ def explain(
         which: the checkpoint of the run.
         seed: seed of the PCA / t-SNE subset and of t-SNE.
     """
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
+    unknown = [m for m in methods or () if m not in METHODS]
+    if unknown or (methods is not None and not methods):
         raise ConfigError(
             f"--methods: unknown {', '.join(unknown) or '(empty)'}; choose from {', '.join(METHODS)}"
         )
-    methods = list(dict.fromkeys(methods))
+    methods = list(dict.fromkeys(methods)) if methods is not None else None
     check_positive(num_images=num_images, batch_size=batch_size, ig_steps=ig_steps, k=k,
                    window=window, stride=stride)  # fmt: skip
     if max_points < 4:
@@ -80,6 +84,18 @@ def explain(
     dev = resolve_device(device)
     loaded = load_run(run_dir, which)
     loaded.run.lock().check()  # before the work, not after
+    # Attribution maps explain a class score: only a classifier has one. Embedding, autoencoder
+    # and VAE runs (net.embed, no logits) get the feature-space methods only.
+    scores = isinstance(loaded.task, ClassificationTask)
+    if methods is None:
+        methods = list(METHODS if scores else FEATURE_METHODS)
+    attributions = [m for m in methods if m in ATTRIBUTIONS]
+    if attributions and not scores:
+        raise ConfigError(
+            f"--methods {','.join(attributions)}: attribution maps explain a class score and "
+            f"{type(loaded.task).__name__} runs have none; neighbours, tsne and pca work on "
+            "their embeddings"
+        )
     ds = split_dataset(loaded, split)
     net = classifier(loaded, "visrep explain", needs="embed").to(dev)
     names = class_names(loaded.task)
@@ -89,10 +105,14 @@ def explain(
 
     x, y = spread_batch(ds, num_images)
     x = x.to(dev)
-    with torch.no_grad():
-        conf, pred = net(x).softmax(-1).max(-1)
-    titles = [f"{label(int(t))} → {label(int(p))} ({float(c):.2f})"
-              for t, p, c in zip(y, pred, conf, strict=True)]  # fmt: skip
+    titles = [label(int(t)) for t in y]
+    if scores:
+        with torch.no_grad():
+            conf, pred = net(x).softmax(-1).max(-1)
+        titles = [f"{t} → {label(int(p))} ({float(c):.2f})"
+                  for t, p, c in zip(titles, pred, conf, strict=True)]  # fmt: skip
+    else:
+        pred = y
     maps, layer_used, skipped = attribution_maps(
         net, x, pred, [m for m in methods if m in ATTRIBUTIONS], layer, window, stride, baseline,
         ig_steps, batch_size,
