@@ -222,3 +222,87 @@ def test_task_options_and_batch_checks():
     i, j, same = task._mine(torch.randn(4, 4), torch.tensor([0, 0, 1, 1]))
     assert len(i) == len(j) == len(same) > 0
     assert EmbeddingTask(loss="triplet", miner="semi_hard", margin=0.3).miner.margin == 0.3
+
+
+# -- evaluating part of a split ---------------------------------------------------------------------
+class _SanityMetrics(L.Callback):
+    """Records the metrics logged by the end of Lightning's sanity check."""
+
+    def on_sanity_check_end(self, trainer, pl_module):
+        self.keys = set(trainer.callback_metrics)
+
+
+def _part_trainer(**options) -> L.Trainer:
+    return L.Trainer(max_epochs=1, limit_train_batches=1, logger=False, accelerator="cpu",
+                     enable_progress_bar=False, enable_model_summary=False,
+                     **{"enable_checkpointing": False, **options})  # fmt: skip
+
+
+def _eval_data(faces: Path, pairs: str | None = None) -> IdentityFolderDataModule:
+    """Evaluation batches of 2: the first batches of a split hold one person (6 photos each)."""
+    return IdentityFolderDataModule(
+        str(faces), identities=IdentitySplit(val=2, test=2, test_identities=("p0", "p1")),
+        loader=LoaderConfig(classes_per_batch=2, samples_per_class=3, eval_batch_size=2),
+        pairs=pairs,
+    )  # fmt: skip
+
+
+def test_the_sanity_check_measures_nothing(faces):
+    """Lightning's sanity check sees 2 batches of one person: no metric, no error."""
+    L.seed_everything(0)
+    task = EmbeddingTask(backbone=TINY, dim=8)
+    seen = _SanityMetrics()
+    trainer = _part_trainer(num_sanity_val_steps=2, callbacks=[seen])
+    trainer.fit(task, _eval_data(faces))
+    assert not any(k.startswith("val/") for k in seen.keys), seen.keys
+    assert {"val/auc", "val/recall@1"} <= set(trainer.callback_metrics)  # the whole split
+
+
+def test_a_cut_split_of_one_class_warns_once_and_logs_nothing(faces):
+    L.seed_everything(0)
+    task = EmbeddingTask(backbone=TINY, dim=8)
+    trainer = _part_trainer(num_sanity_val_steps=0, limit_val_batches=1, limit_test_batches=2)
+    with pytest.warns(UserWarning, match=r"the 2 evaluated samples of the 12 of the val split"):
+        trainer.fit(task, _eval_data(faces))
+    assert not any(k.startswith("val/") for k in trainer.callback_metrics)
+    with pytest.warns(UserWarning, match=r"4 evaluated samples of the 12 of the test split") as w:
+        trainer.test(task, _eval_data(faces), verbose=False)
+        trainer.test(task, _eval_data(faces), verbose=False)
+    assert sum("test split" in str(x.message) for x in w) == 1  # once
+    assert not any(k.startswith("test/") for k in trainer.callback_metrics)
+    assert task.write_artifacts(None, "test") == {}  # nothing to draw
+
+
+def test_a_cut_split_that_a_checkpoint_monitors_is_one_error(faces):
+    """Skipping would leave ModelCheckpoint(monitor='val/auc') without its metric."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    task = EmbeddingTask(backbone=TINY, dim=8)
+    ckpt = ModelCheckpoint(monitor="val/auc", mode="max", dirpath=None)
+    trainer = _part_trainer(num_sanity_val_steps=0, limit_val_batches=1,
+                            enable_checkpointing=True, callbacks=[ckpt],
+                            default_root_dir=str(faces.parent / "ckpt"))  # fmt: skip
+    with pytest.raises(DataError, match=r"ModelCheckpoint\(monitor='val/auc'\) needs val"):
+        trainer.fit(task, _eval_data(faces))
+
+
+def test_a_whole_split_of_one_class_is_an_error():
+    task = EmbeddingTask(backbone=TINY, dim=8)
+    task._outputs = [(torch.randn(5, 8), torch.zeros(5, dtype=torch.long))]
+    with pytest.raises(DataError, match=r"the test split \(5 samples evaluated\) gives 10 same"):
+        task._evaluate("test")
+
+
+def test_pairs_beyond_the_evaluated_samples_are_dropped_with_a_warning(faces):
+    """A pair list of the two test people, the test split cut to its first 8 photos (p0 and
+    two of p1): the pairs that reach beyond are dropped, the others evaluated."""
+    pairs = faces.parent / "pairs_cut.txt"
+    pairs.write_text("2\np0 1 2\np1 5 6\np0 1 p1 2\np0 3 p1 6\n")
+    L.seed_everything(0)
+    task = EmbeddingTask(backbone=TINY, dim=8)
+    trainer = _part_trainer(num_sanity_val_steps=0, limit_test_batches=4)
+    dm = _eval_data(faces, str(pairs))
+    with pytest.warns(UserWarning, match=r"test_pairs: 2 of the 4 pairs index samples beyond the "
+                      r"8 evaluated and are dropped; verification uses the 2 others"):  # fmt: skip
+        trainer.test(task, dm, verbose=False)
+    assert task._test_results["same"].tolist() == [1, 0]

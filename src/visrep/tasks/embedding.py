@@ -32,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from visrep.data.base import DataSpec
@@ -131,6 +132,7 @@ class EmbeddingTask(Task):
         self.miner = self._build_miner(loss, miner, margin, squared)
         self.margin = margin if margin is not None else DEFAULT_MARGIN.get(loss)
         self.backbone_spec = BACKBONES.spec(backbone)
+        self._warned: set[str] = set()
         self.save_hyperparameters()
         self.hparams["backbone"] = self.backbone_spec  # plain data, whatever form was given
 
@@ -233,6 +235,9 @@ class EmbeddingTask(Task):
         return emb, labels
 
     def _split_size(self) -> int | None:
+        """The number of samples of the evaluated split, None when unknown."""
+        if self._trainer is None:
+            return None
         t = self.trainer
         loaders = t.test_dataloaders if t.testing else t.val_dataloaders
         if isinstance(loaders, list | tuple):
@@ -241,27 +246,79 @@ class EmbeddingTask(Task):
         return len(ds) if ds is not None else None
 
     def _pairs(self, stage: str, labels: Tensor) -> Tensor:
-        """The data module's ``<stage>_pairs`` within the collected samples, else all pairs."""
+        """The data module's ``<stage>_pairs`` within the collected samples, else all pairs.
+
+        Rows of the pair list that index samples beyond those evaluated (a split cut short by
+        ``limit_<stage>_batches``) are dropped, with a warning."""
         dm = self.trainer.datamodule if self._trainer is not None else None
         given = getattr(dm, f"{stage}_pairs", None)
         if isinstance(given, Tensor) and len(given):
             p = given.to(labels.device).long()
-            p = p[(p[:, :2] < len(labels)).all(1)]
+            inside = (p[:, :2] < len(labels)).all(1)
+            p = p[inside]
+            if not bool(inside.all()):
+                rest = f"the {len(p)} others" if len(p) else "all pairs of those samples instead"
+                self._warn_once(
+                    f"{stage}_pairs",
+                    f"{stage}_pairs: {len(inside) - len(p)} of the {len(inside)} pairs index "
+                    f"samples beyond the {len(labels)} evaluated and are dropped; verification "
+                    f"uses {rest}",
+                )
             if len(p):
                 return p
         return split_pairs(labels, self.hparams.max_pairs, seed=0)
 
-    def _evaluate(self, stage: str) -> dict[str, Any]:
+    def _warn_once(self, key: str, message: str) -> None:
+        """One warning (rank 0) per ``key`` for the life of the task."""
+        if key not in self._warned:
+            self._warned.add(key)
+            rank_zero_warn(message)
+
+    def _watcher(self, stage: str) -> str | None:
+        """A callback monitoring a ``<stage>/`` metric (``ModelCheckpoint(monitor='val/auc')``,
+        early stopping), which fails when the metric is missing; None when there is none."""
+        for cb in self.trainer.callbacks if self._trainer is not None else []:
+            monitor = getattr(cb, "monitor", None)
+            if isinstance(monitor, str) and monitor.startswith(f"{stage}/"):
+                return f"{type(cb).__name__}(monitor={monitor!r})"
+        return None
+
+    def _evaluate(self, stage: str) -> dict[str, Any] | None:
+        """The metrics of the collected split, logged; None when there is nothing to measure.
+
+        Lightning's sanity check (two validation batches) measures nothing. A split cut short
+        by ``limit_<stage>_batches`` whose evaluated samples cannot be measured (one class, or
+        no class with two samples) is skipped with a warning; the whole split raises.
+        """
+        if self._trainer is not None and self.trainer.sanity_checking:
+            self._outputs = []
+            return None
         emb, labels = self._gathered()
         pairs = self._pairs(stage, labels)
-        d = pair_distances(emb, pairs)
         same = pairs[:, 2]
-        if int(same.sum()) == 0 or int(same.sum()) == len(same):
-            raise DataError(
-                f"the {stage} split ({len(labels)} samples evaluated) gives "
-                f"{int(same.sum())} same-class pairs of {len(same)}: verification needs both "
-                "(more samples or classes per split)"
+        positives = int(same.sum())
+        if positives in (0, len(same)):
+            size = self._split_size()
+            what = f"{positives} same-class pairs of {len(same)}: verification needs both"
+            if size is None or len(labels) >= size:
+                raise DataError(
+                    f"the {stage} split ({len(labels)} samples evaluated) gives {what} (more "
+                    "samples or classes per split)"
+                )
+            cut = f"the {len(labels)} evaluated samples of the {size} of the {stage} split"
+            watcher = self._watcher(stage)
+            if watcher is not None:  # skipping would leave it without its metric
+                raise DataError(
+                    f"{cut} (limit_{stage}_batches) give {what}, and {watcher} needs "
+                    f"{stage} metrics: evaluate more of the split or raise "
+                    "--data.loader.eval_batch_size"
+                )
+            self._warn_once(
+                f"{stage}_degenerate",
+                f"{cut} (limit_{stage}_batches) give {what}; no {stage} metrics are logged",
             )
+            return None
+        d = pair_distances(emb, pairs)
         values = verification_metrics(d, same, self.hparams.far)
         values |= retrieval_metrics(emb, labels, self.hparams.recall_k)
         for key, value in values.items():
@@ -286,7 +343,9 @@ class EmbeddingTask(Task):
 
     def on_test_epoch_end(self) -> None:
         out = self._evaluate("test")
-        self._test_results = {k: v.cpu() if isinstance(v, Tensor) else v for k, v in out.items()}
+        self._test_results = (
+            {k: v.cpu() if isinstance(v, Tensor) else v for k, v in out.items()} if out else None
+        )
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
         return {"embedding": self.net(batch[IMAGE]).detach().cpu()}
