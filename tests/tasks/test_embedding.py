@@ -306,3 +306,33 @@ def test_pairs_beyond_the_evaluated_samples_are_dropped_with_a_warning(faces):
                       r"8 evaluated and are dropped; verification uses the 2 others"):  # fmt: skip
         trainer.test(task, dm, verbose=False)
     assert task._test_results["same"].tolist() == [1, 0]
+
+
+# -- gathering a split over DDP ranks ---------------------------------------------------------------
+def test_gathered_ranks_are_interleaved_only_under_a_distributed_sampler():
+    """Lightning's DistributedSampler gives rank r indices[r::world] (padded): interleaving
+    restores the split; without one (use_distributed_sampler false) every rank embedded the
+    whole split, and interleaving would repeat each sample world times."""
+    from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, SequentialSampler
+
+    from visrep.tasks.embedding import is_sharded, merge_gathered
+
+    data = torch.arange(7) * 10  # one "embedding" row per sample
+    for world in (2, 3):
+        shares = [list(DistributedSampler(data, world, r, shuffle=False)) for r in range(world)]
+        loader = DataLoader(data, sampler=DistributedSampler(data, world, 0, shuffle=False))
+        assert is_sharded(loader)
+        gathered = torch.stack([data[s] for s in shares])  # (world, ceil(7 / world))
+        assert torch.equal(merge_gathered(gathered, is_sharded(loader), len(data)), data)
+        emb = torch.stack([data[s][:, None].expand(-1, 3) for s in shares])  # (world, n, D)
+        assert torch.equal(merge_gathered(emb, True, 7), data[:, None].expand(-1, 3))
+    plain = DataLoader(data, batch_size=2)
+    assert not is_sharded(plain)
+    whole = torch.stack([data, data])  # both ranks embedded all 7
+    assert torch.equal(merge_gathered(whole, is_sharded(plain), len(data)), data)
+    wrapped = DataLoader(data, batch_sampler=BatchSampler(
+        DistributedSampler(data, 2, 1, shuffle=False), 2, False))  # fmt: skip
+    assert is_sharded(wrapped)
+    assert not is_sharded(DataLoader(data, sampler=SequentialSampler(data)))
+    cut = merge_gathered(torch.stack([data[[0, 2]], data[[1, 3]]]), True, 7)  # limit_*_batches
+    assert torch.equal(cut, data[:4])

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
+from torch.utils.data import DistributedSampler
 
 from visrep.data.base import DataSpec
 from visrep.data.samples import IMAGE, LABEL
@@ -66,6 +67,36 @@ DEFAULT_MINER = {"contrastive": "random", "triplet": "batch_hard"}
 DEFAULT_MARGIN = {"contrastive": 1.0, "triplet": 0.2}
 _MINERS = {"contrastive": PAIR_MINERS, "triplet": TRIPLET_MINERS}
 _QUERIES, _NEIGHBOURS = 8, 5  # the neighbour grid
+
+
+def is_sharded(loader: object) -> bool:
+    """Whether an evaluation loader gives each rank a share of its split: a
+    :class:`~torch.utils.data.DistributedSampler` (what Lightning puts in under DDP unless
+    ``--trainer.use_distributed_sampler false``), as the loader's sampler or its batch sampler's.
+    """
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    samplers = (getattr(loader, "sampler", None), getattr(batch_sampler, "sampler", None))
+    return any(isinstance(s, DistributedSampler) for s in samplers)
+
+
+def merge_gathered(gathered: Tensor, sharded: bool, size: int | None = None) -> Tensor:
+    """One rank-ordered ``all_gather`` of per-sample rows ``(world, n, ...)`` as the split in
+    dataset order, ``(N, ...)``.
+
+    Sharded (:func:`is_sharded`): rank ``r`` embedded ``indices[r::world]`` of the unshuffled,
+    padded ``DistributedSampler``, so interleaving the ranks restores the order and the first
+    ``size`` rows are the split. Otherwise every rank embedded the whole split: rank 0's copy.
+
+    >>> g = torch.tensor([[0, 2, 4], [1, 3, 0]])  # 5 samples over 2 ranks, one padded
+    >>> merge_gathered(g, True, 5).tolist(), merge_gathered(g, False).tolist()
+    ([0, 1, 2, 3, 4], [0, 2, 4])
+    """
+    out = gathered.transpose(0, 1).reshape(-1, *gathered.shape[2:]) if sharded else gathered[0]
+    return out[:size] if size is not None else out
+
+
+def _length(ds: object) -> int | None:
+    return len(ds) if ds is not None and hasattr(ds, "__len__") else None
 
 
 class EmbeddingTask(Task):
@@ -217,33 +248,32 @@ class EmbeddingTask(Task):
         self._outputs.append((self.net(batch[IMAGE]).detach(), batch[LABEL].detach()))
 
     def _gathered(self) -> tuple[Tensor, Tensor]:
-        """All embeddings and labels of the split, in dataset order, on every rank.
-
-        Under DDP each rank embedded ``indices[rank::world]`` of Lightning's (unshuffled,
-        padded) ``DistributedSampler``; interleaving the gathered blocks restores the order.
-        """
+        """All embeddings and labels of the split, in dataset order, on every rank (see
+        :func:`merge_gathered`)."""
         emb = torch.cat([e for e, _ in self._outputs]).float()
         labels = torch.cat([y for _, y in self._outputs]).long()
         self._outputs = []
         world = self.trainer.world_size if self._trainer is not None else 1
         if world > 1:
-            emb = self.all_gather(emb).transpose(0, 1).reshape(-1, emb.shape[1])
-            labels = self.all_gather(labels).transpose(0, 1).reshape(-1)
-            size = self._split_size()
-            if size is not None:
-                emb, labels = emb[:size], labels[:size]
+            loader = self._eval_loader()
+            split, size = is_sharded(loader), _length(getattr(loader, "dataset", None))
+            emb = merge_gathered(self.all_gather(emb), split, size)
+            labels = merge_gathered(self.all_gather(labels), split, size)
         return emb, labels
 
-    def _split_size(self) -> int | None:
-        """The number of samples of the evaluated split, None when unknown."""
+    def _eval_loader(self) -> object | None:
+        """The loader of the split being evaluated (the first one), None when unknown."""
         if self._trainer is None:
             return None
         t = self.trainer
         loaders = t.test_dataloaders if t.testing else t.val_dataloaders
         if isinstance(loaders, list | tuple):
             loaders = loaders[0] if loaders else None
-        ds = getattr(loaders, "dataset", None)
-        return len(ds) if ds is not None else None
+        return loaders
+
+    def _split_size(self) -> int | None:
+        """The number of samples of the evaluated split, None when unknown."""
+        return _length(getattr(self._eval_loader(), "dataset", None))
 
     def _pairs(self, stage: str, labels: Tensor) -> Tensor:
         """The data module's ``<stage>_pairs`` within the collected samples, else all pairs.
