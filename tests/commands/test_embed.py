@@ -96,3 +96,13 @@ def test_bad_options_are_one_error_line(cli, run, args, message):
 def test_not_a_run(cli, tmp_path):
     code, _, err = cli("embed", tmp_path)
     assert code == 2 and "has no checkpoints/best.ckpt" in err
+
+
+def test_a_task_that_does_not_embed_images_is_refused(cli, run, monkeypatch):
+    """The task's ``embeds`` decides, not a ``net.embed`` method (R-CNN has one for crops)."""
+    from visrep.tasks import EmbeddingTask
+
+    monkeypatch.setattr(EmbeddingTask, "embeds", False)
+    code, _, err = cli("embed", run[0])
+    assert code == 2 and err.count("\n") == 1, err
+    assert "needs a model with one embedding per image" in err and "EmbeddingTask" in err

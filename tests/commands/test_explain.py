@@ -122,3 +122,18 @@ def test_explain_an_autoencoder_run_uses_its_codes(cli, tmp_path):
     code, out, err = cli("explain", run, "--methods", "gradcam,tsne")
     assert code == 2 and err.count("\n") == 1
     assert "--methods gradcam: attribution maps explain a class score" in err
+
+
+def test_the_task_hooks_decide_what_explain_runs(cli, run, monkeypatch):
+    """``class_scores`` allows attribution maps and ``embeds`` the run at all (R-CNN's net.embed
+    reads box crops), whatever methods the net has."""
+    from visrep.tasks import ClassificationTask
+
+    monkeypatch.setattr(ClassificationTask, "class_scores", False)
+    code, _, err = cli("explain", run, "--methods", "saliency", "--num_images", "2")
+    assert code == 2 and err.count("\n") == 1
+    assert "--methods saliency: attribution maps explain a class score" in err
+    monkeypatch.setattr(ClassificationTask, "embeds", False)
+    code, _, err = cli("explain", run, "--methods", "pca", "--num_images", "2")
+    assert code == 2 and err.count("\n") == 1
+    assert "needs a model with one embedding per image" in err and "ClassificationTask" in err

@@ -205,3 +205,30 @@ def test_task_contract(cls: type[Task], tmp_path: Path):
             assert all(torch.allclose(g[k].float(), w[k].float(), atol=1e-5) for k in w)
     else:
         assert torch.allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls", list(DATA), ids=lambda c: c.__name__)
+def test_the_hooks_say_what_the_net_gives(cls: type[Task]):
+    """``Task.embeds``: ``net.embed(images)`` is one ``(B, D)`` row per image; ``class_scores``:
+    ``net(x)`` is ``(B, num_classes)`` logits. Tools trust them instead of looking for methods
+    (R-CNN's net has an ``embed`` of box crops; the events classifier embeds event batches)."""
+    task, dm = DATA[cls]()
+    dm.setup("fit")
+    task.setup_spec(dm.spec())
+    batch = next(iter(dm.val_dataloader()))
+    net = task.net.eval()
+    with torch.no_grad():
+        if cls.embeds:
+            x = batch["image"]
+            z = net.embed(x)
+            assert z.dim() == 2 and z.shape[0] == len(x) and z.shape[1] >= 1
+        if cls.class_scores:
+            logits = net(batch[cls.input_key])
+            assert logits.shape[-1] == task.spec.num_classes and logits.dim() == 2
+    expected = {
+        ClassificationTask: (True, True), EventClassificationTask: (True, False),
+        EmbeddingTask: (False, True), AutoencoderTask: (False, True), VAETask: (False, True),
+        DetectionTask: (False, False), SegmentationTask: (False, False),
+        ColorizationTask: (False, False),
+    }  # fmt: skip
+    assert (cls.class_scores, cls.embeds) == expected[cls]

@@ -1,7 +1,7 @@
 """``visrep embed RUN_DIR --split test -o out.npz``: the embeddings of a run's data split (or of
 image files) with labels and file names, as an ``.npz``.
 
-Any run whose model has an ``embed(x)`` method: an :class:`~visrep.tasks.EmbeddingTask` (its
+Any run whose task embeds images (``Task.embeds``): an :class:`~visrep.tasks.EmbeddingTask` (its
 embedding), a :class:`~visrep.tasks.ClassificationTask` (the pooled penultimate features the
 classifier reads), an autoencoder (its code) or a VAE (the posterior mean ``mu``).
 """
@@ -71,10 +71,11 @@ def embed(
     loaded = load_run(run_dir, which, with_data=path is None)
     run = loaded.run
     net = getattr(loaded.task, "net", None)
-    if not isinstance(net, torch.nn.Module) or not callable(getattr(net, "embed", None)):
+    if not loaded.task.embeds or not isinstance(net, torch.nn.Module):
+        # the task says so (Task.embeds): R-CNN's net.embed reads box crops, not images
         raise ConfigError(
-            f"{loaded.checkpoint}: visrep embed needs a model with an embedding (net.embed: "
-            f"embedding, classification, autoencoder or VAE runs), got {type(loaded.task).__name__}"
+            f"{loaded.checkpoint}: visrep embed needs a model with one embedding per image "
+            f"(embedding, classification, autoencoder or VAE runs), got {type(loaded.task).__name__}"
         )
     if path is not None:
         spec = loaded.task.spec

@@ -24,7 +24,6 @@ from visrep.commands._common import (
 from visrep.errors import ConfigError
 from visrep.plots import plot_attributions, plot_embedding, plot_neighbours
 from visrep.report import build_report
-from visrep.tasks import ClassificationTask
 
 FEATURE_METHODS = ("neighbours", "tsne", "pca")
 METHODS = (*ATTRIBUTIONS, *FEATURE_METHODS)
@@ -84,9 +83,15 @@ def explain(
     dev = resolve_device(device)
     loaded = load_run(run_dir, which)
     loaded.run.lock().check()  # before the work, not after
+    task = loaded.task
+    if not task.embeds:  # e.g. R-CNN: its net.embed reads box crops
+        raise ConfigError(
+            f"{loaded.checkpoint}: visrep explain needs a model with one embedding per image "
+            f"(classification, embedding, autoencoder or VAE runs), got {type(task).__name__}"
+        )
     # Attribution maps explain a class score: only a classifier has one. Embedding, autoencoder
     # and VAE runs (net.embed, no logits) get the feature-space methods only.
-    scores = isinstance(loaded.task, ClassificationTask)
+    scores = task.class_scores
     if methods is None:
         methods = list(METHODS if scores else FEATURE_METHODS)
     attributions = [m for m in methods if m in ATTRIBUTIONS]

@@ -124,6 +124,7 @@ class GenerativeTaskMixin:
     monitor: ClassVar[tuple[str, str] | None] = ("val/loss", "min")
     families = ("classification", "identity")  # any image data; labels only colour plots
     input_key = IMAGE
+    embeds = True  # the code (autoencoder), the posterior mean (VAE)
 
     def __init__(
         self,

@@ -73,11 +73,17 @@ class Task(L.LightningModule):
         predict_native_size: ``visrep predict`` on image files feeds each image at its own size
             (dense tasks: one output pixel per input pixel) instead of resizing it to the
             training size.
+        class_scores: the net's forward gives class logits: attribution maps apply
+            (``visrep explain``'s Grad-CAM, occlusion, saliency, integrated gradients).
+        embeds: the net has ``embed(images) -> (B, D)``: one embedding per image
+            (``visrep embed``, ``visrep explain``'s neighbours and projections).
     """
 
     monitor: ClassVar[tuple[str, str] | None] = ("val/loss", "min")
     families: ClassVar[tuple[str, ...]] = ()
     predict_native_size: ClassVar[bool] = False
+    class_scores: ClassVar[bool] = False
+    embeds: ClassVar[bool] = False
 
     def __init__(self, optim: OptimConfig | None = None) -> None:
         super().__init__()

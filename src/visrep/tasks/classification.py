@@ -45,6 +45,7 @@ class ClassificationTask(Task):
     monitor = ("val/acc", "max")
     families = ("classification",)
     input_key = IMAGE  # the batch entry the model reads
+    class_scores = embeds = True
 
     def __init__(
         self,

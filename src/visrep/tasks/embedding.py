@@ -125,6 +125,7 @@ class EmbeddingTask(Task):
     monitor = ("val/auc", "max")
     families = ("classification", "identity")
     input_key = IMAGE
+    embeds = True
 
     def __init__(
         self,

@@ -79,6 +79,7 @@ class EventClassificationTask(ClassificationTask):
 
     families = ("events",)
     input_key = EVENTS
+    embeds = False  # its net embeds event batches, not images
 
     def __init__(
         self,
