@@ -15,7 +15,6 @@ from visrep.errors import DataError, ShapeError
 from visrep.tasks.embedding_metrics import (
     equal_error_rate,
     far_key,
-    nearest_others,
     pair_distances,
     retrieval_metrics,
     roc_auc,
@@ -24,6 +23,7 @@ from visrep.tasks.embedding_metrics import (
     tar_at_far,
     verification_metrics,
 )
+from visrep.utils.embedding import nearest_indices
 
 
 def _random_pairs(n: int = 400, seed: int = 0, ties: bool = False):
@@ -161,7 +161,7 @@ def test_recall_at_k_against_brute_force():
     for k in (1, 2, 5):
         want = (labels[order[:, :k]] == labels[:, None]).any(1).double().mean().item()
         assert retrieval_metrics(emb, labels, ks=(k,))[f"recall@{k}"] == pytest.approx(want)
-    assert torch.equal(nearest_others(emb, 4, chunk=7), order[:, :4])
+    assert torch.equal(nearest_indices(emb, emb, 4, chunk=7, exclude_self=True), order[:, :4])
 
 
 def test_retrieval_analytic_and_errors():

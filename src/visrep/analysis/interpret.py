@@ -10,7 +10,8 @@ Attribution maps for a batch of images and target classes:
 
 Feature space (the ``net.embed`` representation): :func:`embed` a data set in batches,
 :func:`nearest_neighbours` by cosine or L2 distance with matrix products, :func:`pca` and
-:func:`tsne` (van der Maaten & Hinton 2008) projections to 2-D. Their figures are
+:func:`tsne` (van der Maaten & Hinton 2008; :func:`visrep.utils.embedding.tsne`, which the
+embedding task's test plot shares) projections to 2-D. Their figures are
 :mod:`visrep.plots.attribution` and :mod:`visrep.plots.embedding`.
 
 ``net`` is a :class:`~visrep.models.ImageClassifier` (pixels in [0, 1] in, logits out) or any
@@ -30,8 +31,10 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from visrep.data.samples import IMAGE, LABEL, collate
-from visrep.errors import ConfigError, ShapeError
+from visrep.errors import ConfigError, DataError, ShapeError
 from visrep.utils.checks import check_images
+from visrep.utils.embedding import nearest_indices, neighbour_distances
+from visrep.utils.embedding import tsne as tsne  # this module's t-SNE, shared with the tasks
 
 
 # -- helpers ----------------------------------------------------------------------------------------
@@ -315,22 +318,31 @@ def embed(
     batch_size: int = 256,
     device: str | torch.device | None = None,
 ) -> tuple[Tensor, Tensor | None]:
-    """The representations ``net.embed(x)`` of a data set of ``{"image", "label"}`` samples or an
-    image tensor.
+    """The representations ``net.embed(x)`` of a data set of ``{"image", "label"}`` samples (in
+    order) or of an image tensor.
 
     Returns:
-        ``(Z, y)``: embeddings ``(N, D)`` on the CPU and targets ``(N,)`` (None for a tensor).
+        ``(Z, y)``: float32 embeddings ``(N, D)`` on the CPU and int64 targets ``(N,)``, -1
+        where a sample has no label (None for a tensor).
+
+    Raises:
+        DataError: the samples hold no images.
+        ShapeError: the data set is empty.
     """
     dev = device or next(net.parameters()).device
     if isinstance(data, Tensor):
         check_images(data, "data")
         return torch.cat(
-            [net.embed(b.to(dev)).flatten(1).cpu() for b in data.split(batch_size)]
+            [net.embed(b.to(dev)).flatten(1).float().cpu() for b in data.split(batch_size)]
         ), None
     zs, ys = [], []
     for batch in DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate):
-        zs.append(net.embed(batch[IMAGE].to(dev)).flatten(1).cpu())
-        ys.append(torch.as_tensor(batch[LABEL]))
+        if IMAGE not in batch:
+            raise DataError(f"embed needs image samples, got keys {', '.join(batch)}")
+        x = batch[IMAGE]
+        zs.append(net.embed(x.to(dev)).flatten(1).float().cpu())
+        y = batch.get(LABEL)
+        ys.append(torch.as_tensor(y).long() if y is not None else torch.full((len(x),), -1))
     if not zs:
         raise ShapeError("cannot embed an empty data set")
     return torch.cat(zs), torch.cat(ys)
@@ -340,10 +352,11 @@ def nearest_neighbours(
     queries: Tensor, bank: Tensor, k: int = 5, metric: str = "cosine", chunk: int = 1024
 ) -> tuple[Tensor, Tensor]:
     """The ``k`` nearest rows of ``bank`` for each query, by matrix products (AlexNet's feature-
-    space neighbours, Krizhevsky et al. 2012, Fig. 4).
+    space neighbours, Krizhevsky et al. 2012, Fig. 4): :func:`visrep.utils.embedding.
+    nearest_indices` and their :func:`~visrep.utils.embedding.neighbour_distances`.
 
-    ``cosine``: distance ``1 - <q, b> / (|q| |b|)``; ``l2``: ``sqrt(|q|^2 - 2 <q, b> + |b|^2)``.
-    Queries are processed ``chunk`` at a time, so memory is ``chunk x N``.
+    ``cosine``: distance ``1 - <q, b> / (|q| |b|)``; ``l2``: ``|q - b|``. Queries are processed
+    ``chunk`` at a time, so memory is ``chunk x N``.
 
     Args:
         queries: ``(Q, D)``.
@@ -357,32 +370,8 @@ def nearest_neighbours(
     >>> nearest_neighbours(torch.tensor([[0.9, 0.2, 0.0]]), torch.eye(3), k=2)[1]
     tensor([[0, 1]])
     """
-    if queries.dim() != 2 or bank.dim() != 2 or queries.shape[1] != bank.shape[1]:
-        raise ShapeError(
-            f"queries (Q, D) and bank (N, D) must share D, got {tuple(queries.shape)} and "
-            f"{tuple(bank.shape)}"
-        )
-    if metric not in ("cosine", "l2"):
-        raise ConfigError(f"metric must be 'cosine' or 'l2', got {metric!r}")
-    if not 1 <= k <= bank.shape[0]:
-        raise ConfigError(f"k must be between 1 and the bank size {bank.shape[0]}, got {k}")
-    q, b = queries.float(), bank.float()
-    if metric == "cosine":
-        q, b = F.normalize(q, dim=1), F.normalize(b, dim=1)
-    b_sq = (b * b).sum(1)
-    idxs = []
-    for qc in q.split(chunk):
-        dots = qc @ b.T
-        # Ranking key: cosine -> -<q, b>; l2 -> |b|^2 - 2 <q, b> (|q|^2 is constant per row).
-        key = -dots if metric == "cosine" else b_sq - 2 * dots
-        idxs.append(key.topk(k, dim=1, largest=False).indices)
-    idx = torch.cat(idxs)
-    # Distances of the k chosen rows only, computed directly: the expanded |q - b|^2 cancels
-    # badly near 0, and this costs Q x k x D.
-    near = b[idx]  # (Q, k, D)
-    if metric == "cosine":
-        return 1 - (near * q[:, None]).sum(-1), idx
-    return (near - q[:, None]).norm(dim=-1), idx
+    idx = nearest_indices(queries, bank, k, metric, chunk)
+    return neighbour_distances(queries, bank, idx, metric), idx
 
 
 def pca(z: Tensor | np.ndarray, n_components: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -400,22 +389,3 @@ def pca(z: Tensor | np.ndarray, n_components: int = 2) -> tuple[np.ndarray, np.n
         )
     model = PCA(n_components, svd_solver="full")
     return model.fit_transform(z), model.explained_variance_ratio_
-
-
-def tsne(
-    z: Tensor | np.ndarray, n_components: int = 2, perplexity: float = 30.0, seed: int = 0
-) -> np.ndarray:
-    """t-SNE embedding (van der Maaten & Hinton 2008), scikit-learn, PCA initialisation.
-
-    The perplexity is capped at ``(N - 1) / 3`` so small sets work.
-
-    Returns:
-        Points ``(N, n_components)``.
-    """
-    from sklearn.manifold import TSNE
-
-    z = np.asarray(z, dtype=np.float32)
-    if z.ndim != 2 or z.shape[0] < 4:
-        raise ShapeError(f"t-SNE needs (N, D) features with N >= 4, got {z.shape}")
-    perp = max(1.0, min(perplexity, (z.shape[0] - 1) / 3))
-    return TSNE(n_components, perplexity=perp, init="pca", random_state=seed).fit_transform(z)

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset, Subset
 
+from visrep.analysis.interpret import embed as embed_features
 from visrep.analysis.runs import load_run
 from visrep.analysis.samples import class_names, split_dataset
 from visrep.commands._common import (
@@ -30,8 +31,7 @@ from visrep.commands._common import (
 )
 from visrep.data.classification.files import list_images
 from visrep.data.datasets import ImageFileDataset
-from visrep.data.samples import IMAGE, LABEL, collate
-from visrep.errors import ConfigError, DataError
+from visrep.errors import ConfigError
 from visrep.runs import RunDir
 
 
@@ -91,7 +91,8 @@ def embed(
     inside = target.resolve().is_relative_to(run.root.resolve())
     if inside:
         run.lock().check()  # before the work, not after
-    emb, labels = embed_dataset(net.to(dev).eval(), ds, batch_size, dev)
+    z, y = embed_features(net.to(dev).eval(), ds, batch_size, dev)
+    emb, labels = z.numpy(), y.numpy()
     buf = io.BytesIO()
     np.savez(
         buf,
@@ -106,25 +107,6 @@ def embed(
         RunDir(target.parent).write_bytes(target, buf.getvalue())
     print(f"wrote {target} ({emb.shape[0]} x {emb.shape[1]} embeddings of {where})")
     return 0
-
-
-@torch.no_grad()
-def embed_dataset(
-    net: torch.nn.Module, ds: Dataset, batch_size: int, device: torch.device
-) -> tuple[np.ndarray, np.ndarray]:
-    """``net.embed`` of every sample of ``ds`` in order: float32 ``(N, D)`` and int64 labels
-    ``(N,)`` (-1 where a sample has none)."""
-    zs, ys = [], []
-    for batch in DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate):
-        if IMAGE not in batch:
-            raise DataError(f"visrep embed needs image samples, got keys {', '.join(batch)}")
-        x = batch[IMAGE].to(device)
-        zs.append(net.embed(x).flatten(1).float().cpu())
-        y = batch.get(LABEL)
-        ys.append(torch.as_tensor(y).long() if y is not None else torch.full((len(x),), -1))
-    if not zs:
-        raise DataError("visrep embed: the data set is empty")
-    return torch.cat(zs).numpy(), torch.cat(ys).numpy()
 
 
 def sample_files(datamodule: object, ds: Dataset, split: str) -> list[str] | None:

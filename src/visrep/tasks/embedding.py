@@ -51,7 +51,6 @@ from visrep.runs import RunDir
 from visrep.tasks.base import Task
 from visrep.tasks.embedding_metrics import (
     far_key,
-    nearest_others,
     pair_distances,
     retrieval_metrics,
     roc_curve,
@@ -59,6 +58,7 @@ from visrep.tasks.embedding_metrics import (
     verification_metrics,
 )
 from visrep.tasks.optim import OptimConfig
+from visrep.utils.embedding import nearest_indices, neighbour_distances, subsample, tsne
 
 Batch = dict[str, Any]
 Loss = Literal["contrastive", "triplet", "softmax"]
@@ -422,8 +422,8 @@ class EmbeddingTask(Task):
         queries = np.unique(np.linspace(0, len(emb) - 1, min(_QUERIES, len(emb))).round()).astype(
             int
         )
-        near = nearest_others(emb, k)[torch.from_numpy(queries)]  # (Q, k)
-        dist = (emb[near] - emb[queries][:, None]).norm(dim=-1)
+        near = nearest_indices(emb, emb, k, "l2", exclude_self=True)[torch.from_numpy(queries)]
+        dist = neighbour_distances(emb[queries], emb, near, "l2")  # (Q, k)
 
         def image(i: int) -> Tensor:
             return torch.as_tensor(ds[int(i)][IMAGE]).float()
@@ -442,19 +442,11 @@ class EmbeddingTask(Task):
 
     def _plot_tsne(self, run: RunDir, emb: Tensor, labels: Tensor, names: list[str]) -> None:
         """t-SNE (van der Maaten & Hinton 2008) of at most ``tsne_points`` test embeddings."""
-        from sklearn.manifold import TSNE
-        from threadpoolctl import threadpool_limits
-
         n = len(emb)
         if n < 4:
             return
-        m = min(n, self.hparams.tsne_points)
-        idx = np.sort(np.random.default_rng(0).choice(n, m, replace=False))
-        perplexity = max(1.0, min(30.0, (m - 1) / 3))
-        # OpenMP threads beyond torch's own spin on a busy machine (t-SNE 100x slower)
-        with threadpool_limits(torch.get_num_threads()):
-            points = TSNE(2, perplexity=perplexity, init="pca", random_state=0).fit_transform(
-                emb[idx].numpy().astype(np.float32)
-            )
+        idx = subsample(n, self.hparams.tsne_points, seed=0)
+        points = tsne(emb[idx].numpy(), seed=0)
+        m = len(idx)
         title = f"t-SNE of {m} test embeddings" + (f" (of {n})" if m < n else "")
         plot_embedding(points, labels[idx].numpy(), run.plots / "tsne.png", names, title)

@@ -27,7 +27,8 @@ Retrieval (leave-one-out: every sample of a split queries all the others, Euclid
 
 Queries whose class has no other sample count in neither, as in pytorch-metric-learning's
 ``AccuracyCalculator`` (``recall@1`` is its ``precision_at_1``). Everything is vectorised over
-pairs and over chunks of queries (memory ``chunk x N``).
+pairs and over chunks of queries (memory ``chunk x N``; the neighbours are
+:func:`visrep.utils.embedding.nearest_indices`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import torch
 from torch import Tensor
 
 from visrep.errors import DataError, ShapeError
+from visrep.utils.embedding import nearest_indices
 
 __all__ = [
     "best_accuracy",
@@ -212,26 +214,6 @@ def verification_metrics(
 
 
 # -- retrieval -------------------------------------------------------------------------------------
-def nearest_others(emb: Tensor, k: int, chunk: int = 1024) -> Tensor:
-    """Indices ``(N, k)`` of each sample's ``k`` nearest other samples (Euclidean), nearest
-    first; the sample itself is never its own neighbour."""
-    _check_embeddings(emb)
-    n = len(emb)
-    if not 1 <= k < n:
-        raise ShapeError(f"k must be in 1..{n - 1} for {n} samples, got {k}")
-    x = emb.detach() if emb.is_floating_point() else emb.detach().float()
-    sq = (x * x).sum(1)
-    out = []
-    for start in range(0, n, chunk):  # chunks of queries, not samples: memory chunk x N
-        q = x[start : start + chunk]
-        rows = torch.arange(len(q), device=x.device)
-        # ranking key |b|^2 - 2<q, b> (|q|^2 is constant per query)
-        key = sq[None] - 2 * q @ x.T
-        key[rows, start + rows] = math.inf
-        out.append(key.topk(k, dim=1, largest=False).indices)
-    return torch.cat(out)
-
-
 def retrieval_metrics(
     emb: Tensor, labels: Tensor, ks: Sequence[int] = (1, 2, 4, 8), chunk: int = 1024
 ) -> dict[str, float]:
@@ -252,7 +234,7 @@ def retrieval_metrics(
         raise DataError("retrieval needs a class with at least 2 samples; every class has 1")
     n = len(emb)
     kmax = min(max(max(ks), int(r.max())), n - 1)
-    idx = nearest_others(emb, kmax, chunk)
+    idx = nearest_indices(emb, emb, kmax, "l2", chunk, exclude_self=True)
     hits = labels[idx] == labels[:, None]  # (N, kmax), nearest first
     out = {}
     for k in ks:
