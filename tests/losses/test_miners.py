@@ -326,11 +326,15 @@ def test_miner_options_bad_values():
             semi_hard_triplets(emb, labels, m)
         with pytest.raises(ConfigError, match="margin"):
             SemiHardMiner(m)
-    for c, nz in ((0.0, 1.4), (1.5, 1.4), (0.5, 2.5)):
-        with pytest.raises(ConfigError, match="cutoff"):
+    for c, nz in ((0.0, 1.4), (1.5, 1.4), (0.5, 2.5), (math.nan, 1.4)):
+        with pytest.raises(ConfigError, match="cutoff") as fn:
             distance_weighted_triplets(emb, labels, c, nz)
-        with pytest.raises(ConfigError, match="cutoff"):
+        with pytest.raises(ConfigError, match="cutoff") as module:
             DistanceWeightedMiner(c, nz)
+        # one check (check_cutoffs) behind both: the same message but for who asks
+        assert str(fn.value).replace("distance_weighted_triplets", "DistanceWeightedMiner") == str(
+            module.value
+        )
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

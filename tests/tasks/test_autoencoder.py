@@ -125,6 +125,26 @@ def test_bad_options(cls, options, match):
 
 
 @pytest.mark.parametrize(
+    ("options", "message"),
+    [({"latent_size": 0}, "latent_size must be >= 1, got 0"),
+     ({"likelihood": "poisson"}, "likelihood must be bernoulli or gaussian, got 'poisson'"),
+     ({"likelihood": "gaussian", "sigma": -1.0}, "sigma must be > 0 or null (learned), got -1.0")],
+)  # fmt: skip
+def test_the_vae_task_checks_its_options_with_the_vaes_check(options, message):
+    """One check (models.generative.vae.check_vae_options): the task's error, before any data,
+    names the option (model.latent_size), the model's the argument."""
+    from visrep.models.generative import VAE
+
+    with pytest.raises(ConfigError) as task_error:
+        VAETask(backbone=_SMALL, **options)
+    assert str(task_error.value) == f"model.{message}"
+    task = VAETask(backbone=_SMALL)
+    with pytest.raises(ConfigError) as model_error:
+        VAE(task.build_encoder(_SPEC), (0.3,), (0.4,), 1, (8, 8), **options)
+    assert str(model_error.value) == message
+
+
+@pytest.mark.parametrize(
     ("config", "option", "value"),
     [("digits_ae", "code_size", "0"), ("digits_ae", "noise_level", "2"),
      ("fashion_vae", "latent_size", "0"), ("fashion_vae", "beta", "-1")],

@@ -5,6 +5,7 @@ options as one error line."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import lightning as L
@@ -184,7 +185,7 @@ def test_ddp_gathers_the_split_in_dataset_order(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--model.margin", "0"], "model.margin must be > 0, got 0"),
+        (["--model.margin", "0"], "model.margin: margin must be a finite number > 0, got 0"),
         (["--model.miner", "semi_hard"], "model.miner 'semi_hard' is not a contrastive miner"),
         (["--model.squared", "true"], "model.squared applies to the triplet loss"),
     ],
@@ -222,6 +223,9 @@ def test_task_options_and_batch_checks():
     i, j, same = task._mine(torch.randn(4, 4), torch.tensor([0, 0, 1, 1]))
     assert len(i) == len(j) == len(same) > 0
     assert EmbeddingTask(loss="triplet", miner="semi_hard", margin=0.3).miner.margin == 0.3
+    for bad in (0.0, -1.0, math.inf, math.nan):  # losses.miners.check_margin, naming the option
+        with pytest.raises(ConfigError, match=r"^model\.margin: margin must be a finite number"):
+            EmbeddingTask(margin=bad)
 
 
 # -- evaluating part of a split ---------------------------------------------------------------------

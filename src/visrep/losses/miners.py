@@ -134,6 +134,16 @@ def check_margin(margin: float, who: str) -> float:
     return float(margin)
 
 
+def check_cutoffs(cutoff: float, nonzero_loss_cutoff: float, who: str) -> None:
+    """ConfigError unless ``0 < cutoff < nonzero_loss_cutoff <= 2``, the distance clips of
+    distance-weighted sampling (distances on the unit sphere lie in [0, 2])."""
+    if not 0 < cutoff < nonzero_loss_cutoff <= 2:
+        raise ConfigError(
+            f"{who}: need 0 < cutoff < nonzero_loss_cutoff <= 2 (distances on the unit sphere), "
+            f"got cutoff={cutoff}, nonzero_loss_cutoff={nonzero_loss_cutoff}"
+        )
+
+
 def _masks(labels: Tensor) -> tuple[Tensor, Tensor]:
     """``(B, B)`` masks of positive pairs (same class, ``i != j``) and negative pairs."""
     same = labels[:, None] == labels[None, :]
@@ -312,11 +322,7 @@ def distance_weights(
         ``(B, B)``: row ``a`` is the distribution over negatives of anchor ``a`` (sums to 1), or
         all zeros when ``a`` has no negative nearer than ``nonzero_loss_cutoff``.
     """
-    if not 0 < cutoff < nonzero_loss_cutoff <= 2:
-        raise ConfigError(
-            "distance_weighted_triplets: need 0 < cutoff < nonzero_loss_cutoff <= 2 (distances "
-            f"on the unit sphere), got cutoff={cutoff}, nonzero_loss_cutoff={nonzero_loss_cutoff}"
-        )
+    check_cutoffs(cutoff, nonzero_loss_cutoff, "distance_weighted_triplets")
     check_batch(emb, labels, "distance_weighted_triplets")
     with torch.no_grad():
         x = torch.nn.functional.normalize(emb.detach(), dim=1)
@@ -429,11 +435,7 @@ class DistanceWeightedMiner(nn.Module):
 
     def __init__(self, cutoff: float = 0.5, nonzero_loss_cutoff: float = 1.4) -> None:
         super().__init__()
-        if not 0 < cutoff < nonzero_loss_cutoff <= 2:
-            raise ConfigError(
-                "DistanceWeightedMiner: need 0 < cutoff < nonzero_loss_cutoff <= 2, got "
-                f"cutoff={cutoff}, nonzero_loss_cutoff={nonzero_loss_cutoff}"
-            )
+        check_cutoffs(cutoff, nonzero_loss_cutoff, "DistanceWeightedMiner")
         self.cutoff = cutoff
         self.nonzero_loss_cutoff = nonzero_loss_cutoff
 

@@ -26,7 +26,6 @@ RUN --split test`` writes a split's embeddings with labels and file names to an 
 from __future__ import annotations
 
 import inspect
-import math
 from typing import Any, Literal
 
 import numpy as np
@@ -40,7 +39,7 @@ from visrep.data.base import DataSpec
 from visrep.data.samples import IMAGE, LABEL
 from visrep.errors import ConfigError, DataError
 from visrep.losses.metric import contrastive_loss, triplet_loss
-from visrep.losses.miners import PAIR_MINERS, TRIPLET_MINERS
+from visrep.losses.miners import PAIR_MINERS, TRIPLET_MINERS, check_margin
 from visrep.models.backbones.cnn import small_cnn
 from visrep.models.embedding import EmbeddingNet
 from visrep.models.interface import BackboneFactory
@@ -148,8 +147,8 @@ class EmbeddingTask(Task):
             raise ConfigError(f"model.loss must be contrastive, triplet or softmax, got {loss!r}")
         if dim < 0:
             raise ConfigError(f"model.dim must be >= 0 (0: the pooled features), got {dim}")
-        if margin is not None and not (math.isfinite(margin) and margin > 0):
-            raise ConfigError(f"model.margin must be > 0, got {margin}")
+        if margin is not None:
+            check_margin(margin, "model.margin")
         if squared and loss != "triplet":
             raise ConfigError(f"model.squared applies to the triplet loss, not {loss!r}")
         if not far or any(not 0 < f <= 1 for f in far):

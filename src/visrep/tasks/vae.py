@@ -41,7 +41,7 @@ from visrep.losses.vae import elbo, gaussian_kl, importance_weighted_nll
 from visrep.models.backbones.cnn import small_cnn
 from visrep.models.generative import VAE
 from visrep.models.generative.decoders import DecoderKind
-from visrep.models.generative.vae import Likelihood, gaussian_grid
+from visrep.models.generative.vae import Likelihood, check_vae_options, gaussian_grid
 from visrep.models.interface import BackboneFactory
 from visrep.plots.generation import plot_image_grid, plot_interpolations, plot_latent_manifold
 from visrep.runs import RunDir
@@ -86,14 +86,8 @@ class VAETask(GenerativeTaskMixin, Task):
         optim: OptimConfig | None = None,
     ) -> None:
         super().__init__(backbone, decoder, optim)
+        check_vae_options(latent_size, likelihood, sigma, "model.")  # the VAE's own checks
         checks = {
-            "latent_size": (latent_size, latent_size >= 1, ">= 1"),
-            "likelihood": (
-                likelihood,
-                likelihood in ("bernoulli", "gaussian"),
-                "bernoulli or gaussian",
-            ),
-            "sigma": (sigma, sigma is None or sigma > 0, "> 0 or null (learned)"),
             "beta": (beta, beta >= 0, ">= 0"),
             "iw_samples": (iw_samples, iw_samples >= 1, ">= 1"),
         }

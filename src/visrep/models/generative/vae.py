@@ -30,7 +30,7 @@ from visrep.losses.vae import bernoulli_log_likelihood, gaussian_log_likelihood,
 from visrep.models.generative.autoencoder import EncoderDecoder
 from visrep.models.generative.decoders import DecoderKind
 
-__all__ = ["VAE", "gaussian_grid"]
+__all__ = ["VAE", "check_vae_options", "gaussian_grid"]
 
 Likelihood = Literal["bernoulli", "gaussian"]
 
@@ -54,6 +54,32 @@ def gaussian_grid(n: int, low: float = 0.05) -> tuple[Tensor, Tensor]:
     values = torch.special.ndtri(torch.linspace(low, 1 - low, n, dtype=torch.float64)).float()
     z2, z1 = torch.meshgrid(values.flip(0), values, indexing="ij")
     return torch.stack([z1, z2], -1).view(-1, 2), values
+
+
+def check_vae_options(
+    latent_size: int, likelihood: str, sigma: float | None, prefix: str = ""
+) -> None:
+    """ConfigError unless ``latent_size >= 1``, ``likelihood`` is bernoulli or gaussian and
+    ``sigma`` is None (learned) or > 0; the message names ``<prefix>latent_size`` etc. (the VAE
+    task checks its options with ``prefix="model."`` before it has data to build the model).
+
+    >>> check_vae_options(0, "bernoulli", None, "model.")
+    Traceback (most recent call last):
+    ...
+    visrep.errors.ConfigError: model.latent_size must be >= 1, got 0
+    """
+    checks = {
+        "latent_size": (latent_size, latent_size >= 1, ">= 1"),
+        "likelihood": (
+            likelihood,
+            likelihood in ("bernoulli", "gaussian"),
+            "bernoulli or gaussian",
+        ),
+        "sigma": (sigma, sigma is None or sigma > 0, "> 0 or null (learned)"),
+    }
+    for name, (value, ok, expected) in checks.items():
+        if not ok:
+            raise ConfigError(f"{prefix}{name} must be {expected}, got {value!r}")
 
 
 class VAE(EncoderDecoder):
@@ -90,10 +116,7 @@ class VAE(EncoderDecoder):
         pool: bool = False,
         decoder_hidden: Sequence[int] | None = None,
     ) -> None:
-        if likelihood not in ("bernoulli", "gaussian"):
-            raise ConfigError(f"likelihood must be bernoulli or gaussian, got {likelihood!r}")
-        if sigma is not None and not sigma > 0:
-            raise ConfigError(f"sigma must be > 0 or null (learned), got {sigma}")
+        check_vae_options(latent_size, likelihood, sigma)
         super().__init__(
             encoder, mean, std, in_chans, image_size, latent_size, decoder, pool, decoder_hidden
         )
