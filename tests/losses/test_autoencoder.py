@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from visrep.errors import ConfigError, ShapeError
 from visrep.losses import (
@@ -88,3 +89,30 @@ def test_bad_shapes():
         reconstruction_loss(torch.zeros(2, 3), torch.zeros(2, 4))
     with pytest.raises(ShapeError):
         l1_sparsity(torch.zeros(2, 3, 1))
+
+
+class _RandomDraws(TorchDispatchMode):
+    """Records the device of every random draw (rand, randn) dispatched inside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.devices: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func.overloadpacket in (torch.ops.aten.rand, torch.ops.aten.randn):
+            self.devices.append(out.device.type)
+        return out
+
+
+@pytest.mark.parametrize("noise", ["masking", "salt_pepper", "gaussian"])
+def test_noise_is_drawn_where_the_input_lives(noise):
+    """No generator: on x's device (here "meta", standing for an accelerator), never a host
+    draw copied over each step; a generator: on its device, the result on x's."""
+    x = torch.empty(4, 1, 6, 6, device="meta")
+    with _RandomDraws() as seen:
+        y = corrupt(x, noise, 0.3)
+    assert y.device == x.device and seen.devices and set(seen.devices) == {"meta"}
+    with _RandomDraws() as seen:
+        y = corrupt(x, noise, 0.3, torch.Generator().manual_seed(0))
+    assert y.device == x.device and seen.devices and set(seen.devices) == {"cpu"}

@@ -7,6 +7,7 @@ Each is a function (the source of truth) and a module holding its options.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -83,14 +84,19 @@ def _chosen(x: Tensor, fraction: float, generator: torch.Generator | None) -> Te
     """A mask of exactly ``round(fraction * d)`` components per sample, chosen uniformly."""
     b, d = len(x), x[0].numel()
     k = round(fraction * d)
-    u = torch.rand(b, d, generator=generator, device=_device(generator)).to(x.device)
+    u = _draw(torch.rand, (b, d), x, generator)
     # the components with the k smallest uniforms of each row: a uniformly random k-subset
     idx = u.topk(k, dim=1, largest=False).indices
     return torch.zeros(b, d, dtype=torch.bool, device=x.device).scatter_(1, idx, True).view_as(x)
 
 
-def _device(generator: torch.Generator | None) -> torch.device:
-    return generator.device if generator is not None else torch.device("cpu")
+def _draw(
+    draw: Callable[..., Tensor], shape: Sequence[int], x: Tensor, generator: torch.Generator | None
+) -> Tensor:
+    """``draw(shape)`` (``torch.rand`` / ``torch.randn``) on ``x``'s device from torch's global
+    generator of that device, or on ``generator``'s device (then moved to ``x``'s)."""
+    dev = generator.device if generator is not None else x.device
+    return draw(tuple(shape), generator=generator, device=dev).to(x.device)
 
 
 def corrupt(
@@ -105,8 +111,9 @@ def corrupt(
     - ``gaussian``: additive isotropic noise ``N(0, level^2)`` (Vincent et al. 2010), not clipped.
 
     The denoising loss compares the reconstruction of ``corrupt(x)`` with the clean ``x``.
-    Noise is drawn on the generator's device (CPU by default), so a seed gives the same noise
-    on every device.
+    Without a generator the noise is drawn on ``x``'s device (torch's global generator there:
+    no host draw copied to the accelerator each step); with one, on the generator's device, so
+    a CPU generator gives the same noise for inputs on any device.
 
     Args:
         x: images ``(B, ...)`` in [0, 1].
@@ -125,12 +132,11 @@ def corrupt(
     if x.dim() < 2:
         raise ShapeError(f"corrupt expects a batch (B, ...), got {tuple(x.shape)}")
     if noise == "gaussian":
-        eps = torch.randn(x.shape, generator=generator, device=_device(generator))
-        return x + level * eps.to(x.device, x.dtype)
+        return x + level * _draw(torch.randn, x.shape, x, generator).to(x.dtype)
     mask = _chosen(x, level, generator)
     if noise == "masking":
         return x.masked_fill(mask, 0.0)
-    salt = torch.rand(x.shape, generator=generator, device=_device(generator)).to(x.device) < 0.5
+    salt = _draw(torch.rand, x.shape, x, generator) < 0.5
     return torch.where(mask, salt.to(x.dtype), x)
 
 
