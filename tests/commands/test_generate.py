@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from visrep.cli import main
+from visrep.tasks.checkpoint import read_task_checkpoint
 
 _FIT = ["--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false", "--test_after_fit", "false"]  # fmt: skip
@@ -41,6 +43,20 @@ def test_generate_writes_a_seeded_grid_and_npz(cli, vae_run, tmp_path):
     assert np.array_equal(a["latents"], b["latents"])  # best == last after one epoch
     code, _, _ = cli("generate", vae_run, "--n", "10", "--seed", "4", "-o", tmp_path / "other")
     assert not np.array_equal(np.load(tmp_path / "other" / "samples.npz")["latents"], a["latents"])
+
+
+def test_the_written_images_are_the_decoded_latents(cli, vae_run, tmp_path):
+    """samples.npz's images are net.decode of its latents (the means of P(X | z)), and the
+    uint8 copy their rounding, channels last."""
+    code, _, err = cli("generate", vae_run, "--n", "6", "--seed", "5", "-o", tmp_path)
+    assert code == 0, err
+    a = np.load(tmp_path / "samples.npz")
+    net = read_task_checkpoint(vae_run / "checkpoints" / "best.ckpt").build().net.eval()
+    with torch.no_grad():
+        want = net.decode(torch.from_numpy(a["latents"])).numpy()
+    np.testing.assert_allclose(a["images"], want, atol=1e-6, rtol=0)
+    rounded = np.round(want * 255).astype(np.uint8).transpose(0, 2, 3, 1)
+    assert np.abs(a["images_uint8"].astype(int) - rounded).max() <= 1  # float32 rounding ties
 
 
 def _one_error(cli, *args) -> str:

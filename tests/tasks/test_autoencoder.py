@@ -8,13 +8,14 @@ import json
 import math
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from sklearn.decomposition import PCA
 
-from visrep.data.base import DataSpec
+from visrep.data.base import DataSpec, ImageDataModule, LoaderConfig, SplitConfig, Splits
 from visrep.errors import ConfigError
 from visrep.losses.vae import importance_weighted_nll
 from visrep.tasks import AutoencoderTask, VAETask
@@ -103,6 +104,39 @@ def test_pca_baseline_matches_scikit_learn():
     assert np.allclose(pca_reconstruct(test, mean, comps).numpy(), want, atol=1e-5)
     full_mean, full = fit_pca(_images(100, 3), 64)  # as many components as pixels
     assert torch.allclose(pca_reconstruct(test, full_mean, full), test, atol=1e-5)
+
+
+class _TwoPlanes(ImageDataModule):
+    """8x8 grey images on two different 2-d planes of pixel space: the training images (and
+    validation, carved from them) on one, the test images exactly on another. A 2-component
+    PCA fitted on the test images would reconstruct them exactly; fitted on the training
+    split, it cannot."""
+
+    def load(self) -> Splits:
+        g = torch.Generator().manual_seed(0)
+        basis, _ = torch.linalg.qr(torch.randn(64, 4, generator=g, dtype=torch.float64))
+
+        def plane(n: int, cols: slice) -> list[dict]:
+            coeffs = torch.rand(n, 2, generator=g, dtype=torch.float64) * 2 - 1
+            x = (0.5 + 0.5 * coeffs @ basis[:, cols].T).float().view(n, 1, 8, 8)
+            return [{"image": im, "label": 0} for im in x]
+
+        return Splits(plane(60, slice(0, 2)), None, ["image"], test=plane(20, slice(2, 4)))
+
+
+def test_the_pca_baseline_is_fitted_on_the_training_split():
+    dm = _TwoPlanes(loader=LoaderConfig(batch_size=8), split=SplitConfig(stratify=False))
+    task = AutoencoderTask(backbone=_SMALL, code_size=2)
+    trainer = L.Trainer(logger=False, accelerator="cpu", enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False)  # fmt: skip
+    got = trainer.test(task, dm, verbose=False)[0]["test/mse_pca"]
+    train = torch.stack([s["image"] for s in dm.train_set]).flatten(1).double().numpy()
+    test = torch.stack([s["image"] for s in dm.test_set]).flatten(1).double().numpy()
+    on_train, on_test = PCA(2).fit(train), PCA(2).fit(test)
+    want = np.mean((on_train.inverse_transform(on_train.transform(test)) - test) ** 2)
+    wrong = np.mean((on_test.inverse_transform(on_test.transform(test)) - test) ** 2)
+    assert wrong < 1e-10 < 1e-3 < want  # the two fits differ by far
+    assert got == pytest.approx(want, rel=1e-4)
 
 
 @pytest.mark.parametrize(
