@@ -3,8 +3,10 @@
 import json
 
 import pytest
+import yaml
 
-from visrep.cli.argv import checkpoint_defaults, class_defaults
+from visrep.cli import main
+from visrep.cli.argv import checkpoint_defaults, class_defaults, null_options
 from visrep.errors import ConfigError
 
 MODEL = ["--model", "visrep.tasks.ClassificationTask"]  # given: the checkpoint is not read
@@ -67,3 +69,35 @@ def test_a_crafted_run_config_is_refused(tmp_path, data):
     ckpt = _run(tmp_path, data)
     with pytest.raises(ConfigError, match=r"config\.yaml"):
         checkpoint_defaults(["test", "--ckpt_path", ckpt, *MODEL])
+
+
+def test_null_for_a_nested_option_is_given_as_a_mapping():
+    argv = ["fit", "--data.split.train_samples", "null", "--model.backbone.pretrained_path=null",
+            "--model.margin", "null", "--data.loader.batch_size", "8", "--data.class_path", "null"]  # fmt: skip
+    assert null_options(argv) == [
+        "fit", "--data.split", '{"train_samples": null}', "--model.backbone",
+        '{"pretrained_path": null}', "--model.margin", "null", "--data.loader.batch_size", "8",
+        "--data.class_path", "null",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "key", "want"),
+    [
+        (["--model.backbone.pretrained_path", "null"], ("model", "backbone", "pretrained_path"), None),
+        (["--data.split.train_samples", "100", "--data.split.train_samples=null"],
+         ("data", "split", "train_samples"), None),
+        (["--data.split.train_samples", "null", "--data.split.val_fraction", "0.3"],
+         ("data", "split", "val_fraction"), 0.3),
+    ],
+)  # fmt: skip
+def test_null_on_the_command_line_reaches_the_config(tmp_path, capsys, args, key, want):
+    """jsonargparse alone read ``--model.backbone.pretrained_path null`` as the path "None" and
+    refused ``--data.split.train_samples null``; the other options of the section stay."""
+    with pytest.raises(SystemExit) as done:  # --print_config prints and exits
+        main(["fit", "--config", "quickstart", *args, "--print_config"])
+    assert done.value.code in (0, None)
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    section = cfg[key[0]]["init_args"][key[1]]
+    section = section.get("init_args", section)
+    assert section[key[2]] == want

@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_CLASSES",
     "checkpoint_defaults",
     "class_defaults",
+    "null_options",
     "predict_defaults",
     "resolve_configs",
 ]
@@ -44,6 +45,30 @@ def resolve_configs(argv: list[str]) -> list[str]:
             )
         read_config(path)
         out[value_at] = path if value_at != i else f"--config={path}"
+    return out
+
+
+def null_options(argv: list[str]) -> list[str]:
+    """``--a.b.c null`` as ``--a.b '{c: null}'``: jsonargparse (4.53) reads ``null`` given to an
+    option nested in a class's options as the string ``"None"``, so a ``str`` option became
+    ``"None"`` silently and an ``int | None`` one failed; given as a mapping, it is null and the
+    other options of ``a.b`` stay as they were."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        key, value, step = None, None, 1
+        if a.startswith("--") and a.count(".") >= 2:
+            if "=" in a:
+                key, value = a.split("=", 1)
+            elif i + 1 < len(argv):
+                key, value, step = a, argv[i + 1], 2
+        if value == "null" and not key.endswith((".class_path", ".init_args")):
+            parent, name = key.rsplit(".", 1)
+            out += [parent, json.dumps({name: None})]
+        else:
+            out += argv[i : i + step]
+        i += step
     return out
 
 

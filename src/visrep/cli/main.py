@@ -26,7 +26,13 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from visrep.cli.argv import checkpoint_defaults, class_defaults, predict_defaults, resolve_configs
+from visrep.cli.argv import (
+    checkpoint_defaults,
+    class_defaults,
+    null_options,
+    predict_defaults,
+    resolve_configs,
+)
 from visrep.configs import list_configs, read_config
 from visrep.data.base import DataSpec
 from visrep.errors import CheckpointError, ConfigError, VisrepError, one_line, visrep_cause
@@ -485,7 +491,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         cmd = args[0]
         if cmd in TRAIN_COMMANDS:
-            args = class_defaults(checkpoint_defaults(predict_defaults(resolve_configs(args))))
+            args = resolve_configs(null_options(args))
+            args = class_defaults(checkpoint_defaults(predict_defaults(args)))
             tips = logging.getLogger("lightning.pytorch.utilities.rank_zero")
             if not any(isinstance(f, _DropTips) for f in tips.filters):
                 tips.addFilter(_DropTips())
