@@ -340,3 +340,17 @@ def test_gathered_ranks_are_interleaved_only_under_a_distributed_sampler():
     assert not is_sharded(DataLoader(data, sampler=SequentialSampler(data)))
     cut = merge_gathered(torch.stack([data[[0, 2]], data[[1, 3]]]), True, 7)  # limit_*_batches
     assert torch.equal(cut, data[:4])
+
+
+def test_the_softmax_baseline_has_an_output_per_identity_and_trains_on_the_seen_ones(faces):
+    """What configs/orl_softmax.yaml states: one output per identity of the folder (8 here, 40
+    for ORL); only the training identities' labels are ever targets."""
+    dm = _data(faces)
+    dm.setup()
+    task = EmbeddingTask(backbone=TINY, loss="softmax", dim=0)
+    task.setup_spec(dm.spec())
+    _, logits = task.net.logits(torch.rand(2, 1, 16, 16))
+    assert logits.shape == (2, 8) and dm.spec().num_classes == 8
+    seen = {int(s["label"]) for s in dm.train_set}
+    unseen = {int(s["label"]) for part in (dm.val_set, dm.test_set) for s in part}
+    assert len(seen) == 4 and len(unseen) == 4 and not seen & unseen
