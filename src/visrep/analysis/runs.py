@@ -24,7 +24,7 @@ import numpy as np
 import yaml
 from jsonargparse import ArgumentParser
 
-from visrep.errors import CheckpointError, ConfigError, VisrepError, one_line
+from visrep.errors import CheckpointError, ConfigError, VisrepError, one_line, visrep_cause
 from visrep.runs import RunDir
 from visrep.tasks.base import is_plain
 from visrep.tasks.checkpoint import check_saved_options, read_task_checkpoint
@@ -94,6 +94,16 @@ def load_datamodule(run: RunDir) -> L.LightningDataModule | None:
     except VisrepError:
         raise
     except Exception as e:  # jsonargparse wraps the cause; surface one line
+        cause = visrep_cause(e)
+        if cause is not None:  # e.g. a data folder given relative to where the run was started
+            relative = any(
+                isinstance(v, str) and v.startswith(".")
+                for v in (data_cfg.get("init_args") or {}).values()
+            )
+            where = (
+                f" (relative paths count from the current folder, {Path.cwd()})" if relative else ""
+            )
+            raise ConfigError(f"{cfg_path}: cannot rebuild the data module: {cause}{where}") from e
         raise ConfigError(
             f"{cfg_path}: cannot rebuild the data module ({one_line(str(e))[:300]}); was the run "
             "written by another version of visrep?"
