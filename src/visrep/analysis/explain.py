@@ -16,6 +16,7 @@ from torch.utils.data import Dataset, Subset
 from visrep.analysis import interpret as I
 from visrep.analysis.samples import take
 from visrep.errors import ConfigError, ShapeError
+from visrep.utils.embedding import subsample
 
 __all__ = [
     "ATTRIBUTIONS",
@@ -131,10 +132,7 @@ def projection(
     """
     if method not in PROJECTIONS:
         raise ConfigError(f"projection must be one of {', '.join(PROJECTIONS)}, got {method!r}")
-    points = np.arange(len(ds))
-    if len(points) > max_points:
-        rng = np.random.default_rng(seed)
-        points = np.sort(rng.choice(points, max_points, replace=False))
+    points = subsample(len(ds), max_points, seed)
     z, zy = I.embed(net, Subset(ds, points.tolist()), batch_size)
     if method == "pca":
         p2, ratio = I.pca(z, 2)
