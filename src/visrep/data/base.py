@@ -46,6 +46,8 @@ class DataSpec:
         class_colors: one ``(R, G, B)`` per class, for palette masks and overlays.
         class_weights: per-class loss weights from the training split (e.g. SegNet's median
             frequency balancing), or None.
+        point_dim: the dimension ``D`` of vector samples (``point``, ``(D,)``) or of the points
+            of a point set (``points``, ``(N, D)``); None for other data.
     """
 
     family: str
@@ -60,6 +62,7 @@ class DataSpec:
     ignore_index: int | None = None
     class_colors: tuple[tuple[int, int, int], ...] = ()
     class_weights: tuple[float, ...] | None = None
+    point_dim: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values only (lists, numbers, strings): what a checkpoint stores."""
