@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from visrep.cli import main
+from visrep.models.generative.latent import interpolate_latents
 from visrep.tasks.checkpoint import read_task_checkpoint
 
 _FIT = ["--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
@@ -59,6 +60,31 @@ def test_the_written_images_are_the_decoded_latents(cli, vae_run, tmp_path):
     assert np.abs(a["images_uint8"].astype(int) - rounded).max() <= 1  # float32 rounding ties
 
 
+def test_interpolations_decode_the_slerp_between_prior_samples(cli, vae_run, tmp_path):
+    """Row r of ``interpolations`` decodes the great circle between the (n + r)-th and
+    (n + R + r)-th prior samples of the seed; its ends are those samples decoded."""
+    code, out, err = cli("generate", vae_run, "--n", "4", "--seed", "2", "-o", tmp_path,
+                         "--interpolations", "3", "--steps", "5")  # fmt: skip
+    assert code == 0, err
+    assert (tmp_path / "interpolations.png").read_bytes()[:4] == b"\x89PNG"
+    a = np.load(tmp_path / "samples.npz")
+    assert a["interpolations"].shape == (3, 5, 1, 8, 8)
+    net = read_task_checkpoint(vae_run / "checkpoints" / "best.ckpt").build().net.eval()
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        net.sample_prior(4, gen)
+        ends = net.sample_prior(6, gen)
+        want_ends = net.decode(ends).numpy()
+        path = interpolate_latents(ends[:3], ends[3:], 5)
+        want = net.decode(path.flatten(0, 1)).view(3, 5, 1, 8, 8).numpy()
+    np.testing.assert_allclose(a["interpolations"], want, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(a["interpolations"][:, 0], want_ends[:3], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(a["interpolations"][:, -1], want_ends[3:], atol=1e-5, rtol=0)
+    code, _, _ = cli("generate", vae_run, "--n", "4", "-o", tmp_path / "none",
+                     "--interpolations", "0")  # fmt: skip
+    assert code == 0 and not (tmp_path / "none" / "interpolations.png").exists()
+
+
 def _one_error(cli, *args) -> str:
     code, out, err = cli(*args)
     lines = err.strip().splitlines()
@@ -68,6 +94,7 @@ def _one_error(cli, *args) -> str:
 
 def test_bad_runs_and_options(cli, vae_run, tmp_path):
     assert "--n must be >= 1" in _one_error(cli, "generate", vae_run, "--n", "0")
+    assert "--steps >= 2" in _one_error(cli, "generate", vae_run, "--steps", "1")
     assert "no checkpoints" in _one_error(cli, "generate", tmp_path)
     ae = tmp_path / "ae"
     assert main(["fit", "--config", "digits_ae", "--run_dir", str(ae),
