@@ -63,7 +63,7 @@ def test_the_written_images_are_the_decoded_latents(cli, vae_run, tmp_path):
 def test_interpolations_decode_the_slerp_between_prior_samples(cli, vae_run, tmp_path):
     """Row r of ``interpolations`` decodes the great circle between the (n + r)-th and
     (n + R + r)-th prior samples of the seed; its ends are those samples decoded."""
-    code, out, err = cli("generate", vae_run, "--n", "4", "--seed", "2", "-o", tmp_path,
+    code, _, err = cli("generate", vae_run, "--n", "4", "--seed", "2", "-o", tmp_path,
                          "--interpolations", "3", "--steps", "5")  # fmt: skip
     assert code == 0, err
     assert (tmp_path / "interpolations.png").read_bytes()[:4] == b"\x89PNG"
