@@ -49,6 +49,12 @@ from visrep.data.embedding import (
     scan_identity_folders,
     split_identities,
 )
+from visrep.data.generative import (
+    GaussianMixtureDataModule,
+    UnpairedImageDataModule,
+    mixture_modes,
+    sample_mixture,
+)
 from visrep.data.samples import collate
 from visrep.data.segmentation import (
     CocoSegmentationDataModule,
@@ -68,6 +74,7 @@ __all__ = [
     "DavisDataModule",
     "DigitsDataModule",
     "EpochShuffleSampler",
+    "GaussianMixtureDataModule",
     "IDXDataModule",
     "IdentityFolderDataModule",
     "IdentitySplit",
@@ -86,6 +93,7 @@ __all__ = [
     "SplitConfig",
     "SplitDataModule",
     "Splits",
+    "UnpairedImageDataModule",
     "VOCDetectionDataModule",
     "VOCSegmentationDataModule",
     "YOLODataModule",
@@ -95,10 +103,12 @@ __all__ = [
     "color_jitter",
     "list_images",
     "load_image",
+    "mixture_modes",
     "random_crop",
     "random_hflip",
     "read_idx",
     "read_pairs",
+    "sample_mixture",
     "scan_class_folders",
     "scan_identity_folders",
     "split_identities",

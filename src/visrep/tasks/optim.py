@@ -17,9 +17,11 @@ class OptimConfig:
     """Optimiser and schedule (``--model.optim.lr 0.05`` etc.).
 
     Attributes:
-        optimizer: sgd (with momentum / Nesterov), adam or adamw.
+        optimizer: sgd (with momentum / Nesterov), adam, adamw or rmsprop (Tieleman and
+            Hinton 2012, torch's smoothing 0.99; the WGAN critic's and generator's optimiser,
+            Arjovsky et al. 2017, algorithm 1).
         lr: peak learning rate.
-        momentum: SGD momentum.
+        momentum: SGD (and RMSProp) momentum.
         nesterov: Nesterov momentum for SGD.
         weight_decay: L2 (sgd, adam) or decoupled (adamw) decay; not applied to biases and
             normalisation parameters unless ``decay_all`` is set.
@@ -33,7 +35,7 @@ class OptimConfig:
         decay_all: apply weight decay to every parameter.
     """
 
-    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "sgd"
     lr: float = 0.1
     momentum: float = 0.9
     nesterov: bool = False
@@ -70,6 +72,8 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
         ]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=cfg.lr, momentum=cfg.momentum)
     cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
     return cls(groups, lr=cfg.lr, betas=cfg.betas)
 
