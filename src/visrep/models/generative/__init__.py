@@ -26,6 +26,7 @@ from visrep.models.generative.gan import (
     dcgan_init_,
     norm2d,
 )
+from visrep.models.generative.latent import interpolate_latents
 from visrep.models.generative.vae import VAE
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "check_gan_size",
     "dcgan_init_",
     "feature_shape",
+    "interpolate_latents",
     "linear_widths",
     "norm2d",
     "num_stages",
