@@ -15,7 +15,10 @@ from visrep.plots.generation import (
     plot_image_grid,
     plot_interpolations,
     plot_latent_manifold,
+    plot_nearest_neighbours,
+    plot_points_2d,
     plot_reconstructions,
+    plot_translations,
     tile_images,
 )
 from visrep.plots.robustness import (
@@ -42,8 +45,10 @@ __all__ = [
     "plot_interpolations",
     "plot_latent_manifold",
     "plot_learning_curves",
+    "plot_nearest_neighbours",
     "plot_neighbours",
     "plot_noise",
+    "plot_points_2d",
     "plot_pr_curves",
     "plot_prediction_grid",
     "plot_reconstructions",
@@ -52,6 +57,7 @@ __all__ = [
     "plot_roc",
     "plot_spectral",
     "plot_trajectories",
+    "plot_translations",
     "save",
     "tile_images",
 ]
