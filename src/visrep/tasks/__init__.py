@@ -8,9 +8,11 @@ from visrep.tasks.base import Task
 from visrep.tasks.checkpoint import resolve_task, task_classes
 from visrep.tasks.classification import ClassificationTask
 from visrep.tasks.colorization import ColorizationTask
+from visrep.tasks.cyclegan import CycleGANTask
 from visrep.tasks.detection import DetectionTask
 from visrep.tasks.embedding import EmbeddingTask
 from visrep.tasks.event_classification import EventClassificationTask
+from visrep.tasks.gan import GANTask
 from visrep.tasks.optim import OptimConfig, build_optimizer, build_scheduler, lr_factor
 from visrep.tasks.segmentation import SegmentationTask
 from visrep.tasks.vae import VAETask
@@ -19,9 +21,11 @@ __all__ = [
     "AutoencoderTask",
     "ClassificationTask",
     "ColorizationTask",
+    "CycleGANTask",
     "DetectionTask",
     "EmbeddingTask",
     "EventClassificationTask",
+    "GANTask",
     "OptimConfig",
     "SegmentationTask",
     "Task",

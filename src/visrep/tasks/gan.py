@@ -1,0 +1,487 @@
+"""Generative adversarial networks (seed 001; Goodfellow et al., NeurIPS 2014), the Wasserstein
+GAN (Arjovsky, Chintala and Bottou, ICML 2017) and WGAN-GP (Gulrajani et al., NeurIPS 2017),
+trained with manual optimisation.
+
+**The seed's algorithm** (Goodfellow et al. 2014, algorithm 1): ``k`` discriminator steps, each
+on a fresh minibatch of real samples and one of noise, then one generator step on a fresh
+minibatch of noise. Here every training batch is one discriminator (critic) step, and after
+every ``n_critic`` (= ``k``) discriminator steps one generator step follows. The steps are
+counted in the buffers ``d_steps`` and ``g_steps`` (kept by checkpoints: a resumed run keeps
+its rhythm) and logged as ``train/d_steps``, ``train/g_steps``.
+
+**Games** (``loss``, :mod:`visrep.losses.gan`):
+
+- ``minimax``: D maximises ``log D(x) + log(1 - D(G(z)))`` (eq. 1), G minimises
+  ``log(1 - D(G(z)))``;
+- ``nonsaturating``: G maximises ``log D(G(z))`` instead (sec. 3: strong gradients early on);
+- ``wasserstein``: the critic maximises ``E f(x) - E f(G(z))`` (Arjovsky et al., eq. 3), kept
+  Lipschitz by weight clipping (``clip`` = c, their algorithm 1 line 7) or by the gradient
+  penalty (``gp_weight`` = lambda, Gulrajani et al. eq. 3); ``train/wasserstein`` is the
+  critic's estimate ``E f(x) - E f(G(z))`` of the distance;
+- ``lsgan``: least squares (Mao et al., ICCV 2017, eq. 2).
+
+**Optimisers** (``g_optim``, ``d_optim``; the defaults follow each paper, constant rate, no
+weight decay): Adam lr 2e-4, betas (0.5, 0.999) for minimax, nonsaturating and lsgan (Radford
+et al., ICLR 2016, sec. 4); RMSProp lr 5e-5 for the clipped WGAN (Arjovsky et al., algorithm 1);
+Adam lr 1e-4, betas (0, 0.9) for WGAN-GP (Gulrajani et al., algorithm 1). Each optimiser has its
+own learning-rate schedule, stepped with its own steps.
+
+**EMA** (``ema`` = decay beta): an exponential moving average of the generator's weights after
+every generator step, ``theta_ema <- beta theta_ema + (1 - beta) theta`` (Karras et al., ICLR
+2018, appendix A.1; Yazici et al., ICLR 2019); buffers (batch-norm statistics) are copied. The
+average is ``net``: evaluation, samples, plots and ``visrep generate`` use it.
+
+**Data**: images (``classification`` or ``identity`` data) in [0, 1] are mapped to [-1, 1]
+for the discriminator and the generator's tanh output back to [0, 1] for metrics, plots and
+files (DCGAN sized from the data's channels and size); points of 2-d mixtures (``mixture2d``
+data, :class:`~visrep.data.GaussianMixtureDataModule`) are used as they are, with the MLP GAN
+of Gulrajani et al.'s toy experiments (sec. 5.1).
+
+Evaluation and artifacts: :mod:`visrep.tasks.gan_eval`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from visrep.data.base import DataSpec
+from visrep.data.samples import IMAGE, POINT
+from visrep.errors import ConfigError
+from visrep.losses.gan import (
+    check_gan_loss,
+    clip_after_step,
+    discriminator_loss,
+    generator_loss,
+    gradient_penalty,
+)
+from visrep.models.generative import (
+    DCGANDiscriminator,
+    DCGANGenerator,
+    MLPDiscriminator,
+    MLPGenerator,
+    check_gan_size,
+)
+from visrep.tasks.base import Task, _check_optim
+from visrep.tasks.gan_eval import GANEvaluationMixin
+from visrep.tasks.optim import OptimConfig, as_optim_config, build_optimizer, build_scheduler
+
+__all__ = [
+    "EpochMeans",
+    "GANTask",
+    "GeneratorNet",
+    "check_gan_options",
+    "check_optim_option",
+    "default_gan_optim",
+    "ema_update_",
+    "optimizer_with_schedule",
+]
+
+Batch = dict[str, Any]
+GeneratorKind = Literal["dcgan", "mlp"]
+DiscriminatorNorm = Literal["batch", "layer", "instance", "none"]
+IMAGE_FAMILIES = ("classification", "identity")
+
+
+class GeneratorNet(nn.Module):
+    """A generator with its latent prior ``N(0, I)``: what sampling code calls (``visrep
+    generate``, plots, metrics).
+
+    Args:
+        generator: ``z (B, latent_size) -> x`` (images in [-1, 1] through tanh, or points).
+        latent_size: dimension of ``z``.
+        images: the outputs are images in [-1, 1]: :meth:`decode` maps them to [0, 1].
+
+    >>> net = GeneratorNet(DCGANGenerator(4, 1, (8, 8), width=2), 4, images=True)
+    >>> x = net.sample(3, torch.Generator().manual_seed(0))
+    >>> x.shape, bool(x.min() >= 0 and x.max() <= 1)
+    (torch.Size([3, 1, 8, 8]), True)
+    """
+
+    def __init__(self, generator: nn.Module, latent_size: int, images: bool) -> None:
+        super().__init__()
+        self.generator = generator
+        self.latent_size = latent_size
+        self.images = images
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` latents ``z ~ N(0, I)``, ``(n, latent_size)``, drawn on ``generator``'s device
+        (the parameters' device without one)."""
+        dev = generator.device if generator is not None else next(self.parameters()).device
+        return torch.randn(n, self.latent_size, generator=generator, device=dev)
+
+    def raw(self, z: Tensor) -> Tensor:
+        """The generator's own output (images in [-1, 1], or points)."""
+        return self.generator(z)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Samples for latents ``z``: images in [0, 1] ``(B, C, H, W)``, or points ``(B, D)``."""
+        out = self.generator(z)
+        return (out + 1) / 2 if self.images else out
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.decode(z)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``decode`` of ``n`` prior samples (drawn from ``generator``, moved to the weights)."""
+        z = self.sample_prior(n, generator).to(next(self.parameters()).device)
+        return self.decode(z)
+
+
+def default_gan_optim(loss: str, gp_weight: float) -> OptimConfig:
+    """Each paper's optimiser for game ``loss`` (constant rate, no weight decay).
+
+    >>> default_gan_optim("wasserstein", 0.0).optimizer, default_gan_optim("wasserstein", 10).betas
+    ('rmsprop', (0.0, 0.9))
+    """
+    if loss == "wasserstein" and gp_weight == 0:  # Arjovsky et al. 2017, algorithm 1
+        return OptimConfig(optimizer="rmsprop", lr=5e-5, momentum=0.0, weight_decay=0.0,
+                           schedule="constant")  # fmt: skip
+    if loss == "wasserstein":  # Gulrajani et al. 2017, algorithm 1
+        return OptimConfig(optimizer="adam", lr=1e-4, betas=(0.0, 0.9), weight_decay=0.0,
+                           schedule="constant")  # fmt: skip
+    # Radford et al. 2016, sec. 4 (and Mao et al. 2017 for LSGAN)
+    return OptimConfig(optimizer="adam", lr=2e-4, betas=(0.5, 0.999), weight_decay=0.0,
+                       schedule="constant")  # fmt: skip
+
+
+def check_optim_option(
+    cfg: OptimConfig | dict | None, option: str, default: OptimConfig
+) -> OptimConfig:
+    """``cfg`` (or ``default`` when None) as an :class:`OptimConfig`, checked; the messages name
+    ``--model.<option>``."""
+    try:
+        out = default if cfg is None else as_optim_config(cfg)
+        _check_optim(out)
+    except ConfigError as e:
+        text = str(e).replace("--model.optim.", f"--model.{option}.")
+        raise ConfigError(text.replace("optim.lr", f"model.{option}.lr", 1)) from None
+    except TypeError as e:  # an unknown key in a mapping
+        raise ConfigError(f"--model.{option}: {e}") from None
+    return out
+
+
+def optimizer_with_schedule(
+    task: Task, module: nn.Module, cfg: OptimConfig, option: str, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """The optimiser of ``cfg`` over ``module`` and its per-step schedule (``steps_per_epoch``
+    of this optimiser's own steps); torch's value errors as ConfigError naming ``option``."""
+    try:
+        opt = build_optimizer(module, cfg)
+    except ValueError as e:  # torch's "Invalid beta parameter ..." names no option
+        raise ConfigError(f"--model.{option}: {e}") from e
+    max_epochs = task.trainer.max_epochs
+    if max_epochs is None or max_epochs < 1:
+        raise ConfigError("trainer.max_epochs must be set (>= 1) for the learning-rate schedule")
+    return opt, build_scheduler(opt, cfg, max(steps_per_epoch, 1), max_epochs)
+
+
+@torch.no_grad()
+def ema_update_(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """``theta_ema <- decay theta_ema + (1 - decay) theta`` for every parameter, in place and
+    vectorised (``torch._foreach_lerp_``); buffers (batch-norm statistics, counters) are copied
+    (Karras et al. 2018, appendix A.1).
+
+    >>> a, b = nn.Linear(1, 1, bias=False), nn.Linear(1, 1, bias=False)
+    >>> _ = a.weight.data.fill_(1.0), b.weight.data.fill_(3.0)
+    >>> ema_update_(a, b, 0.9)
+    >>> round(a.weight.item(), 4)
+    1.2
+    """
+    ema_params, params = list(ema.parameters()), list(model.parameters())
+    if ema_params:
+        torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+    for eb, b in zip(ema.buffers(), model.buffers(), strict=True):
+        eb.copy_(b)
+
+
+class EpochMeans:
+    """Batch-weighted means of a training epoch's values, kept on the device and logged once, at
+    the epoch's last batch: Lightning's ``self.log`` costs more than a small GAN's step (about
+    0.8 ms a call on a loaded CPU, measured), so per-step logging would dominate it."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, values: dict[str, Tensor], n: int) -> None:
+        """Add one batch's values (detached scalars) of ``n`` samples; no device sync."""
+        for name, v in values.items():
+            prev = self.sums.get(name)
+            self.sums[name] = v.detach() * n if prev is None else prev + v.detach() * n
+            self.counts[name] = self.counts.get(name, 0) + n
+
+    @staticmethod
+    def epoch_done(task: Task, batch_idx: int) -> bool:
+        """Whether ``batch_idx`` is the epoch's last batch (every batch when the count is
+        unknown, as for iterable data sets)."""
+        batches = task.trainer.num_training_batches
+        return math.isinf(batches) or batch_idx + 1 >= batches
+
+    def log(
+        self, task: Task, stage: str, shown: tuple[str, ...] = (), extra: dict | None = None
+    ) -> None:
+        """``task.log`` each mean as ``<stage>/<name>`` (and ``extra`` values as they are), then
+        start again."""
+        for name, total in self.sums.items():
+            task.log(f"{stage}/{name}", total / self.counts[name], on_step=False, on_epoch=True,
+                     sync_dist=True, prog_bar=name in shown, batch_size=1)  # fmt: skip
+        for name, value in (extra or {}).items():
+            task.log(f"{stage}/{name}", value, on_step=False, on_epoch=True, batch_size=1)
+        self.sums, self.counts = {}, {}
+
+
+class GANTask(GANEvaluationMixin, Task):
+    """Trains a GAN with the seed's alternating algorithm (see the module).
+
+    Args:
+        generator: ``dcgan`` (images, sized from the data) or ``mlp`` (``mixture2d`` points).
+        latent_size: dimension of ``z``.
+        width: DCGAN channels (the generator's last and the discriminator's first map).
+        discriminator_norm: the DCGAN discriminator's normalisation: ``batch`` (DCGAN),
+            ``layer`` (the WGAN-GP critic, Gulrajani et al. sec. 4), ``instance`` or ``none``.
+        hidden: units per hidden layer of the MLP GAN.
+        depth: hidden layers of the MLP GAN.
+        loss: the game: ``minimax``, ``nonsaturating``, ``wasserstein`` or ``lsgan``.
+        n_critic: discriminator steps per generator step (k of algorithm 1; WGAN: 5).
+        clip: clip every critic parameter to ``[-clip, clip]`` after each critic step (WGAN:
+            0.01), or None.
+        gp_weight: weight lambda of the gradient penalty (WGAN-GP: 10); 0 for none.
+        ema: decay of the generator's weight average (e.g. 0.999), or None.
+        g_optim: the generator's optimiser and schedule (default: the game's paper's).
+        d_optim: the discriminator's (default: the game's paper's).
+        features: a visrep classification run (directory or ``.ckpt``) trained on the same
+            domain, whose features give FID and KID and whose classes give mode coverage
+            (images only).
+        eval_samples: generated samples per evaluation (FID, KID, coverage).
+        kid_subset_size: samples per KID subset (<= ``eval_samples`` and the real samples).
+        grid: fixed latent vectors of the progress grids and ``plots/samples.png``.
+    """
+
+    families = (*IMAGE_FAMILIES, "mixture2d")
+
+    def __init__(
+        self,
+        generator: GeneratorKind = "dcgan",
+        latent_size: int = 100,
+        width: int = 64,
+        discriminator_norm: DiscriminatorNorm = "batch",
+        hidden: int = 512,
+        depth: int = 3,
+        loss: Literal["minimax", "nonsaturating", "wasserstein", "lsgan"] = "nonsaturating",
+        n_critic: int = 1,
+        clip: float | None = None,
+        gp_weight: float = 0.0,
+        ema: float | None = None,
+        g_optim: OptimConfig | None = None,
+        d_optim: OptimConfig | None = None,
+        features: str | None = None,
+        eval_samples: int = 2000,
+        kid_subset_size: int = 1000,
+        grid: int = 64,
+    ) -> None:
+        super().__init__()
+        check_gan_options(generator, latent_size, width, discriminator_norm, hidden, depth,
+                          loss, n_critic, clip, gp_weight, ema, features, eval_samples,
+                          kid_subset_size, grid)  # fmt: skip
+        default = default_gan_optim(loss, gp_weight)
+        self.g_optim = check_optim_option(g_optim, "g_optim", default)
+        self.d_optim = check_optim_option(d_optim, "d_optim", default)
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        # the metric that picks best.ckpt (the CLI reads the instance's): sample quality
+        if features is not None:
+            self.monitor = ("val/fid", "min")
+        elif generator == "mlp":
+            self.monitor = ("val/mode_score", "max")  # modes, then high-quality share
+        else:
+            self.monitor = None  # no sample-quality metric: last.ckpt only
+        self.register_buffer("d_steps", torch.zeros((), dtype=torch.long))
+        self.register_buffer("g_steps", torch.zeros((), dtype=torch.long))
+        z = torch.randn(grid, latent_size, generator=torch.Generator().manual_seed(0))
+        self.register_buffer("fixed_latents", z)  # the progress grids' latents
+        self.discriminator: nn.Module | None = None
+        self.train_net: GeneratorNet | None = None
+        self.init_evaluation()
+
+    # -- the model, from the data ---------------------------------------------------------------
+    def build(self, spec: DataSpec) -> None:
+        hp = self.hparams
+        images = spec.family in IMAGE_FAMILIES
+        if hp.generator == "dcgan" and not images:
+            raise ConfigError(
+                f"model.generator dcgan makes images, but the data yields {spec.family!r} "
+                "samples: use --model.generator mlp for 2-d mixtures"
+            )
+        if hp.generator == "mlp" and images:
+            raise ConfigError(
+                "model.generator mlp makes points (mixture2d data); use --model.generator dcgan "
+                f"for {spec.family!r} images"
+            )
+        if images:
+            if spec.in_chans is None or spec.image_size is None:
+                raise ConfigError(f"GANTask needs the images' channels and size, got {spec}")
+            check_gan_size(spec.image_size, "data image_size (DCGAN)")
+            gen: nn.Module = DCGANGenerator(hp.latent_size, spec.in_chans, spec.image_size,
+                                            hp.width)  # fmt: skip
+            self.discriminator = DCGANDiscriminator(spec.in_chans, spec.image_size, hp.width,
+                                                    hp.discriminator_norm)  # fmt: skip
+        else:
+            if spec.point_dim is None:
+                raise ConfigError(f"GANTask needs point_dim of {spec.family!r} data, got None")
+            gen = MLPGenerator(hp.latent_size, spec.point_dim, hp.hidden, hp.depth)
+            self.discriminator = MLPDiscriminator(spec.point_dim, hp.hidden, hp.depth)
+        net = GeneratorNet(gen, hp.latent_size, images)
+        if hp.ema is not None:
+            self.train_net = net
+            self.net = copy.deepcopy(net).requires_grad_(False)
+        else:
+            self.net = net
+        self.build_evaluation(spec)
+
+    @property
+    def generator_net(self) -> GeneratorNet:
+        """The generator being trained (``net`` itself without EMA)."""
+        return self.train_net if self.train_net is not None else self.net
+
+    def forward(self, batch: Batch) -> Tensor:
+        """The discriminator's (critic's) raw score of each sample of ``batch`` (``(B,)``);
+        samples come from ``net`` (``net.sample``, ``net.decode``)."""
+        return self.discriminator(self.to_model(batch))
+
+    def to_model(self, batch: Batch) -> Tensor:
+        """The batch's samples as the discriminator sees them: images mapped to [-1, 1]."""
+        if self.net.images:
+            return batch[IMAGE] * 2 - 1
+        return batch[POINT]
+
+    # -- optimisation ---------------------------------------------------------------------------
+    def configure_optimizers(self) -> tuple[list, list]:
+        per_epoch = max(int(self.trainer.estimated_stepping_batches) // max(
+            self.trainer.max_epochs or 1, 1), 1)  # fmt: skip
+        d_opt, d_sched = optimizer_with_schedule(self, self.discriminator, self.d_optim,
+                                                 "d_optim", per_epoch)  # fmt: skip
+        g_opt, g_sched = optimizer_with_schedule(self, self.generator_net, self.g_optim,
+                                                 "g_optim", per_epoch // self.hparams.n_critic)  # fmt: skip
+        if self.hparams.clip is not None:
+            clip_after_step(d_opt, self.discriminator, self.hparams.clip)
+        return [d_opt, g_opt], [d_sched, g_sched]
+
+    def on_train_start(self) -> None:
+        # Python mirrors of the step buffers: the rhythm of the steps needs no device sync
+        self._d, self._g = int(self.d_steps), int(self.g_steps)
+
+    def on_train_epoch_start(self) -> None:
+        self._means = EpochMeans()
+
+    def discriminator_step(self, real: Tensor) -> dict[str, Tensor]:
+        """One discriminator (critic) step on ``real`` against as many fresh fakes."""
+        hp = self.hparams
+        d_opt = self.optimizers()[0]
+        net = self.generator_net
+        with torch.no_grad():
+            fake = net.raw(net.sample_prior(len(real)))
+        d_real, d_fake = self.discriminator(real), self.discriminator(fake)
+        d_loss = discriminator_loss(hp.loss, d_real, d_fake)
+        values = {"d_loss": d_loss.detach(), "d_real": d_real.detach().mean(),
+                  "d_fake": d_fake.detach().mean()}  # fmt: skip
+        total = d_loss
+        if hp.gp_weight > 0:
+            gp = gradient_penalty(self.discriminator, real, fake)
+            total = d_loss + hp.gp_weight * gp
+            values["gp"] = gp.detach()
+        if hp.loss == "wasserstein":
+            values["wasserstein"] = -d_loss.detach()
+        d_opt.zero_grad(set_to_none=True)
+        self.manual_backward(total)  # the base's check: a non-finite loss is a TrainingError
+        d_opt.step()
+        self.lr_schedulers()[0].step()
+        self.d_steps += 1
+        self._d += 1
+        return values
+
+    def generator_step(self, n: int) -> dict[str, Tensor]:
+        """One generator step on ``n`` fresh latents, then the EMA update."""
+        g_opt = self.optimizers()[1]
+        net = self.generator_net
+        self.discriminator.requires_grad_(False)  # no gradients for D's weights here
+        try:
+            fake = net.raw(net.sample_prior(n))
+            g_loss = generator_loss(self.hparams.loss, self.discriminator(fake))
+            g_opt.zero_grad(set_to_none=True)
+            self.manual_backward(g_loss)
+            g_opt.step()
+        finally:
+            self.discriminator.requires_grad_(True)
+        self.lr_schedulers()[1].step()
+        self.g_steps += 1
+        self._g += 1
+        if self.train_net is not None:
+            ema_update_(self.net, self.train_net, self.hparams.ema)
+        return {"g_loss": g_loss.detach()}
+
+    def training_step(self, batch: Batch, batch_idx: int) -> None:
+        real = self.to_model(batch)
+        values = self.discriminator_step(real)
+        if self._d % self.hparams.n_critic == 0:
+            values |= self.generator_step(len(real))
+        self._means.add(values, len(real))
+        if self._means.epoch_done(self, batch_idx):
+            steps = {"d_steps": float(self._d), "g_steps": float(self._g)}
+            self._means.log(self, "train", ("d_loss", "g_loss"), steps)
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
+        """The discriminator's (critic's) raw score of every sample (``score``)."""
+        return {"score": self(batch).float()}
+
+
+def check_gan_options(
+    generator: str, latent_size: int, width: int, discriminator_norm: str, hidden: int,
+    depth: int, loss: str, n_critic: int, clip: float | None, gp_weight: float,
+    ema: float | None, features: str | None, eval_samples: int, kid_subset_size: int, grid: int,
+) -> None:  # fmt: skip
+    """GANTask's options, each refused in one line naming ``model.<option>``."""
+    check_gan_loss(loss, "model.loss")
+    choices = {"generator": (generator, ("dcgan", "mlp")),
+               "discriminator_norm": (discriminator_norm, ("batch", "layer", "instance", "none"))}  # fmt: skip
+    for name, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ConfigError(f"model.{name} must be one of {', '.join(allowed)}, got {value!r}")
+    positive = {"latent_size": latent_size, "width": width, "hidden": hidden,
+                "n_critic": n_critic, "eval_samples": eval_samples,
+                "kid_subset_size": kid_subset_size, "grid": grid}  # fmt: skip
+    for name, value in positive.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"model.{name} must be an integer >= 1, got {value!r}")
+    if not isinstance(depth, int) or depth < 0:
+        raise ConfigError(f"model.depth must be an integer >= 0 (hidden layers), got {depth!r}")
+    if clip is not None and not (isinstance(clip, int | float) and 0 < clip < float("inf")):
+        raise ConfigError(f"model.clip must be a finite number > 0 (the clipping bound c) or "
+                          f"null, got {clip!r}")  # fmt: skip
+    if not (isinstance(gp_weight, int | float) and 0 <= gp_weight < float("inf")):
+        raise ConfigError(f"model.gp_weight must be a finite number >= 0, got {gp_weight!r}")
+    if ema is not None and not (isinstance(ema, int | float) and 0 < ema < 1):
+        raise ConfigError(f"model.ema must be a decay in (0, 1) (e.g. 0.999) or null, got {ema!r}")
+    if loss == "wasserstein" and clip is None and gp_weight == 0:
+        raise ConfigError(
+            "model.loss wasserstein needs a Lipschitz critic: set --model.clip 0.01 (WGAN, "
+            "Arjovsky et al.) or --model.gp_weight 10 (WGAN-GP, Gulrajani et al.)"
+        )
+    if gp_weight > 0 and generator == "dcgan" and discriminator_norm == "batch":
+        raise ConfigError(
+            "model.gp_weight > 0 with a batch-norm critic: the gradient penalty is per sample and "
+            "batch norm mixes the samples (Gulrajani et al. 2017, sec. 4): use "
+            "--model.discriminator_norm layer (or none)"
+        )
+    if kid_subset_size > eval_samples:
+        raise ConfigError(
+            f"model.kid_subset_size {kid_subset_size} exceeds model.eval_samples "
+            f"{eval_samples}: KID subsets are drawn from the generated samples"
+        )
+    if features is not None and generator != "dcgan":
+        raise ConfigError("model.features (FID, KID, class coverage) needs images: "
+                          "--model.generator dcgan")  # fmt: skip
