@@ -28,6 +28,7 @@ from visrep.data.base import (
     Splits,
 )
 from visrep.data.detection import VOCDetectionDataModule
+from visrep.data.generative import GaussianMixtureDataModule, UnpairedImageDataModule
 from visrep.data.samples import image_sample
 from visrep.events import EventDataModule, EventStreamDataset
 from visrep.runs import RunDir
@@ -35,9 +36,11 @@ from visrep.tasks import (
     AutoencoderTask,
     ClassificationTask,
     ColorizationTask,
+    CycleGANTask,
     DetectionTask,
     EmbeddingTask,
     EventClassificationTask,
+    GANTask,
     SegmentationTask,
     Task,
     VAETask,
@@ -83,6 +86,22 @@ class TinyColour(ImageDataModule):
         low = torch.rand(30, 3, 3, 3, generator=g)
         images = torch.nn.functional.interpolate(low, size=(12, 10), mode="bilinear")
         return Splits([image_sample(x, 0) for x in images], None, ["image"])
+
+
+def unpaired_tree(root: Path, train: int = 8, test: int = 4, size: int = 16) -> Path:
+    """CycleGAN's layout: ``trainA``, ``trainB``, ``testA``, ``testB`` of random grey PNGs (A
+    dark, B bright)."""
+    from PIL import Image
+
+    g = np.random.default_rng(0)
+    for split, n in (("train", train), ("test", test)):
+        for domain, low in (("A", 0), ("B", 128)):
+            folder = root / f"{split}{domain}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = g.integers(low, low + 128, (size, size), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root
 
 
 _SMALL = {"class_path": "small_cnn", "init_args": {"channels": [4, 8], "convs_per_stage": 1}}
@@ -140,6 +159,26 @@ DATA: dict[type[Task], Callable[[], tuple[Task, L.LightningDataModule]]] = {
     VAETask: lambda: (
         VAETask(backbone=_SMALL, latent_size=2, iw_samples=4),
         DigitsDataModule(loader=_LOADER, split=SplitConfig(train_samples=64)),
+    ),
+    GANTask: lambda: (
+        GANTask(
+            generator="mlp",
+            latent_size=2,
+            hidden=8,
+            depth=1,
+            eval_samples=50,
+            kid_subset_size=10,
+            ema=0.9,
+        ),
+        GaussianMixtureDataModule(train_size=64, val_size=32, test_size=32, loader=_LOADER),
+    ),
+    CycleGANTask: lambda: (
+        CycleGANTask(width=4, n_blocks=1, n_down=1, d_layers=1),
+        UnpairedImageDataModule(
+            str(unpaired_tree(Path(tempfile.mkdtemp()) / "unpaired")),
+            loader=LoaderConfig(batch_size=4),
+            split=SplitConfig(val_fraction=0.25),
+        ),
     ),
 }
 
@@ -229,6 +268,6 @@ def test_the_hooks_say_what_the_net_gives(cls: type[Task]):
         ClassificationTask: (True, True), EventClassificationTask: (True, False),
         EmbeddingTask: (False, True), AutoencoderTask: (False, True), VAETask: (False, True),
         DetectionTask: (False, False), SegmentationTask: (False, False),
-        ColorizationTask: (False, False),
+        ColorizationTask: (False, False), GANTask: (False, False), CycleGANTask: (False, False),
     }  # fmt: skip
     assert (cls.class_scores, cls.embeds) == expected[cls]
