@@ -100,3 +100,52 @@ def test_bad_runs_and_options(cli, vae_run, tmp_path):
     assert main(["fit", "--config", "digits_ae", "--run_dir", str(ae),
                  "--trainer.limit_train_batches", "1", *_FIT]) == 0  # fmt: skip
     assert "an autoencoder has no prior" in _one_error(cli, "generate", ae)
+
+
+def test_a_gan_on_points_writes_a_scatter_and_the_points(cli, tmp_path):
+    run = tmp_path / "gan"
+    assert main(["fit", "--config", "gaussians_gan", "--model.hidden", "8", "--model.depth", "1",
+                 "--model.eval_samples", "64", "--model.kid_subset_size", "10",
+                 "--data.train_size", "128", "--data.val_size",
+                 "64", "--data.test_size", "64", "--data.loader.batch_size", "64",
+                 "--run_dir", str(run), *_FIT]) == 0  # fmt: skip
+    code, _, err = cli("generate", run, "--n", "7", "--seed", "1", "-o", tmp_path / "out")
+    assert code == 0, err
+    a = np.load(tmp_path / "out" / "samples.npz")
+    assert a["points"].shape == (7, 2) and a["latents"].shape == (7, 2) and "images" not in a
+    net = read_task_checkpoint(run / "checkpoints" / "best.ckpt").build().net.eval()
+    with torch.no_grad():
+        want = net.decode(torch.from_numpy(a["latents"])).numpy()
+    np.testing.assert_allclose(a["points"], want, atol=1e-6, rtol=0)
+    assert (tmp_path / "out" / "samples.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (tmp_path / "out" / "interpolations.png").exists()
+
+
+def test_a_cyclegan_translates_test_images_both_ways(cli, tmp_path):
+    from tests.tasks.test_contract import unpaired_tree
+
+    tree = unpaired_tree(tmp_path / "tree")
+    run = tmp_path / "cyclegan"
+    assert main(["fit", "--model", "visrep.tasks.CycleGANTask", "--model.width", "4",
+                 "--model.n_blocks", "1", "--model.n_down", "1", "--model.d_layers", "1",
+                 "--data", "visrep.data.UnpairedImageDataModule", "--data.root", str(tree),
+                 "--data.loader.batch_size", "4", "--data.split.val_fraction", "0.25",
+                 "--run_dir", str(run), *_FIT]) == 0  # fmt: skip
+    code, out, err = cli("generate", run, "--n", "3")
+    assert code == 0, err
+    folder = run / "predictions" / "generated"
+    for name in ("translations_ab.png", "translations_ba.png", "translations.npz"):
+        assert f"wrote {folder / name}" in out
+    t = np.load(folder / "translations.npz")
+    assert t["indices"].tolist() == [0, 2, 3]  # spread over the 4 test pairs
+    task = read_task_checkpoint(run / "checkpoints" / "best.ckpt").build().eval()
+    with torch.no_grad():
+        ab = task.net.translate(torch.from_numpy(t["a"]))
+        np.testing.assert_allclose(t["ab"], ab.numpy(), atol=1e-5, rtol=0)
+        np.testing.assert_allclose(t["aba"], task.net_ba.translate(ab).numpy(), atol=1e-5, rtol=0)
+        ba = task.net_ba.translate(torch.from_numpy(t["b"]))
+        np.testing.assert_allclose(t["ba"], ba.numpy(), atol=1e-5, rtol=0)
+        np.testing.assert_allclose(t["bab"], task.net.translate(ba).numpy(), atol=1e-5, rtol=0)
+    assert (
+        t["a"].shape == (3, 1, 16, 16) and t["a"].max() < 0.5 <= t["b"].min()
+    )  # A dark, B bright
