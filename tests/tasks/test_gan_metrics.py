@@ -129,6 +129,29 @@ def test_fid_and_kid_equal_their_definitions(digits, extractor):
     assert out["kid_std"] == 0.0
 
 
+def test_fid_and_kid_match_torch_fidelity(digits, extractor):
+    """Parity with torch-fidelity (a test-only reference) on the same features: its FID from
+    feature statistics, its KID with one subset of every sample (the unbiased MMD^2 does not
+    depend on the order its subset draw gives)."""
+    tf_fid = pytest.importorskip("torch_fidelity.metric_fid")
+    tf_kid = pytest.importorskip("torch_fidelity.metric_kid")
+    real, fake = digits[1][:300], _noisy(digits[1][:300], 0.15, seed=3)
+    metrics = GenerativeMetrics(extractor, kid_subsets=1, kid_subset_size=300)
+    metrics.update_real(real)
+    metrics.update_fake(fake)
+    out = metrics.compute()
+    fr, fg = extractor(real).double().cpu(), extractor(fake).double().cpu()
+    want_fid = tf_fid.fid_statistics_to_metric(
+        tf_fid.fid_features_to_statistics(fr), tf_fid.fid_features_to_statistics(fg), False
+    )["frechet_inception_distance"]
+    want_kid = tf_kid.kid_features_to_metric(
+        fr, fg, kid_subsets=1, kid_subset_size=300, kid_degree=3, kid_gamma=None, kid_coef0=1,
+        rng_seed=0, verbose=False,
+    )["kernel_inception_distance_mean"]  # fmt: skip
+    assert out["fid"] == pytest.approx(want_fid, rel=1e-4)
+    assert out["kid"] == pytest.approx(want_kid, rel=1e-4)
+
+
 def test_extractor_is_a_torchmetrics_feature_and_frozen(digits, extractor):
     real, fake = digits[1], _noisy(digits[1], 0.1)
     direct = FrechetInceptionDistance(feature=extractor, normalize=True)
