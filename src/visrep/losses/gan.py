@@ -199,10 +199,12 @@ def gradient_penalty(
     2017, eq. 3 and algorithm 1 lines 6-7; the weight lambda is the caller's).
 
     Each sample gets its own ``eps ~ U[0, 1]``; ``xhat = eps x + (1 - eps) x~`` with the fake
-    batch detached (the penalty trains the critic only). The gradient of the summed critic
-    output gives every sample's own gradient, as long as the critic treats samples
-    independently (no batch norm: their sec. 4); its norm is taken over all non-batch
-    dimensions (every pixel of every channel). ``create_graph=True`` keeps the penalty
+    batch detached (the penalty trains the critic only). A sample's critic value is the mean
+    of its scores (one score, or a PatchGAN's map: the value the critic losses average), so
+    the penalty keeps that mean 1-Lipschitz. The gradient of the summed per-sample values gives
+    every sample's own gradient, as long as the critic treats samples independently (no batch
+    norm: their sec. 4); its norm is taken over all non-batch dimensions (every pixel of every
+    channel). ``create_graph=True`` keeps the penalty
     differentiable in the critic's parameters.
 
     Args:
@@ -227,7 +229,8 @@ def gradient_penalty(
             f"gradient_penalty: the critic gave scores {tuple(scores.shape)} for a batch of "
             f"{real.shape[0]}; expected a leading batch dimension"
         )
-    (grad,) = torch.autograd.grad(scores.sum(), xhat, create_graph=True)
+    value = scores.flatten(1).mean(1) if scores.dim() > 1 else scores
+    (grad,) = torch.autograd.grad(value.sum(), xhat, create_graph=True)
     norm = torch.linalg.vector_norm(grad.flatten(1), dim=1)
     return (norm - target).square().mean()
 

@@ -14,8 +14,9 @@
   uses to update the discriminators on older fakes (Zhu et al. 2017, sec. 4, a buffer of 50).
 
 The adversarial and cycle losses are in :mod:`visrep.losses.gan` (Zhu et al. 2017, eq. 1-3:
-the LSGAN objective of eq. 1, the L1 cycle loss of eq. 2, their sum weighted by lambda in
-eq. 3). Both networks are initialised from ``N(0, 0.02)`` (sec. 7.1): :func:`dcgan_init_`.
+the adversarial loss of eq. 1 in its least-squares form (sec. 4), the L1 cycle loss of eq. 2,
+their sum weighted by lambda in eq. 3). Both networks are initialised from ``N(0, 0.02)``
+(sec. 7.1): :func:`dcgan_init_`.
 """
 
 from __future__ import annotations

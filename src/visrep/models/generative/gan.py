@@ -13,7 +13,8 @@ critic, and the MLPs of the 2-d toy experiments.
   gradient penalty is per sample, which batch norm breaks by mixing the samples of a batch, so
   Gulrajani et al. 2017 (sec. 4) replace it by layer normalisation.
 - :class:`MLPGenerator` / :class:`MLPDiscriminator`: the ReLU MLPs (3 hidden layers of 512)
-  Gulrajani et al. 2017 train on the 8 Gaussians / 25 Gaussians toy sets (sec. 5.1).
+  Gulrajani et al. 2017 train on the 8 Gaussians / 25 Gaussians toy sets (sec. 3.1, fig. 1,
+  and their ``gan_toy.py``).
 
 Conventions: generators end in tanh (images in [-1, 1]); discriminators and critics return
 raw scores ``(B,)``; nothing inside normalises the input (the task maps data to [-1, 1]).
@@ -256,8 +257,8 @@ def _check_mlp(**options: int) -> None:
 
 class MLPGenerator(nn.Module):
     """``z -> x`` for 2-d toy distributions: ``depth`` ReLU layers of ``hidden`` units and a
-    linear output (Gulrajani et al. 2017, sec. 5.1: 3 x 512, no output non-linearity, the
-    points are unbounded).
+    linear output (Gulrajani et al. 2017, sec. 3.1 and ``gan_toy.py``: 3 x 512, no output
+    non-linearity, the points are unbounded).
 
     Shape: ``(B, latent_size) -> (B, out_dim)``.
 
@@ -282,8 +283,8 @@ class MLPGenerator(nn.Module):
 
 class MLPDiscriminator(nn.Module):
     """``x -> `` one raw score: ``depth`` ReLU layers of ``hidden`` units and a linear output
-    (Gulrajani et al. 2017, sec. 5.1). No normalisation, so it serves as a critic for the
-    gradient penalty as well.
+    (Gulrajani et al. 2017, sec. 3.1 and ``gan_toy.py``). No normalisation, so it serves as a
+    critic for the gradient penalty as well.
 
     Shape: ``(B, in_dim) -> (B,)``.
 
