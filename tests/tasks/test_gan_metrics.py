@@ -1,6 +1,7 @@
 """Evaluation of generated samples (visrep.tasks.gan_metrics): FID / KID with a visrep digits
 classifier as the feature map (parity with scipy and a direct MMD, self-distance, monotone in
-noise), one-line errors, and the mode-coverage and neighbour measures on analytic cases."""
+noise), the real-vs-real floor (held-out images against the rest, checked directly), one-line
+errors, and the mode-coverage and neighbour measures on analytic cases."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from visrep.tasks.gan_metrics import (
     GenerativeMetrics,
     batched,
     class_histogram_metrics,
+    holdout_split,
     load_feature_extractor,
     mode_coverage_2d,
     nearest_training_images,
@@ -205,10 +207,30 @@ def test_real_floor_is_between_self_and_noise(digits, extractor):
     metrics.update_fake(_noisy(real[180:], 0.4))
     noisy = metrics.compute()
     assert 0 < floor["fid"] < 0.2 * noisy["fid"]
-    # disjoint halves: KID's expectation is 0 (measured -0.21, std over subsets 0.20)
+    # disjoint sets: KID's expectation is 0
     assert floor["kid"] < 0.2 * noisy["kid"] and abs(floor["kid"]) < 2 * floor["kid_std"]
-    with pytest.raises(ConfigError, match="2n <= 360"):
-        real_floor(extractor, real, n=181)
+    with pytest.raises(ConfigError, match="the 1 others must both be >= 2"):
+        real_floor(extractor, real, n=359)
+
+
+def test_the_floor_is_the_held_out_images_against_the_rest(digits, extractor):
+    """A perfect generator's score at the test's sizes: FID(R, H) for H held-out real images
+    and the rest R, from the definition (scipy), and KID of one subset of all of H."""
+    real = digits[1]
+    held, rest = holdout_split(360, 120, seed=0)
+    assert (len(held), len(rest)) == (120, 240)
+    assert sorted(held.tolist() + rest.tolist()) == list(range(360))
+    assert torch.equal(holdout_split(360, 120, seed=0)[0], held)  # seeded
+    assert not torch.equal(holdout_split(360, 120, seed=1)[0], held)
+    floor = real_floor(extractor, real, n=120, kid_subsets=1, kid_subset_size=120)
+    fr, fh = extractor(real[rest]).double(), extractor(real[held]).double()
+    assert floor["fid"] == pytest.approx(_fid_scipy(fr.numpy(), fh.numpy()), rel=1e-4)
+    # KID's one subset: all 120 held-out images and the 120 of R that torchmetrics draws first
+    # from the seeded global generator (the MMD does not depend on the order within a set)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        first = torch.randperm(240)[:120]
+    assert floor["kid"] == pytest.approx(_mmd2_unbiased(fr[first], fh), rel=1e-4)
 
 
 def test_kid_subset_larger_than_the_samples_is_one_config_error(digits, extractor):

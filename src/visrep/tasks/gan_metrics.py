@@ -6,8 +6,10 @@
   Distance): the unbiased MMD^2 with the kernel ``(x.y / d + 1)^3``, averaged over random
   subsets; both torchmetrics', fed with the ``embed`` features of a visrep classification run
   trained on the same domain (Inception-v3 features are the original's; any fixed network
-  that separates the domain's classes gives a consistent, not comparable, score). The
-  real-vs-real value between two disjoint halves of the data is the floor to read them against.
+  that separates the domain's classes gives a consistent, not comparable, score). The floor to
+  read them against is the real-vs-real value: ``H`` held-out real images scored against the
+  rest ``R`` of the split, as a perfect generator's ``H`` samples would be
+  (:func:`real_floor`, :func:`holdout_split`).
 - Mode coverage of labelled domains: the classifier's class histogram of the samples against
   the data's (classes hit, KL); of 2-d mixtures: VEEGAN's measures (Srivastava et al. 2017,
   synthetic-data experiments: modes captured, share of high-quality samples).
@@ -41,6 +43,7 @@ __all__ = [
     "check_kid_subset",
     "class_histogram_metrics",
     "histogram_kl",
+    "holdout_split",
     "load_feature_extractor",
     "mode_coverage_2d",
     "nearest_training_images",
@@ -224,6 +227,8 @@ class GenerativeMetrics(nn.Module):
         kid_subset_size: samples per subset (at most the real and the generated counts).
         seed: seed of KID's subsets.
         option: the option naming ``kid_subset_size`` in error messages.
+        sync: under DDP, gather every process's features at :meth:`compute` (torchmetrics'
+            ``sync_on_compute``); False when each process already holds the whole set.
     """
 
     def __init__(
@@ -233,6 +238,7 @@ class GenerativeMetrics(nn.Module):
         kid_subset_size: int = 1000,
         seed: int = 0,
         option: str = "model.kid_subset_size",
+        sync: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(kid_subset_size, int) or kid_subset_size < 2:
@@ -242,9 +248,10 @@ class GenerativeMetrics(nn.Module):
         self.extractor = extractor
         self.seed = seed
         self.option = option
+        self.sync = sync
         feats = _Precomputed(extractor.num_features)
         self.fid = FrechetInceptionDistance(
-            feature=feats, normalize=True, reset_real_features=False
+            feature=feats, normalize=True, reset_real_features=False, sync_on_compute=sync
         )
         with warnings.catch_warnings():  # "will save all extracted features": it must
             warnings.filterwarnings("ignore", message=".*save all extracted features")
@@ -254,6 +261,7 @@ class GenerativeMetrics(nn.Module):
                 subset_size=kid_subset_size,
                 normalize=True,
                 reset_real_features=False,
+                sync_on_compute=sync,
             )
 
     def _check(self, images: Tensor) -> None:
@@ -298,8 +306,13 @@ class GenerativeMetrics(nn.Module):
         """
         size = self.kid.subset_size
         dist = torch.distributed
-        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-            # one process: the counts are final (under DDP torchmetrics gathers them in compute)
+        if not (
+            self.sync
+            and dist.is_available()
+            and dist.is_initialized()
+            and dist.get_world_size() > 1
+        ):
+            # the counts are final (under DDP with sync, torchmetrics gathers them in compute)
             if self.num_real < 2 or self.num_fake < 2:
                 raise ConfigError(
                     f"FID needs at least 2 real and 2 generated images, got {self.num_real} and "
@@ -327,6 +340,20 @@ class GenerativeMetrics(nn.Module):
             m.reset_real_features = False
 
 
+def holdout_split(num: int, held: int, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """A seeded random split of ``range(num)`` into ``held`` indices and the other ``num - held``
+    (disjoint, each sorted): the held-out real images of :func:`real_floor` and the reference.
+
+    >>> h, r = holdout_split(6, 2)
+    >>> len(h), len(r), sorted(h.tolist() + r.tolist()) == list(range(6))
+    (2, 4, True)
+    """
+    if not 0 <= held <= num:
+        raise ConfigError(f"holdout_split: held must be in [0, {num}], got {held}")
+    perm = torch.randperm(num, generator=torch.Generator().manual_seed(seed))
+    return perm[:held].sort().values, perm[held:].sort().values
+
+
 def real_floor(
     extractor: FeatureExtractor,
     images: Tensor,
@@ -336,30 +363,38 @@ def real_floor(
     seed: int = 0,
     batch_size: int = 500,
 ) -> dict[str, float]:
-    """FID / KID between two disjoint random halves of real images: the value a perfect
-    generator would get with ``n`` samples (FID is biased upwards for small ``n``; compare
-    generated sets of the same size).
+    """FID / KID of ``n`` held-out real images against the rest: what a perfect generator scores
+    when its ``n`` samples are compared with that rest.
+
+    ``holdout_split(N, n, seed)`` holds out ``H`` (``n`` images); the other ``N - n`` are the
+    reference ``R``; the floor is ``FID(R, H)`` (and KID). A generator is then scored as
+    ``FID(R, G)`` with ``n`` samples ``G``: the same sizes, so the same small-sample bias
+    (FID is biased upwards for small sets, Binkowski et al. 2018), which is what
+    :class:`~visrep.tasks.GANTask`'s test does. Computed in this process (no DDP gathering).
 
     Args:
         extractor: the feature map.
         images: real images ``(N, C, H, W)`` in [0, 1].
-        n: images per half (default ``N // 2``).
-        kid_subsets, kid_subset_size, seed: as :class:`GenerativeMetrics`; ``seed`` also draws
-            the halves.
+        n: held-out images (default ``N // 2``); ``2 <= n <= N - 2``.
+        kid_subsets, kid_subset_size, seed: as :class:`GenerativeMetrics` (``kid_subset_size``
+            at most ``n``); ``seed`` also draws the held-out images.
         batch_size: images embedded at a time.
 
     Returns:
         ``{"fid", "kid", "kid_std"}``.
     """
     check_images(images)
-    n = len(images) // 2 if n is None else n
-    if n < 2 or 2 * n > len(images):
+    num = len(images)
+    n = num // 2 if n is None else n
+    if n < 2 or num - n < 2:
         raise ConfigError(
-            f"real_floor: two disjoint halves of n = {n} images need 2n <= {len(images)} and n >= 2"
+            f"real_floor: n = {n} held-out images and the {num - n} others must both be >= 2 "
+            f"(N = {num})"
         )
-    perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
-    metrics = GenerativeMetrics(extractor, kid_subsets, kid_subset_size, seed).to(images.device)
-    for part, real in ((perm[:n], True), (perm[n : 2 * n], False)):
+    held, rest = holdout_split(num, n, seed)
+    metrics = GenerativeMetrics(extractor, kid_subsets, kid_subset_size, seed, sync=False)
+    metrics = metrics.to(images.device)
+    for part, real in ((rest, True), (held, False)):
         for chunk in part.split(batch_size):
             metrics._update(images[chunk.to(images.device)], real)
     return metrics.compute()
