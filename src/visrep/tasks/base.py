@@ -199,10 +199,22 @@ class Task(L.LightningModule):
         # A NaN/inf loss otherwise trains on silently and ends at chance accuracy.
         if not bool(torch.isfinite(loss.detach()).all()):
             value = float(loss.detach().float().mean())
-            raise TrainingError(
+            where = (
                 f"the training loss is {value} at epoch {self.current_epoch}, step "
-                f"{self.global_step}: lower --model.optim.lr, check the data for NaN/inf, or "
-                "clip gradients (--trainer.gradient_clip_val)"
+                f"{self.global_step}"
+            )
+            if not self.automatic_optimization:
+                # Lightning refuses --trainer.gradient_clip_val under manual optimisation; the
+                # task's optimisers are its own options (a GAN's g_optim and d_optim)
+                names = [n for n in inspect.signature(type(self).__init__).parameters
+                         if n.endswith("optim")]  # fmt: skip
+                lrs = f" ({' / '.join(f'--model.{n}.lr' for n in names)})" if names else ""
+                raise TrainingError(
+                    f"{where}: lower the learning rates{lrs} or check the data for NaN/inf"
+                )
+            raise TrainingError(
+                f"{where}: lower --model.optim.lr, check the data for NaN/inf, or clip gradients "
+                "(--trainer.gradient_clip_val)"
             )
 
     # -- what the trainer calls ----------------------------------------------------------------------
