@@ -1,27 +1,45 @@
-"""GANTask: the seed's alternation of discriminator and generator steps (counted), the gradient
-penalty and clipping paths, the EMA formula, counters kept across a resume, a tiny fit on a 2-d
-mixture and one on digits with a visrep classifier as FID feature extractor, and every bad
-option as one error line."""
+"""GANTask: the seed's alternation of discriminator and generator steps (counted), each step
+moving only its own network, the gradient penalty and clipping paths, the EMA formula, partial
+optimiser options merged onto each game's default, the generator's schedule as long as its
+steps, counters kept across a resume, a tiny fit on a 2-d mixture and one on digits with a visrep
+classifier as FID feature extractor (the test's held-out protocol checked directly), DDP
+refused without unused-parameter detection (and a 2-process fit, slow), and every bad option as
+one error line."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
+import subprocess
+import sys
+from dataclasses import fields, replace
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
+import yaml
 from torch import nn
 
 import visrep.tasks.gan as gan_module
+from visrep.cli import main
 from visrep.data import DigitsDataModule, GaussianMixtureDataModule
 from visrep.data.base import DataSpec, LoaderConfig
 from visrep.errors import ConfigError, TrainingError
+from visrep.runs import load_checkpoint
 from visrep.tasks import ClassificationTask, GANTask
 from visrep.tasks.checkpoint import read_task_checkpoint
-from visrep.tasks.gan import default_gan_optim, ema_update_
+from visrep.tasks.gan import OptimOverrides, default_gan_optim, ema_update_
+from visrep.tasks.gan_metrics import (
+    GenerativeMetrics,
+    holdout_split,
+    load_feature_extractor,
+    mode_coverage_2d,
+    real_floor,
+)
+from visrep.tasks.optim import OptimConfig, lr_factor
 
 _QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 _MLP = {"generator": "mlp", "latent_size": 2, "hidden": 8, "depth": 1, "eval_samples": 200,
@@ -80,10 +98,110 @@ def test_each_game_gets_its_papers_optimisers():
     assert default_gan_optim("lsgan", 0.0) == dcgan.g_optim
     task = GANTask(**_MLP, loss="wasserstein", clip=0.01, d_optim={"optimizer": "adam", "lr": 1e-3})
     assert (task.d_optim.optimizer, task.g_optim.optimizer) == ("adam", "rmsprop")
+    assert task.d_optim == replace(default_gan_optim("wasserstein", 0.0), optimizer="adam", lr=1e-3)
     trainer = _trainer(limit_train_batches=2, limit_val_batches=0)
     trainer.fit(task, _mixture())
     d_opt, g_opt = trainer.optimizers
     assert isinstance(d_opt, torch.optim.Adam) and isinstance(g_opt, torch.optim.RMSprop)
+
+
+def test_a_partial_optimiser_option_changes_only_those_fields_of_the_games_default():
+    """--model.d_optim.lr 1e-4 on the clipped WGAN keeps RMSProp, momentum 0, no weight decay,
+    constant rate (not OptimConfig's SGD 0.9, 5e-4, cosine)."""
+    wgan = default_gan_optim("wasserstein", 0.0)
+    task = GANTask(loss="wasserstein", clip=0.01, d_optim={"lr": 1e-4})
+    assert task.d_optim == replace(wgan, lr=1e-4) and task.g_optim == wgan
+    both = GANTask(**_MLP, g_optim=OptimOverrides(betas=[0.0, 0.99], schedule="cosine"))
+    assert both.g_optim == replace(default_gan_optim("nonsaturating", 0.0), betas=(0.0, 0.99),
+                                   schedule="cosine")  # fmt: skip
+    whole = OptimConfig(optimizer="sgd", lr=0.01)
+    assert GANTask(**_MLP, d_optim=whole).d_optim == whole  # a whole config is used as it is
+    # the same fields, so every OptimConfig option can be given on its own
+    assert [f.name for f in fields(OptimOverrides)] == [f.name for f in fields(OptimConfig)]
+    # checkpoints keep the resolved optimisers, which give them back
+    assert GANTask(**_MLP, d_optim=task.hparams["d_optim"]).d_optim == replace(wgan, lr=1e-4)
+    with pytest.raises(ConfigError, match=r"--model\.d_optim: unknown option 'learning_rate'"):
+        GANTask(d_optim={"learning_rate": 0.1})
+
+
+def test_the_cli_merges_one_optimiser_field_onto_the_default(capsys):
+    with pytest.raises(SystemExit) as done:  # --print_config prints and exits
+        main(["fit", "--model", "visrep.tasks.GANTask", "--model.generator", "mlp",
+              "--model.loss", "wasserstein", "--model.clip", "0.01", "--model.d_optim.lr", "1e-4",
+              "--data", "visrep.data.GaussianMixtureDataModule", "--print_config"])  # fmt: skip
+    assert done.value.code == 0
+    init = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]
+    given = {k: v for k, v in init["d_optim"].items() if v is not None}
+    assert given == {"lr": 1e-4} and init["g_optim"] is None  # the fields given, no others
+    task = GANTask(**init)
+    assert task.d_optim == replace(default_gan_optim("wasserstein", 0.0), lr=1e-4)
+
+
+def test_the_generator_schedule_ends_with_its_last_step():
+    """12 batches an epoch, n_critic 5, 5 epochs: 60 discriminator and 12 generator steps (2.4
+    an epoch). The cosine schedule of each reaches its end (lr x min_lr_ratio) after the run's
+    last step of it, not before (rounding 2.4 down to 2 ended the generator's at step 10)."""
+    torch.manual_seed(0)
+    cosine = {"schedule": "cosine", "min_lr_ratio": 0.1}
+    task = GANTask(**_MLP, n_critic=5, g_optim=cosine, d_optim=cosine)
+    lrs: dict[str, list[float]] = {"d": [], "g": []}
+
+    class Record(L.Callback):
+        def on_train_start(self, trainer, pl_module) -> None:
+            for name, opt in zip("dg", trainer.optimizers, strict=True):
+                opt.register_step_pre_hook(
+                    lambda o, *_, n=name: lrs[n].append(o.param_groups[0]["lr"])
+                )
+
+    trainer = _trainer(max_epochs=5, limit_val_batches=0, callbacks=[Record()])
+    trainer.fit(task, _mixture())
+    assert (len(lrs["d"]), len(lrs["g"])) == (60, 12)
+    for name, steps, cfg in (("d", 60, task.d_optim), ("g", 12, task.g_optim)):
+        got = lrs[name]
+        want = [cfg.lr * lr_factor(i, steps / 5, 5, cfg) for i in range(steps)]
+        assert got == pytest.approx(want, rel=1e-9)
+        assert all(a > b for a, b in itertools.pairwise(got))  # decreasing throughout
+        assert got[-1] > cfg.lr * 0.1
+    for sched, cfg in zip(trainer.lr_scheduler_configs, (task.d_optim, task.g_optim), strict=True):
+        assert sched.scheduler.get_last_lr()[0] == pytest.approx(cfg.lr * 0.1, rel=1e-9)
+
+
+class _Changes(L.Callback):
+    """Wraps the task's discriminator_step and generator_step: which parameters each changed."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, set[str]]] = []
+
+    def on_train_start(self, trainer, task) -> None:
+        for name in ("discriminator_step", "generator_step"):
+            setattr(task, name, self._spy(task, name, getattr(task, name)))
+
+    def _spy(self, task, name, step):
+        def wrapped(*args):
+            before = {k: p.detach().clone() for k, p in task.named_parameters()}
+            out = step(*args)
+            moved = {k for k, p in task.named_parameters() if not torch.equal(p, before[k])}
+            self.seen.append((name, moved))
+            return out
+
+        return wrapped
+
+
+def test_each_step_changes_only_its_own_networks_parameters():
+    """A discriminator step moves every discriminator parameter and nothing else; a generator
+    step every generator parameter and its EMA copy, and nothing else."""
+    torch.manual_seed(0)
+    task, spy = GANTask(**_MLP, n_critic=2, ema=0.9), _Changes()
+    _trainer(limit_train_batches=4, limit_val_batches=0, callbacks=[spy]).fit(task, _mixture())
+    names = [k for k, _ in task.named_parameters()]
+    d = {k for k in names if k.startswith("discriminator.")}
+    g = {k for k in names if k.startswith("train_net.")}
+    ema = {k for k in names if k.startswith("net.")}
+    assert d and g and ema and d | g | ema == set(names)
+    assert [n for n, _ in spy.seen] == ["discriminator_step", "discriminator_step",
+                                        "generator_step"] * 2  # fmt: skip
+    for name, moved in spy.seen:
+        assert moved == (d if name == "discriminator_step" else g | ema), name
 
 
 def test_weight_clipping_keeps_the_critic_in_the_box():
@@ -199,15 +317,21 @@ def test_a_non_finite_loss_stops_training_with_the_bases_error(monkeypatch):
     task = GANTask(**_MLP)
     task.setup_spec(_POINTS)
     monkeypatch.setattr(task.discriminator, "forward", lambda x: x.sum(1) * float("nan"))
-    with pytest.raises(TrainingError, match="training loss is nan"):
+    with pytest.raises(TrainingError, match="training loss is nan") as e:
         _trainer(limit_val_batches=0).fit(task, _mixture())
+    # Lightning refuses gradient_clip_val under manual optimisation: the hint names the options
+    assert "--model.g_optim.lr / --model.d_optim.lr" in str(e.value)
+    assert "gradient_clip_val" not in str(e.value)
 
 
 def test_mixture_fit_and_test_write_mode_metrics_and_plots(cli, tmp_path):
+    """No checkpoint is selected on the mode metrics (last.ckpt only), the test's samples are
+    not the validation's (latents of seed 1 and seed 0), and the partial optimiser options reach
+    the optimisers."""
     run = tmp_path / "gan"
     code, _, err = cli("fit", "--model", "visrep.tasks.GANTask", "--model.generator", "mlp",
                        "--model.latent_size", "2", "--model.hidden", "16", "--model.depth", "2",
-                       "--model.eval_samples", "300", "--model.kid_subset_size", "10",
+                       "--model.eval_samples", "300", "--model.d_optim.lr", "1e-4",
                        "--model.ema", "0.99", "--data", "visrep.data.GaussianMixtureDataModule",
                        "--data.mixture", "grid25", "--data.train_size", "600", "--data.val_size",
                        "300", "--data.test_size", "300", "--data.loader.batch_size", "100",
@@ -218,10 +342,21 @@ def test_mixture_fit_and_test_write_mode_metrics_and_plots(cli, tmp_path):
         assert 0 <= m[f"{stage}/modes"] <= 25 and 0 <= m[f"{stage}/high_quality"] <= 1
         assert m[f"{stage}/mode_score"] == m[f"{stage}/modes"] + m[f"{stage}/high_quality"]
         assert m[f"{stage}/mode_kl"] >= 0
-    assert "best/val/mode_score" in m  # best.ckpt chosen on modes, then quality
+    assert not any(k.startswith("best/") for k in m)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.ckpt"]
     assert (run / "plots" / "points.png").is_file()
-    task = read_task_checkpoint(run / "checkpoints" / "best.ckpt").build()
+    ckpt = run / "checkpoints" / "last.ckpt"
+    task = read_task_checkpoint(ckpt).build()
     assert isinstance(task, GANTask) and task.net.sample(5).shape == (5, 2)
+    assert task.d_optim == replace(default_gan_optim("nonsaturating", 0.0), lr=1e-4)
+    d_group = load_checkpoint(ckpt)["optimizer_states"][0]["param_groups"][0]
+    assert (d_group["lr"], d_group["betas"], d_group["weight_decay"]) == (1e-4, (0.5, 0.999), 0)
+    data = GaussianMixtureDataModule(mixture="grid25")
+    for stage, seed in (("val", 0), ("test", 1)):
+        with torch.no_grad():
+            z = task.net.sample_prior(300, torch.Generator().manual_seed(seed))
+            want = mode_coverage_2d(task.net.decode(z), data.modes, data.std)
+        assert {k: m[f"{stage}/{k}"] for k in want} == pytest.approx(want, abs=1e-6), stage
 
 
 @pytest.fixture(scope="module")
@@ -248,6 +383,24 @@ def test_digits_fit_with_features_reports_fid_against_its_floor(cli, tmp_path, d
     m = json.loads((run / "metrics.json").read_text())
     assert m["test/fid"] > m["test/fid_floor"] >= 0  # two epochs are far from the data
     assert m["test/kid"] > m["test/kid_floor"]
+    # the test's protocol, computed directly: H = min(200, 360 // 2) = 180 held-out real test
+    # images (seed 0) and 180 samples of seed-1 latents, each against the other 180 (R)
+    dm = DigitsDataModule()
+    dm.setup()
+    real = torch.cat([b["image"] for b in dm.test_dataloader()])
+    ex = load_feature_extractor(digits_classifier, 1, (8, 8))
+    floor = real_floor(ex, real, n=180, kid_subset_size=50)
+    assert (m["test/fid_floor"], m["test/kid_floor"]) == pytest.approx(
+        (floor["fid"], floor["kid"]), rel=1e-5)  # fmt: skip
+    _, rest = holdout_split(360, 180, seed=0)
+    net = read_task_checkpoint(run / "checkpoints" / "best.ckpt").build().net
+    with torch.no_grad():
+        fake = net.decode(net.sample_prior(180, torch.Generator().manual_seed(1)))
+    direct = GenerativeMetrics(ex, kid_subset_size=50)
+    direct.update_real(real[rest])
+    direct.update_fake(fake)
+    got = direct.compute()
+    assert (m["test/fid"], m["test/kid"]) == pytest.approx((got["fid"], got["kid"]), rel=1e-4)
     assert 1 <= m["test/classes_hit"] <= 10 and m["test/class_kl"] >= 0
     assert "best/val/fid" in m and "val/kid" in m
     for name in ("samples", "progress", "nearest_neighbours", "interpolations"):
@@ -265,13 +418,18 @@ def test_digits_fit_with_features_reports_fid_against_its_floor(cli, tmp_path, d
     ("case", "expected"),
     [("features", ["error: model.features", "1x8x8", "1x12x12"]),
      ("kid", ["error: model.kid_subset_size 500 is larger than the", "validation images"]),
+     ("kid_test", ["error: model.kid_subset_size 200 is larger than the 180",
+                   "held-out real test images", "N = 360"]),
      ("n_critic", ["error: model.n_critic must be an integer >= 1, got 0"])],
 )  # fmt: skip
 def test_bad_input_is_one_error_line(cli, tmp_path, idx_dir, digits_classifier, case, expected):
     """A features run whose input does not fit the images, a KID subset larger than the
-    validation split, n_critic < 1: one line each, before any training."""
+    validation split or than the test's held-out real images (min(eval_samples, N // 2)),
+    n_critic < 1: one line each, before any training."""
     data = {"features": ["--data", "visrep.data.IDXDataModule", "--data.root", idx_dir],
             "kid": ["--data", "visrep.data.DigitsDataModule", "--model.kid_subset_size", "500"],
+            "kid_test": ["--data", "visrep.data.DigitsDataModule", "--data.split.val_fraction",
+                         "0.2", "--model.kid_subset_size", "200"],
             "n_critic": ["--data", "visrep.data.DigitsDataModule", "--model.n_critic", "0"]}[case]  # fmt: skip
     code, out, err = cli("fit", "--model", "visrep.tasks.GANTask", "--model.width", "4",
                          "--model.features", digits_classifier, "--model.eval_samples", "1000",
@@ -295,7 +453,15 @@ def test_bad_input_is_one_error_line(cli, tmp_path, idx_dir, digits_classifier, 
      ({"loss": "hinge"}, "model.loss must be one of minimax, nonsaturating, wasserstein, lsgan"),
      ({"loss": "wasserstein", "gp_weight": 10.0},
       "model.gp_weight > 0 with a batch-norm critic"),
-     ({"eval_samples": 100}, "model.kid_subset_size 1000 exceeds model.eval_samples 100"),
+     ({"eval_samples": 100, "features": "runs/cls"},
+      "model.kid_subset_size 1000 exceeds model.eval_samples 100"),
+     ({"kid_subset_size": 1}, "model.kid_subset_size must be an integer >= 2, got 1"),
+     ({"generator": "mlp", "width": 32}, "model.width has no effect with --model.generator mlp"),
+     ({"generator": "mlp", "discriminator_norm": "layer"},
+      "model.discriminator_norm has no effect with --model.generator mlp"),
+     ({"generator": "mlp", "grid": 16}, "model.grid has no effect with --model.generator mlp"),
+     ({"hidden": 128}, "model.hidden has no effect with --model.generator dcgan"),
+     ({"depth": 2}, "model.depth has no effect with --model.generator dcgan"),
      ({"generator": "mlp", "features": "runs/cls"}, "model.features (FID, KID, class coverage) "
                                                     "needs images"),
      ({"g_optim": {"lr": -1.0}}, "model.g_optim.lr must be > 0"),
@@ -327,7 +493,65 @@ def test_models_that_do_not_fit_the_data_are_refused(options, spec, message):
         task.setup_spec(spec)
 
 
+def test_kid_options_are_only_checked_where_kid_is_computed():
+    GANTask(generator="mlp", eval_samples=500)  # 2-d runs compute no KID
+    GANTask(eval_samples=500)  # nor images without features
+
+
 def test_monitor_is_the_instances_sample_quality_metric():
     assert GANTask(features="runs/cls").monitor == ("val/fid", "min")
-    assert GANTask(**_MLP).monitor == ("val/mode_score", "max")
+    # the 2-d mode metrics do not depend on the real split: no best-of-N selection
+    assert GANTask(**_MLP).monitor is None
     assert GANTask().monitor is None  # no quality metric: last.ckpt only
+
+
+@pytest.mark.parametrize(
+    ("strategy", "stage", "message"),
+    [("ddp", "fit", "--trainer.strategy ddp_find_unused_parameters_true"),
+     ("ddp_spawn", "fit", "--trainer.strategy ddp_spawn_find_unused_parameters_true"),
+     ("ddp_find_unused_parameters_true", "fit", None),
+     ("ddp", "test", None),  # no backward pass
+     ("auto", "fit", None)],
+)  # fmt: skip
+def test_ddp_without_unused_parameter_detection_is_one_error_line(strategy, stage, message):
+    """Each backward reaches one network only; plain DDP stops at the first step with
+    Lightning's 'parameters that were not used in producing the loss'."""
+    devices = 1 if strategy == "auto" else 2
+    trainer = L.Trainer(strategy=strategy, devices=devices, accelerator="cpu", logger=False)
+    task = GANTask(**_MLP)
+    task.trainer = trainer
+    if message is None:
+        task.setup(stage)
+        return
+    with pytest.raises(ConfigError) as e:
+        task.setup(stage)
+    assert str(e.value).startswith("GANTask steps its networks with separate backward passes")
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.slow
+def test_ddp_fit_on_two_cpu_processes(tmp_path):
+    """Two CPU processes (gloo) with unused-parameter detection: 400 training points in batches
+    of 50 are 4 batches a process, so 4 discriminator and 2 generator steps (n_critic 2)."""
+    run = tmp_path / "ddp"
+    args = [sys.executable, "-m", "visrep", "fit", "--model", "visrep.tasks.GANTask",
+            "--model.generator", "mlp", "--model.latent_size", "2", "--model.hidden", "8",
+            "--model.depth", "1", "--model.n_critic", "2", "--model.eval_samples", "100",
+            "--data", "visrep.data.GaussianMixtureDataModule", "--data.train_size", "400",
+            "--data.val_size", "100", "--data.test_size", "100", "--data.loader.batch_size", "50",
+            "--trainer.max_epochs", "1", "--trainer.strategy", "ddp_find_unused_parameters_true",
+            "--trainer.devices", "2", "--trainer.accelerator", "cpu", "--run_dir", str(run),
+            *_QUIET]  # fmt: skip
+    res = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    m = json.loads((run / "metrics.json").read_text())
+    assert 0 <= m["test/modes"] <= 8 and math.isfinite(m["test/d_loss"])
+    state = load_checkpoint(run / "checkpoints" / "last.ckpt")["state_dict"]
+    assert (int(state["d_steps"]), int(state["g_steps"])) == (4, 2)
+    # every process scored the same seed-1 samples: the logged means are one process's values
+    net = read_task_checkpoint(run / "checkpoints" / "last.ckpt").build().net
+    data = GaussianMixtureDataModule()
+    with torch.no_grad():
+        fake = net.decode(net.sample_prior(100, torch.Generator().manual_seed(1)))
+    want = mode_coverage_2d(fake, data.modes, data.std)
+    assert {k: m[f"test/{k}"] for k in want} == pytest.approx(want, abs=1e-6)

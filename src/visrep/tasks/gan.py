@@ -23,8 +23,14 @@ its rhythm) and logged as ``train/d_steps``, ``train/g_steps``.
 **Optimisers** (``g_optim``, ``d_optim``; the defaults follow each paper, constant rate, no
 weight decay): Adam lr 2e-4, betas (0.5, 0.999) for minimax, nonsaturating and lsgan (Radford
 et al., ICLR 2016, sec. 4); RMSProp lr 5e-5 for the clipped WGAN (Arjovsky et al., algorithm 1);
-Adam lr 1e-4, betas (0, 0.9) for WGAN-GP (Gulrajani et al., algorithm 1). Each optimiser has its
-own learning-rate schedule, stepped with its own steps.
+Adam lr 1e-4, betas (0, 0.9) for WGAN-GP (Gulrajani et al., algorithm 1). The options given
+(:class:`OptimOverrides`: ``--model.d_optim.lr 1e-4``) replace those fields of the game's
+default and keep the rest. Each optimiser has its own learning-rate schedule, stepped with its
+own steps and as long as the run's steps of it: the discriminator's one step a batch, the
+generator's one every ``n_critic`` discriminator steps.
+
+**Multi-device**: each backward reaches one network's parameters only, so DDP needs
+``--trainer.strategy ddp_find_unused_parameters_true`` (refused otherwise, in one line).
 
 **EMA** (``ema`` = decay beta): an exponential moving average of the generator's weights after
 every generator step, ``theta_ema <- beta theta_ema + (1 - beta) theta`` (Karras et al., ICLR
@@ -35,7 +41,7 @@ average is ``net``: evaluation, samples, plots and ``visrep generate`` use it.
 for the discriminator and the generator's tanh output back to [0, 1] for metrics, plots and
 files (DCGAN sized from the data's channels and size); points of 2-d mixtures (``mixture2d``
 data, :class:`~visrep.data.GaussianMixtureDataModule`) are used as they are, with the MLP GAN
-of Gulrajani et al.'s toy experiments (sec. 5.1).
+of Gulrajani et al.'s toy experiments (sec. 3.1, fig. 1, and their ``gan_toy.py``).
 
 Evaluation and artifacts: :mod:`visrep.tasks.gan_eval`.
 """
@@ -44,6 +50,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 import torch
@@ -68,12 +75,14 @@ from visrep.models.generative import (
 )
 from visrep.tasks.base import Task, _check_optim
 from visrep.tasks.gan_eval import GANEvaluationMixin
-from visrep.tasks.optim import OptimConfig, as_optim_config, build_optimizer, build_scheduler
+from visrep.tasks.optim import OptimConfig, build_optimizer, lr_factor
 
 __all__ = [
     "EpochMeans",
     "GANTask",
     "GeneratorNet",
+    "OptimOverrides",
+    "check_ddp_strategy",
     "check_gan_options",
     "check_optim_option",
     "default_gan_optim",
@@ -149,27 +158,71 @@ def default_gan_optim(loss: str, gp_weight: float) -> OptimConfig:
                        schedule="constant")  # fmt: skip
 
 
+@dataclass
+class OptimOverrides:
+    """Fields of an :class:`~visrep.tasks.optim.OptimConfig` to change in a task's default
+    optimiser (``--model.d_optim.lr 1e-4``); a field left None keeps the default's value (the
+    same fields, documented there).
+
+    >>> check_optim_option(OptimOverrides(lr=1e-3), "d_optim", default_gan_optim("lsgan", 0)).lr
+    0.001
+    """
+
+    optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] | None = None
+    lr: float | None = None
+    momentum: float | None = None
+    nesterov: bool | None = None
+    weight_decay: float | None = None
+    betas: tuple[float, float] | None = None
+    schedule: Literal["constant", "step", "cosine"] | None = None
+    warmup_epochs: float | None = None
+    step_size: int | None = None
+    gamma: float | None = None
+    min_lr_ratio: float | None = None
+    decay_all: bool | None = None
+
+
+_OPTIM_FIELDS = tuple(f.name for f in fields(OptimConfig))
+
+
 def check_optim_option(
-    cfg: OptimConfig | dict | None, option: str, default: OptimConfig
+    cfg: OptimOverrides | OptimConfig | dict | None, option: str, default: OptimConfig
 ) -> OptimConfig:
-    """``cfg`` (or ``default`` when None) as an :class:`OptimConfig`, checked; the messages name
-    ``--model.<option>``."""
+    """The optimiser of option ``option``: ``default`` with the fields ``cfg`` sets (an
+    :class:`OptimOverrides` or a mapping; None fields keep the default's), or ``cfg`` itself
+    when it is a whole :class:`OptimConfig`; checked, the messages name ``--model.<option>``."""
+    if isinstance(cfg, OptimConfig):
+        out = cfg
+    else:
+        given = {} if cfg is None else vars(cfg) if isinstance(cfg, OptimOverrides) else cfg
+        if not isinstance(given, dict):
+            raise ConfigError(f"--model.{option} must be a mapping of optimiser options, got "
+                              f"{type(cfg).__name__}")  # fmt: skip
+        unknown = sorted(set(given) - set(_OPTIM_FIELDS))
+        if unknown:
+            raise ConfigError(f"--model.{option}: unknown option {unknown[0]!r} (options: "
+                              f"{', '.join(_OPTIM_FIELDS)})")  # fmt: skip
+        changes = {k: tuple(v) if k == "betas" else v for k, v in given.items() if v is not None}
+        out = replace(default, **changes)
+    if not (isinstance(out.lr, int | float) and out.lr > 0):
+        raise ConfigError(f"--model.{option}.lr must be > 0, got {out.lr}")
     try:
-        out = default if cfg is None else as_optim_config(cfg)
         _check_optim(out)
     except ConfigError as e:
-        text = str(e).replace("--model.optim.", f"--model.{option}.")
-        raise ConfigError(text.replace("optim.lr", f"model.{option}.lr", 1)) from None
-    except TypeError as e:  # an unknown key in a mapping
-        raise ConfigError(f"--model.{option}: {e}") from None
+        raise ConfigError(str(e).replace("--model.optim.", f"--model.{option}.")) from None
     return out
 
 
 def optimizer_with_schedule(
-    task: Task, module: nn.Module, cfg: OptimConfig, option: str, steps_per_epoch: int
+    task: Task, module: nn.Module, cfg: OptimConfig, option: str, steps_per_epoch: float
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """The optimiser of ``cfg`` over ``module`` and its per-step schedule (``steps_per_epoch``
-    of this optimiser's own steps); torch's value errors as ConfigError naming ``option``."""
+    """The optimiser of ``cfg`` over ``module`` and its per-step schedule; torch's value errors
+    as ConfigError naming ``option``.
+
+    ``steps_per_epoch`` is this optimiser's own steps per epoch, a fraction where it steps less
+    often than once a batch (the generator's ``total / max_epochs``): the schedule then ends
+    with the run's last step of it, not before.
+    """
     try:
         opt = build_optimizer(module, cfg)
     except ValueError as e:  # torch's "Invalid beta parameter ..." names no option
@@ -177,7 +230,32 @@ def optimizer_with_schedule(
     max_epochs = task.trainer.max_epochs
     if max_epochs is None or max_epochs < 1:
         raise ConfigError("trainer.max_epochs must be set (>= 1) for the learning-rate schedule")
-    return opt, build_scheduler(opt, cfg, max(steps_per_epoch, 1), max_epochs)
+    # lr_factor reads at least one step an epoch: a generator stepping less often than once an
+    # epoch (fewer batches than n_critic) keeps a slower schedule
+    per_epoch = max(steps_per_epoch, 1e-8)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, per_epoch, max_epochs, cfg)
+    )
+    return opt, sched
+
+
+def check_ddp_strategy(task: Task, stage: str) -> None:
+    """Refuse DDP without ``find_unused_parameters`` for a fit of a task whose backward passes
+    each reach one network only (a GAN's discriminator and generator steps): DDP would stop at
+    the first step. Called from ``setup``, before the strategy wraps the model."""
+    from lightning.pytorch.strategies import DDPStrategy
+
+    strategy = task.trainer.strategy if task._trainer is not None else None
+    if stage != "fit" or not isinstance(strategy, DDPStrategy):
+        return
+    if getattr(strategy, "_ddp_kwargs", {}).get("find_unused_parameters"):
+        return
+    method = getattr(strategy, "_start_method", "popen")
+    name = "ddp" if method == "popen" else f"ddp_{method}"
+    raise ConfigError(
+        f"{type(task).__name__} steps its networks with separate backward passes, which DDP "
+        f"needs to know: use --trainer.strategy {name}_find_unused_parameters_true"
+    )
 
 
 @torch.no_grad()
@@ -252,14 +330,18 @@ class GANTask(GANEvaluationMixin, Task):
             0.01), or None.
         gp_weight: weight lambda of the gradient penalty (WGAN-GP: 10); 0 for none.
         ema: decay of the generator's weight average (e.g. 0.999), or None.
-        g_optim: the generator's optimiser and schedule (default: the game's paper's).
-        d_optim: the discriminator's (default: the game's paper's).
+        g_optim: the generator's optimiser and schedule: the fields given replace those of the
+            game's paper's (:func:`default_gan_optim`); a whole ``OptimConfig`` replaces it.
+        d_optim: the discriminator's (the same default).
         features: a visrep classification run (directory or ``.ckpt``) trained on the same
             domain, whose features give FID and KID and whose classes give mode coverage
             (images only).
-        eval_samples: generated samples per evaluation (FID, KID, coverage).
-        kid_subset_size: samples per KID subset (<= ``eval_samples`` and the real samples).
-        grid: fixed latent vectors of the progress grids and ``plots/samples.png``.
+        eval_samples: generated samples per validation (FID, KID, 2-d mode coverage); the test
+            generates ``min(eval_samples, N // 2)`` for ``N`` real test images
+            (:mod:`~visrep.tasks.gan_eval`).
+        kid_subset_size: samples per KID subset (>= 2; with ``features`` at most
+            ``eval_samples``, the validation images and the held-out test images).
+        grid: fixed latent vectors of the progress grids and ``plots/samples.png`` (images).
     """
 
     families = (*IMAGE_FAMILIES, "mixture2d")
@@ -277,8 +359,8 @@ class GANTask(GANEvaluationMixin, Task):
         clip: float | None = None,
         gp_weight: float = 0.0,
         ema: float | None = None,
-        g_optim: OptimConfig | None = None,
-        d_optim: OptimConfig | None = None,
+        g_optim: OptimOverrides | None = None,
+        d_optim: OptimOverrides | None = None,
         features: str | None = None,
         eval_samples: int = 2000,
         kid_subset_size: int = 1000,
@@ -292,14 +374,14 @@ class GANTask(GANEvaluationMixin, Task):
         self.g_optim = check_optim_option(g_optim, "g_optim", default)
         self.d_optim = check_optim_option(d_optim, "d_optim", default)
         self.save_hyperparameters()
+        # checkpoints keep the optimisers used, whole (a default changed later keeps them)
+        self.hparams["g_optim"] = asdict(self.g_optim)
+        self.hparams["d_optim"] = asdict(self.d_optim)
         self.automatic_optimization = False
-        # the metric that picks best.ckpt (the CLI reads the instance's): sample quality
-        if features is not None:
-            self.monitor = ("val/fid", "min")
-        elif generator == "mlp":
-            self.monitor = ("val/mode_score", "max")  # modes, then high-quality share
-        else:
-            self.monitor = None  # no sample-quality metric: last.ckpt only
+        # the metric that picks best.ckpt (the CLI reads the instance's): FID for images with a
+        # feature extractor; else last.ckpt only. Not the 2-d mode score: the mode metrics do
+        # not depend on the real split, so the best of N validations would be the test too
+        self.monitor = ("val/fid", "min") if features is not None else None
         self.register_buffer("d_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("g_steps", torch.zeros((), dtype=torch.long))
         z = torch.randn(grid, latent_size, generator=torch.Generator().manual_seed(0))
@@ -307,6 +389,9 @@ class GANTask(GANEvaluationMixin, Task):
         self.discriminator: nn.Module | None = None
         self.train_net: GeneratorNet | None = None
         self.init_evaluation()
+
+    def setup(self, stage: str) -> None:
+        check_ddp_strategy(self, stage)
 
     # -- the model, from the data ---------------------------------------------------------------
     def build(self, spec: DataSpec) -> None:
@@ -361,12 +446,15 @@ class GANTask(GANEvaluationMixin, Task):
 
     # -- optimisation ---------------------------------------------------------------------------
     def configure_optimizers(self) -> tuple[list, list]:
-        per_epoch = max(int(self.trainer.estimated_stepping_batches) // max(
-            self.trainer.max_epochs or 1, 1), 1)  # fmt: skip
+        epochs = max(self.trainer.max_epochs or 1, 1)
+        # one discriminator step a batch; a generator step after every n_critic of them,
+        # counted over the whole run (d_steps): total // n_critic generator steps
+        d_total = max(int(self.trainer.estimated_stepping_batches), 1)
+        g_total = d_total // self.hparams.n_critic
         d_opt, d_sched = optimizer_with_schedule(self, self.discriminator, self.d_optim,
-                                                 "d_optim", per_epoch)  # fmt: skip
+                                                 "d_optim", d_total / epochs)  # fmt: skip
         g_opt, g_sched = optimizer_with_schedule(self, self.generator_net, self.g_optim,
-                                                 "g_optim", per_epoch // self.hparams.n_critic)  # fmt: skip
+                                                 "g_optim", g_total / epochs)  # fmt: skip
         if self.hparams.clip is not None:
             clip_after_step(d_opt, self.discriminator, self.hparams.clip)
         return [d_opt, g_opt], [d_sched, g_sched]
@@ -451,12 +539,12 @@ def check_gan_options(
     for name, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"model.{name} must be one of {', '.join(allowed)}, got {value!r}")
-    positive = {"latent_size": latent_size, "width": width, "hidden": hidden,
-                "n_critic": n_critic, "eval_samples": eval_samples,
-                "kid_subset_size": kid_subset_size, "grid": grid}  # fmt: skip
-    for name, value in positive.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"model.{name} must be an integer >= 1, got {value!r}")
+    positive = {"latent_size": (latent_size, 1), "width": (width, 1), "hidden": (hidden, 1),
+                "n_critic": (n_critic, 1), "eval_samples": (eval_samples, 1),
+                "kid_subset_size": (kid_subset_size, 2), "grid": (grid, 1)}  # fmt: skip
+    for name, (value, low) in positive.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ConfigError(f"model.{name} must be an integer >= {low}, got {value!r}")
     if not isinstance(depth, int) or depth < 0:
         raise ConfigError(f"model.depth must be an integer >= 0 (hidden layers), got {depth!r}")
     if clip is not None and not (isinstance(clip, int | float) and 0 < clip < float("inf")):
@@ -477,7 +565,7 @@ def check_gan_options(
             "batch norm mixes the samples (Gulrajani et al. 2017, sec. 4): use "
             "--model.discriminator_norm layer (or none)"
         )
-    if kid_subset_size > eval_samples:
+    if features is not None and kid_subset_size > eval_samples:
         raise ConfigError(
             f"model.kid_subset_size {kid_subset_size} exceeds model.eval_samples "
             f"{eval_samples}: KID subsets are drawn from the generated samples"
@@ -485,3 +573,11 @@ def check_gan_options(
     if features is not None and generator != "dcgan":
         raise ConfigError("model.features (FID, KID, class coverage) needs images: "
                           "--model.generator dcgan")  # fmt: skip
+    # options the other generator does not read: refused when set, not silently ignored
+    unused = {"mlp": {"width": (width, 64), "discriminator_norm": (discriminator_norm, "batch"),
+                      "grid": (grid, 64)},
+              "dcgan": {"hidden": (hidden, 512), "depth": (depth, 3)}}[generator]  # fmt: skip
+    for name, (value, default) in unused.items():
+        if value != default:
+            raise ConfigError(f"model.{name} has no effect with --model.generator {generator}; "
+                              f"leave it at its default ({default!r})")  # fmt: skip

@@ -1,24 +1,31 @@
 """What :class:`~visrep.tasks.gan.GANTask` measures and draws: sample quality without downloads.
 
-Every evaluation generates ``eval_samples`` samples from the same fixed latents (seed 0, drawn
-on the CPU, so they do not depend on the device) with ``net`` (the EMA generator when ``ema`` is
-set), and logs:
+Every validation generates ``eval_samples`` samples from the same fixed latents (seed 0) and
+every test from other ones (seed 1), drawn on the CPU (so they do not depend on the device),
+with ``net`` (the EMA generator when ``ema`` is set): a test never repeats a validation's
+samples. It logs:
 
 - always: ``val/d_loss`` (``test/d_loss``), the discriminator's loss on the held-out real
-  samples against as many seeded fakes, and for the WGAN ``val/wasserstein``, the critic's
-  estimate of the distance on held-out data (Arjovsky et al. 2017, sec. 4.2 and fig. 3: it
-  follows sample quality);
+  samples against as many seeded fakes (other seeds at test), and for the WGAN
+  ``val/wasserstein``, the critic's estimate of the distance on held-out data (Arjovsky et al.
+  2017, sec. 4.2 and fig. 3: it follows sample quality);
 - images with ``features`` (a visrep classification run of the same domain,
-  :func:`~visrep.tasks.gan_metrics.load_feature_extractor`): ``val/fid``, ``val/kid`` (and
-  ``test/...``) against the split's real images (Heusel et al. 2017; Binkowski et al. 2018);
-  at test also the real-vs-real floor ``test/fid_floor``, ``test/kid_floor`` between two
-  disjoint halves of the real test images (``min(N // 2, eval_samples)`` each), and, when the
-  classifier's classes are the data's, mode coverage ``test/classes_hit`` and
-  ``test/class_kl`` (``KL(p_gen || p_test)`` of the predicted class histogram);
+  :func:`~visrep.tasks.gan_metrics.load_feature_extractor`): ``val/fid``, ``val/kid`` of the
+  ``eval_samples`` samples against all validation images (Heusel et al. 2017; Binkowski et
+  al. 2018: ``best.ckpt``'s metric). The test holds out ``H = min(eval_samples, N // 2)`` of
+  the ``N`` real test images (seeded, :func:`~visrep.tasks.gan_metrics.holdout_split`) and
+  scores against the other ``N - H`` (``R``): ``test/fid``, ``test/kid`` of ``H`` generated
+  samples ``G`` against ``R``, and the floor ``test/fid_floor``, ``test/kid_floor`` of the
+  held-out real images against ``R`` (:func:`~visrep.tasks.gan_metrics.real_floor`): what a
+  perfect generator scores, at the same sample sizes. When the classifier's classes are the
+  data's, mode coverage of ``G``: ``test/classes_hit`` and ``test/class_kl`` (``KL(p_gen ||
+  p_test)`` of the predicted class histogram). Under DDP every process gathers the whole test
+  split and computes these the same;
 - 2-d mixtures: VEEGAN's ``val/modes``, ``val/modes_frequent``, ``val/high_quality``,
   ``val/mode_kl`` (Srivastava et al. 2017, sec. 5.1; :func:`~visrep.tasks.gan_metrics.
-  mode_coverage_2d`) and ``val/mode_score`` = modes captured + high-quality share, which orders
-  checkpoints by modes first, then by quality (the share is in [0, 1]): ``best.ckpt``'s metric.
+  mode_coverage_2d`) and ``val/mode_score`` = modes captured + high-quality share (the share
+  is in [0, 1]), and the same at test. They do not depend on the real split, so they select
+  no checkpoint: the test is the last epoch's.
 
 Artifacts: each validation epoch decodes the fixed latent vectors (buffer ``fixed_latents``)
 and keeps the first row of them (checkpoints keep the rows, so a resumed run continues them);
@@ -26,7 +33,7 @@ and keeps the first row of them (checkpoints keep the rows, so a resumed run con
 included) after fit and test. After test: ``plots/samples.png`` (all ``grid`` fixed latents),
 ``plots/nearest_neighbours.png`` (samples beside their 3 nearest training images, in the
 classifier's feature space with ``features``, else in pixels: Karras et al. 2018, seed 001),
-``plots/interpolations.png`` (slerp between prior samples, White 2016), and for 2-d data
+``plots/interpolations.png`` (slerp between prior samples of seed 2, White 2016), and for 2-d data
 ``plots/points.png`` (generated against real test points and the mode centres).
 """
 
@@ -50,15 +57,16 @@ from visrep.plots.generation import (
     plot_points_2d,
 )
 from visrep.runs import RunDir
+from visrep.tasks.embedding import is_sharded, merge_gathered
 from visrep.tasks.gan_metrics import (
     FeatureExtractor,
     GenerativeMetrics,
     check_kid_subset,
     class_histogram_metrics,
+    holdout_split,
     load_feature_extractor,
     mode_coverage_2d,
     nearest_training_images,
-    real_floor,
 )
 from visrep.utils.embedding import subsample
 
@@ -71,6 +79,7 @@ _PROGRESS_ROWS = 12  # rows of plots/progress.png
 _PROGRESS_KEEP = 64  # rows a checkpoint keeps (halved, evenly, when full)
 _NEIGHBOURS, _NN_SAMPLES, _NN_BANK = 3, 8, 10_000
 _PAIRS, _STEPS = 8, 10  # interpolations: rows and images per row
+_SEEDS = {"val": 0, "test": 1, "interpolations": 2}  # of the evaluation latents
 
 
 def thin_rows(epochs: list[int], rows: int) -> list[int]:
@@ -126,15 +135,32 @@ class GANEvaluationMixin:
         return self._held[stage].to(self.device)
 
     def on_fit_start(self) -> None:
-        # a features run that does not fit, or a KID subset larger than the validation split,
-        # fails now, not after an epoch
-        if self.extractor() is not None:
-            val = getattr(self.trainer.datamodule, "val_set", None)
-            if val is not None:
-                check_kid_subset(self.hparams.kid_subset_size, len(val), "validation images")
+        # a features run that does not fit, or a KID subset larger than the validation split or
+        # the held-out test images, fails now, not after an epoch (or after the whole fit)
+        self._check_kid_subset(("val", "test"))
+
+    def on_test_start(self) -> None:
+        self._check_kid_subset(("test",))
+
+    def _check_kid_subset(self, splits: tuple[str, ...]) -> None:
+        """``kid_subset_size`` against the validation images and the test's held-out ones."""
+        if self.extractor() is None:
+            return
+        dm, size = self.trainer.datamodule, self.hparams.kid_subset_size
+        val, test = getattr(dm, "val_set", None), getattr(dm, "test_set", None)
+        if "val" in splits and val is not None:
+            check_kid_subset(size, len(val), "validation images")
+        if "test" in splits and test is not None:
+            check_kid_subset(size, self.held_out(len(test)),
+                             f"held-out real test images (min(model.eval_samples, N // 2) of the "
+                             f"N = {len(test)})")  # fmt: skip
+
+    def held_out(self, n_test: int) -> int:
+        """``H``: the real test images held out for the floor, and the samples scored at test."""
+        return min(self.hparams.eval_samples, n_test // 2)
 
     # -- generation --------------------------------------------------------------------------------
-    def eval_latents(self, n: int, seed: int = 0) -> Tensor:
+    def eval_latents(self, n: int, seed: int = _SEEDS["val"]) -> Tensor:
         """``n`` prior samples drawn on the CPU from ``seed`` (device-independent)."""
         return self.net.sample_prior(n, torch.Generator().manual_seed(seed)).cpu()
 
@@ -145,9 +171,9 @@ class GANEvaluationMixin:
         return torch.cat([self.net.decode(c.to(self.device)) for c in z.split(_CHUNK)])
 
     # -- validation --------------------------------------------------------------------------------
-    def _d_values(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
+    def _d_values(self, batch: Batch, batch_idx: int, stage: str) -> dict[str, Tensor]:
         real = self.to_model(batch)
-        g = torch.Generator(self.device).manual_seed(batch_idx)
+        g = torch.Generator(self.device).manual_seed(2 * batch_idx + (stage == "test"))
         fake = self.net.raw(self.net.sample_prior(len(real), g))
         d_loss = discriminator_loss(self.hparams.loss, self.discriminator(real),
                                     self.discriminator(fake))  # fmt: skip
@@ -167,7 +193,7 @@ class GANEvaluationMixin:
         self._collect_real = metrics is not None and metrics.num_real == 0
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._log_values("val", self._d_values(batch, batch_idx), len(batch[self._key]))
+        self._log_values("val", self._d_values(batch, batch_idx, "val"), len(batch[self._key]))
         if self._collect_real:
             self._metrics("val").update_real(batch[IMAGE])
 
@@ -179,8 +205,9 @@ class GANEvaluationMixin:
             self._keep_progress()
 
     def sample_metrics(self, stage: str) -> dict[str, float]:
-        """The sample-quality metrics of ``eval_samples`` generated samples (see the module)."""
-        z = self.eval_latents(self.hparams.eval_samples)
+        """The sample-quality metrics of ``eval_samples`` generated samples (see the module):
+        2-d mode coverage, or FID and KID against the validation images."""
+        z = self.eval_latents(self.hparams.eval_samples, _SEEDS[stage])
         if not self.net.images:
             return self._mode_metrics(self.decode(z))
         metrics = self._metrics(stage)
@@ -243,65 +270,89 @@ class GANEvaluationMixin:
         return IMAGE if self.net.images else POINT
 
     def on_test_epoch_start(self) -> None:
-        metrics = self._metrics("test")
-        if metrics is not None:
-            metrics.reset(real=True)
         self._test_real: list[Tensor] = []
         self._test_labels: list[Tensor] = []
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._log_values("test", self._d_values(batch, batch_idx), len(batch[self._key]))
         x = batch[self._key]
-        metrics = self._metrics("test")
-        if metrics is not None:
-            metrics.update_real(x)
-        if metrics is not None or not self.net.images:  # the floor's halves, the 2-d scatter
+        self._log_values("test", self._d_values(batch, batch_idx, "test"), len(x))
+        if self.extractor() is not None or not self.net.images:  # FID's split, the 2-d scatter
             self._test_real.append(x.detach().cpu())
         if isinstance(batch.get(LABEL), Tensor):
             self._test_labels.append(batch[LABEL].detach().cpu())
 
+    def _gathered(self, parts: list[Tensor]) -> Tensor | None:
+        """The test split's rows collected by ``test_step``, all of them in dataset order on every
+        process (under DDP each process saw a share), or None when none were collected."""
+        world = self.trainer.world_size if self._trainer is not None else 1
+        if world == 1:
+            return torch.cat(parts) if parts else None
+        local = torch.cat(parts).to(self.device) if parts else None
+        has = bool(self.all_gather(torch.tensor(local is not None, device=self.device)).all())
+        if not has:
+            return None
+        loaders = self.trainer.test_dataloaders
+        loader = loaders[0] if isinstance(loaders, list | tuple) else loaders
+        ds = getattr(loader, "dataset", None)
+        size = len(ds) if ds is not None and hasattr(ds, "__len__") else None
+        return merge_gathered(self.all_gather(local), is_sharded(loader), size).cpu()
+
     def on_test_epoch_end(self) -> None:
-        real = torch.cat(self._test_real) if self._test_real else None
-        self._test_real = []
-        values = self.sample_metrics("test")
+        real, labels = self._gathered(self._test_real), self._gathered(self._test_labels)
+        self._test_real, self._test_labels = [], []
         results: dict[str, Any] = {}
-        z = self.eval_latents(self.hparams.eval_samples)
         if self.net.images:
-            values |= self._floor_and_coverage(real, z)
+            values = self._test_image_metrics(real, labels)
             results["samples"] = self.decode(self.fixed_latents).cpu()
             results |= self._neighbours(results["samples"][:_NN_SAMPLES])
-            ends = self.eval_latents(2 * _PAIRS, seed=1)
+            ends = self.eval_latents(2 * _PAIRS, _SEEDS["interpolations"])
             path = interpolate_latents(ends[:_PAIRS], ends[_PAIRS:], _STEPS)
             frames = self.decode(path.flatten(0, 1)).cpu()
             results["interpolations"] = frames.view(_PAIRS, _STEPS, *frames.shape[1:])
         else:
-            results["points"] = (real, self.decode(z).cpu(), self._mixture()[0])
+            fake = self.decode(self.eval_latents(self.hparams.eval_samples, _SEEDS["test"]))
+            values = self._mode_metrics(fake)
+            results["points"] = (real, fake.cpu(), self._mixture()[0])
         self._log_values("test", values)
         self._test_results = results
 
-    def _floor_and_coverage(self, real: Tensor | None, z: Tensor) -> dict[str, float]:
+    def _test_image_metrics(self, real: Tensor | None, labels: Tensor | None) -> dict[str, float]:
+        """FID and KID of ``H`` samples and of ``H`` held-out real images (the floor) against the
+        other real test images, and the class coverage of the samples (see the module)."""
         ex = self.extractor()
         if ex is None or real is None:
             return {}
-        n = min(len(real) // 2, self.hparams.eval_samples)
-        out: dict[str, float] = {}
-        if n >= 2:
-            floor = real_floor(ex, real.to(self.device), n=n,
-                               kid_subset_size=min(self.hparams.kid_subset_size, n))  # fmt: skip
-            out |= {"fid_floor": floor["fid"], "kid_floor": floor["kid"]}
+        n = self.held_out(len(real))
+        held, rest = holdout_split(len(real), n, seed=0)
+        # each process holds the whole split: no gathering in compute
+        metrics = GenerativeMetrics(ex, kid_subset_size=self.hparams.kid_subset_size,
+                                    option="model.kid_subset_size", sync=False).to(self.device)  # fmt: skip
+        for chunk in rest.split(_CHUNK):
+            metrics.update_real(real[chunk].to(self.device))
+        for chunk in held.split(_CHUNK):
+            metrics.update_fake(real[chunk].to(self.device))
+        floor = metrics.compute()
+        metrics.reset()  # keeps the reference R
+        z = self.eval_latents(n, _SEEDS["test"])
+        pred = []
+        for chunk in z.split(_CHUNK):
+            fake = self.decode(chunk)
+            metrics.update_fake(fake)
+            pred.append(ex.classify(fake).argmax(1).cpu())
+        out = metrics.compute()
+        values = {"fid": out["fid"], "kid": out["kid"], "fid_floor": floor["fid"],
+                  "kid_floor": floor["kid"]}  # fmt: skip
         names = tuple(self.spec.class_names)
-        if self._test_labels and ex.class_names == names:
-            labels = torch.cat(self._test_labels)
+        if labels is not None and ex.class_names == names:
             data_hist = torch.bincount(labels, minlength=len(names)).float()
-            pred = torch.cat([ex.classify(self.decode(c)).argmax(1).cpu() for c in z.split(_CHUNK)])
-            out |= class_histogram_metrics(pred, data_hist)
-        elif self._test_labels:
+            values |= class_histogram_metrics(torch.cat(pred), data_hist)
+        elif labels is not None:
             warnings.warn(
                 f"model.features: the classifier's classes {ex.class_names[:4]}... are not the "
                 f"data's {names[:4]}...; no class coverage (test/classes_hit, test/class_kl)",
                 stacklevel=1,
             )
-        return out
+        return values
 
     def _train_images(self) -> Tensor | None:
         """A seeded subset (at most ``_NN_BANK``) of the training images, or None."""
