@@ -1,11 +1,16 @@
 """CycleGANTask: eq. 3 with the paper's least-squares terms by hand, the discriminators on
-pooled fakes, the pools kept by checkpoints, a tiny fit on an unpaired tree with a domain
-classifier (cycle errors, accuracies on translated images, translation figures) and the bad
+pooled fakes (the pools' output reaches them), each step moving only its own networks, partial
+optimiser options, the pools kept by checkpoints, a tiny fit on an unpaired tree with a domain
+classifier (cycle errors, accuracies on translated images, translation figures, last.ckpt
+only), DDP refused without unused-parameter detection (and a 2-process fit, slow) and the bad
 options as one error line."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -15,12 +20,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from visrep.data import ImageFolderDataModule
+from visrep.data import ImageFolderDataModule, UnpairedImageDataModule
 from visrep.data.base import DataSpec, LoaderConfig, SplitConfig
 from visrep.errors import ConfigError
 from visrep.runs import RunDir
 from visrep.tasks import ClassificationTask, CycleGANTask
 from visrep.tasks.checkpoint import read_task_checkpoint
+from visrep.tasks.cyclegan import _default_optim
 
 _TINY = {"width": 4, "n_blocks": 1, "n_down": 1, "d_layers": 1}
 _SPEC = DataSpec(family="unpaired", keys=("image", "image_b"), in_chans=3, image_size=(16, 16),
@@ -98,6 +104,109 @@ def test_discriminators_are_halved_least_squares_on_real_and_pooled_fakes():
     assert torch.allclose(bce, want)
 
 
+class _NoStep:
+    def step(self) -> None:
+        pass
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        pass
+
+
+def test_the_discriminators_see_the_pooled_fakes(monkeypatch):
+    """Each discriminator's loss reads what its pool returns for this step's fakes (Shrivastava
+    et al. 2017), not the fresh fakes: the pools are replaced by markers here."""
+    task = _task(pool_size=2)
+    seen: dict[str, list[torch.Tensor]] = {"a": [], "b": []}
+    for key, disc in (("a", task.disc_a), ("b", task.disc_b)):
+        disc.register_forward_hook(
+            lambda m, inputs, out, k=key: seen[k].append(inputs[0].detach().clone())
+        )
+    markers = (torch.full((2, 3, 16, 16), 0.25), torch.full((2, 3, 16, 16), -0.5))
+    asked: list[torch.Tensor] = []
+    for pool, marker in zip(task.pools, markers, strict=True):
+        monkeypatch.setattr(pool, "query", lambda x, m=marker: asked.append(x.detach()) or m)
+    monkeypatch.setattr(task, "optimizers", lambda: (_NoStep(), _NoStep()))
+    monkeypatch.setattr(task, "lr_schedulers", lambda: (_NoStep(), _NoStep()))
+    monkeypatch.setattr(task, "manual_backward", lambda loss: loss.backward())
+    task.on_train_epoch_start()
+    monkeypatch.setattr(task._means, "epoch_done", lambda *args: False)
+    a, b = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    task.training_step({"image": a, "image_b": b}, 0)
+    with torch.no_grad():
+        fake_a, fake_b = task.net_ba.raw(b * 2 - 1), task.net.raw(a * 2 - 1)
+    # the pools were asked with this step's fakes: F(b) for D_A's, G(a) for D_B's
+    assert torch.allclose(asked[0], fake_a) and torch.allclose(asked[1], fake_b)
+    # D_A scored F(b) for the generators' term, then real A and the pool's answer for its loss
+    assert torch.allclose(seen["a"][0], fake_a) and torch.allclose(seen["a"][1], a * 2 - 1)
+    assert torch.equal(seen["a"][2], markers[0]) and len(seen["a"]) == 3
+    assert torch.allclose(seen["b"][1], b * 2 - 1) and torch.equal(seen["b"][2], markers[1])
+
+
+class _Changes(L.Callback):
+    """Which parameters the generators' step and the discriminators' step of each batch moved."""
+
+    def __init__(self) -> None:
+        self.snaps: list[tuple[str, dict[str, torch.Tensor]]] = []
+
+    @staticmethod
+    def _params(task) -> dict[str, torch.Tensor]:
+        return {k: p.detach().clone() for k, p in task.named_parameters()}
+
+    def on_train_start(self, trainer, task) -> None:
+        g_opt = trainer.optimizers[0]  # the generators' (first) optimiser
+        g_opt.register_step_post_hook(lambda *_: self.snaps.append(("g", self._params(task))))
+
+    def on_train_batch_start(self, trainer, task, batch, batch_idx) -> None:
+        self.snaps.append(("start", self._params(task)))
+
+    def on_train_batch_end(self, trainer, task, outputs, batch, batch_idx) -> None:
+        self.snaps.append(("end", self._params(task)))
+
+
+def test_each_step_changes_only_its_own_networks_parameters(unpaired):
+    """Per batch: the generators' step moves G's and F's parameters only, the discriminators'
+    step D_A's and D_B's only."""
+    torch.manual_seed(0)
+    task, spy = CycleGANTask(**_TINY), _Changes()
+    dm = UnpairedImageDataModule(str(unpaired[0]), loader=LoaderConfig(batch_size=4),
+                                 split=SplitConfig(val_fraction=0.25))  # fmt: skip
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=0, logger=False,
+                        accelerator="cpu", enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False, callbacks=[spy])  # fmt: skip
+    trainer.fit(task, dm)
+    names = [k for k, _ in task.named_parameters()]
+    gens = {k for k in names if k.startswith(("net.", "net_ba."))}
+    discs = {k for k in names if k.startswith(("disc_a.", "disc_b."))}
+    assert gens and discs and gens | discs == set(names)
+    assert [w for w, _ in spy.snaps] == ["start", "g", "end"] * 2
+
+    def moved(x, y):
+        return {k for k in x if not torch.equal(x[k], y[k])}
+
+    for i in range(0, 6, 3):
+        (_, start), (_, after_g), (_, end) = spy.snaps[i : i + 3]
+        assert moved(start, after_g) == gens and moved(after_g, end) == discs
+
+
+def test_a_partial_optimiser_option_changes_only_those_fields():
+    task = CycleGANTask(d_optim={"lr": 1e-4})
+    assert task.d_optim == replace(_default_optim(), lr=1e-4) and task.g_optim == _default_optim()
+    assert task.g_optim.optimizer == "adam" and task.g_optim.schedule == "constant"
+
+
+def test_ddp_without_unused_parameter_detection_is_one_error_line():
+    task = CycleGANTask(**_TINY)
+    task.trainer = L.Trainer(strategy="ddp", devices=2, accelerator="cpu", logger=False)
+    with pytest.raises(ConfigError) as e:
+        task.setup("fit")
+    msg = str(e.value)
+    assert msg.startswith("CycleGANTask steps its networks with separate backward passes")
+    assert "--trainer.strategy ddp_find_unused_parameters_true" in msg and "\n" not in msg
+    task.trainer = L.Trainer(strategy="ddp_find_unused_parameters_true", devices=2,
+                             accelerator="cpu", logger=False)  # fmt: skip
+    task.setup("fit")
+
+
 def test_checkpoints_keep_the_image_pools():
     task = _task(pool_size=3)
     images = torch.rand(2, 3, 16, 16)
@@ -127,10 +236,12 @@ def test_tiny_fit_on_an_unpaired_tree_with_a_domain_classifier(cli, tmp_path, un
     for name in ("acc_ab", "acc_ba", "acc_a", "acc_b"):
         assert 0 <= m[f"test/{name}"] <= 1, name
     assert m["test/acc_a"] == 1.0 and m["test/acc_b"] == 1.0  # the domains are easy to tell
-    assert "best/val/loss" in m
+    # the cycle errors select no checkpoint (an identity mapping minimises them): last.ckpt only
+    assert not any(k.startswith("best/") for k in m)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.ckpt"]
     for name in ("translations_ab", "translations_ba"):
         assert (run / "plots" / f"{name}.png").is_file()
-    task = read_task_checkpoint(run / "checkpoints" / "best.ckpt").build()
+    task = read_task_checkpoint(run / "checkpoints" / "last.ckpt").build()
     assert isinstance(task, CycleGANTask)
     with torch.no_grad():
         y = task.net.translate(torch.rand(2, 3, 16, 16))
@@ -156,6 +267,8 @@ def test_predict_writes_translated_images(tmp_path):
      ({"n_blocks": -2}, "model.n_blocks must be an integer >= 0, got -2"),
      ({"loss": "wasserstein"}, "model.loss must be one of lsgan, nonsaturating"),
      ({"domain_classes": ["cat"]}, "model.domain_classes must name two different classes"),
+     ({"domain_classes": ["A", "B"]}, "model.domain_classes names classes of the "
+                                      "model.features classifier, but no --model.features"),
      ({"g_optim": {"lr": 0.0}}, "model.g_optim.lr must be > 0")],
 )  # fmt: skip
 def test_bad_options_are_refused_in_one_line(options, message):
@@ -183,3 +296,22 @@ def test_domain_classes_the_classifier_lacks_are_one_error_line(cli, tmp_path, u
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1, (out, err)
     assert lines[0].startswith("error: model.domain_classes") and "'horse'" in lines[0]
+
+
+@pytest.mark.slow
+def test_ddp_fit_on_two_cpu_processes(tmp_path, unpaired):
+    """Two CPU processes (gloo) with unused-parameter detection train, validate and test."""
+    tree, _ = unpaired
+    run = tmp_path / "ddp"
+    args = [sys.executable, "-m", "visrep", "fit", "--model", "visrep.tasks.CycleGANTask",
+            "--model.width", "4", "--model.n_blocks", "1", "--model.n_down", "1",
+            "--model.d_layers", "1", "--model.pool_size", "4", "--data",
+            "visrep.data.UnpairedImageDataModule", "--data.root", str(tree),
+            "--data.loader.batch_size", "2", "--data.split.val_fraction", "0.25",
+            "--trainer.max_epochs", "1", "--trainer.strategy", "ddp_find_unused_parameters_true",
+            "--trainer.devices", "2", "--trainer.accelerator", "cpu", "--run_dir", str(run),
+            *_QUIET]  # fmt: skip
+    res = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    m = json.loads((run / "metrics.json").read_text())
+    assert 0 < m["test/cycle_a"] < 1 and 0 < m["test/cycle_b"] < 1

@@ -13,14 +13,18 @@ with ``lambda`` = ``cycle_weight`` (10) and the identity term of sec. 5.2 weight
 least-squares adversarial terms (G minimises ``E[(D(G(a)) - 1)^2]``; D minimises ``E[(D(b) -
 1)^2] + E[D(G(a))^2]``, halved), discriminators updated on a history of 50 generated images
 (Shrivastava et al. 2017; :class:`~visrep.models.generative.ImagePool`), Adam lr 2e-4, betas
-(0.5, 0.999). With ``loss: nonsaturating`` the adversarial terms are the original GAN's
-(cross-entropy; the discriminator's halved too). Each batch is one generator step (both
-generators) then one discriminator step (both discriminators), as the authors' code.
+(0.5, 0.999) (kept constant here: see :func:`_default_optim`). With ``loss: nonsaturating`` the
+adversarial terms are the original GAN's (cross-entropy; the discriminator's halved too). Each
+batch is one generator step (both generators) then one discriminator step (both
+discriminators), as the authors' code; under DDP that needs ``--trainer.strategy
+ddp_find_unused_parameters_true`` (each backward reaches one pair of networks only).
 
 Images in [0, 1] are mapped to [-1, 1] for the networks; every metric is in [0, 1] pixel units.
 
 Metrics: ``val/cycle_a`` = ``|F(G(a)) - a|_1`` and ``val/cycle_b`` per pixel, ``val/loss`` their
-sum (``best.ckpt``'s metric, lower is better); the same at test. With ``features``, a visrep
+sum; the same at test. They select no checkpoint (``last.ckpt`` only, as the authors use the
+final epoch's networks): an identity mapping minimises the cycle errors, so the epoch with the
+lowest would favour translations that change the least. With ``features``, a visrep
 classification run that tells the domains apart (``domain_classes`` names its classes of A and
 B; default the data's class names): ``test/acc_ab``, the share of translated A images that the
 classifier puts in B (argmax over all its classes: does the translation land in the target
@@ -34,7 +38,8 @@ translated, reconstructed). ``visrep predict`` translates A images to B
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import asdict
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -56,7 +61,13 @@ from visrep.models.generative import ImagePool, PatchDiscriminator, ResnetGenera
 from visrep.plots.generation import plot_translations
 from visrep.runs import RunDir
 from visrep.tasks.base import Task
-from visrep.tasks.gan import EpochMeans, check_optim_option, optimizer_with_schedule
+from visrep.tasks.gan import (
+    EpochMeans,
+    OptimOverrides,
+    check_ddp_strategy,
+    check_optim_option,
+    optimizer_with_schedule,
+)
 from visrep.tasks.gan_metrics import FeatureExtractor, load_feature_extractor
 from visrep.tasks.optim import OptimConfig
 
@@ -92,7 +103,15 @@ class Translator(nn.Module):
 
 
 def _default_optim() -> OptimConfig:
-    """Zhu et al. 2017, sec. 4: Adam, lr 2e-4, betas (0.5, 0.999), constant."""
+    """Adam, lr 2e-4, betas (0.5, 0.999) (Zhu et al. 2017, sec. 4), at a constant rate.
+
+    The paper keeps lr 2e-4 for the first 100 epochs and decays it linearly to 0 over the next
+    100. visrep's default is constant because its runs are a few epochs long (a CPU budget):
+    a decay that starts after epoch 100 would never start. None of
+    :mod:`visrep.tasks.optim`'s schedules (constant, step, cosine, each with a linear warm-up)
+    is "constant, then linear to 0"; ``--model.g_optim.schedule cosine`` (and ``d_optim``)
+    decays smoothly to 0 over the whole run instead.
+    """
     return OptimConfig(optimizer="adam", lr=2e-4, betas=(0.5, 0.999), weight_decay=0.0,
                        schedule="constant")  # fmt: skip
 
@@ -110,16 +129,18 @@ class CycleGANTask(Task):
         cycle_weight: lambda of the cycle-consistency terms (10).
         identity_weight: the identity terms' weight relative to ``cycle_weight`` (0.5; 0: none).
         pool_size: generated images each discriminator's history holds (50; 0: none).
-        g_optim: the generators' optimiser and schedule (default: Adam 2e-4, (0.5, 0.999)).
+        g_optim: the generators' optimiser and schedule: the fields given replace those of the
+            default (Adam 2e-4, (0.5, 0.999), constant: :func:`_default_optim`).
         d_optim: the discriminators' (the same default).
         features: a visrep classification run (directory or ``.ckpt``) that tells the domains
             apart, on images of the data's channels and size.
         domain_classes: the classifier's class names of domain A and B (default: the data's
-            class names).
+            class names); only with ``features``.
     """
 
     families = ("unpaired",)
     input_key = IMAGE  # forward translates A images
+    monitor: ClassVar[tuple[str, str] | None] = None  # last.ckpt only (see the module)
 
     def __init__(
         self,
@@ -132,21 +153,27 @@ class CycleGANTask(Task):
         cycle_weight: float = 10.0,
         identity_weight: float = 0.5,
         pool_size: int = 50,
-        g_optim: OptimConfig | None = None,
-        d_optim: OptimConfig | None = None,
+        g_optim: OptimOverrides | None = None,
+        d_optim: OptimOverrides | None = None,
         features: str | None = None,
         domain_classes: list[str] | None = None,
     ) -> None:
         super().__init__()
         _check_options(width, n_blocks, n_down, d_layers, norm, loss, cycle_weight,
-                       identity_weight, pool_size, domain_classes)  # fmt: skip
+                       identity_weight, pool_size, features, domain_classes)  # fmt: skip
         self.g_optim = check_optim_option(g_optim, "g_optim", _default_optim())
         self.d_optim = check_optim_option(d_optim, "d_optim", _default_optim())
         self.save_hyperparameters()
+        # checkpoints keep the optimisers used, whole
+        self.hparams["g_optim"] = asdict(self.g_optim)
+        self.hparams["d_optim"] = asdict(self.d_optim)
         self.automatic_optimization = False
         self.pools = (ImagePool(pool_size), ImagePool(pool_size))  # fakes of A, fakes of B
         self._held: dict[str, Any] = {}
         self._test_results: dict[str, Any] | None = None
+
+    def setup(self, stage: str) -> None:
+        check_ddp_strategy(self, stage)
 
     # -- the model, from the data ---------------------------------------------------------------
     def build(self, spec: DataSpec) -> None:
@@ -371,7 +398,8 @@ class CycleGANTask(Task):
 
 def _check_options(
     width: int, n_blocks: int, n_down: int, d_layers: int, norm: str, loss: str,
-    cycle_weight: float, identity_weight: float, pool_size: int, domain_classes: Any,
+    cycle_weight: float, identity_weight: float, pool_size: int, features: str | None,
+    domain_classes: Any,
 ) -> None:  # fmt: skip
     """CycleGANTask's options, each refused in one line naming ``model.<option>``."""
     ints = {"width": (width, 1), "n_blocks": (n_blocks, 0), "n_down": (n_down, 0),
@@ -393,4 +421,9 @@ def _check_options(
         raise ConfigError(
             "model.domain_classes must name two different classes of the classifier (domain A's, "
             f"then B's), got {domain_classes!r}"
+        )
+    if domain_classes is not None and features is None:
+        raise ConfigError(
+            "model.domain_classes names classes of the model.features classifier, but no "
+            "--model.features is given (it would have no effect)"
         )
