@@ -113,7 +113,8 @@ def test_a_gan_on_points_writes_a_scatter_and_the_points(cli, tmp_path):
     assert code == 0, err
     a = np.load(tmp_path / "out" / "samples.npz")
     assert a["points"].shape == (7, 2) and a["latents"].shape == (7, 2) and "images" not in a
-    net = read_task_checkpoint(run / "checkpoints" / "best.ckpt").build().net.eval()
+    assert not (run / "checkpoints" / "best.ckpt").exists()  # 2-d runs keep last.ckpt only
+    net = read_task_checkpoint(run / "checkpoints" / "last.ckpt").build().net.eval()
     with torch.no_grad():
         want = net.decode(torch.from_numpy(a["latents"])).numpy()
     np.testing.assert_allclose(a["points"], want, atol=1e-6, rtol=0)
@@ -131,6 +132,7 @@ def test_a_cyclegan_translates_test_images_both_ways(cli, tmp_path):
                  "--data", "visrep.data.UnpairedImageDataModule", "--data.root", str(tree),
                  "--data.loader.batch_size", "4", "--data.split.val_fraction", "0.25",
                  "--run_dir", str(run), *_FIT]) == 0  # fmt: skip
+    assert not (run / "checkpoints" / "best.ckpt").exists()  # last.ckpt only: what "best" means
     code, out, err = cli("generate", run, "--n", "3")
     assert code == 0, err
     folder = run / "predictions" / "generated"
@@ -138,7 +140,7 @@ def test_a_cyclegan_translates_test_images_both_ways(cli, tmp_path):
         assert f"wrote {folder / name}" in out
     t = np.load(folder / "translations.npz")
     assert t["indices"].tolist() == [0, 2, 3]  # spread over the 4 test pairs
-    task = read_task_checkpoint(run / "checkpoints" / "best.ckpt").build().eval()
+    task = read_task_checkpoint(run / "checkpoints" / "last.ckpt").build().eval()
     with torch.no_grad():
         ab = task.net.translate(torch.from_numpy(t["a"]))
         np.testing.assert_allclose(t["ab"], ab.numpy(), atol=1e-5, rtol=0)

@@ -41,10 +41,16 @@ class LoadedRun:
 
 
 def resolve_checkpoint(run_or_ckpt: str | Path, which: str = "best") -> tuple[Path, RunDir]:
-    """``RUN_DIR`` -> ``RUN_DIR/checkpoints/<which>.ckpt``; a ``.ckpt`` path is used as is."""
+    """``RUN_DIR`` -> ``RUN_DIR/checkpoints/<which>.ckpt``; a ``.ckpt`` path is used as is.
+
+    ``best`` of a run that keeps no ``best.ckpt`` (a task without a validation metric to select
+    on, e.g. a GAN without a feature extractor, a CycleGAN) is its ``last.ckpt``.
+    """
     p = Path(run_or_ckpt)
     if p.is_dir():
         ckpt = RunDir(p).checkpoints / f"{which}.ckpt"
+        if which == "best" and not ckpt.is_file() and RunDir(p).ckpt("last").is_file():
+            ckpt = RunDir(p).ckpt("last")
         if not ckpt.is_file():
             raise CheckpointError(f"run directory {str(p)!r} has no checkpoints/{which}.ckpt")
         return ckpt, RunDir(p)
