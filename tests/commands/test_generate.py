@@ -148,6 +148,4 @@ def test_a_cyclegan_translates_test_images_both_ways(cli, tmp_path):
         ba = task.net_ba.translate(torch.from_numpy(t["b"]))
         np.testing.assert_allclose(t["ba"], ba.numpy(), atol=1e-5, rtol=0)
         np.testing.assert_allclose(t["bab"], task.net.translate(ba).numpy(), atol=1e-5, rtol=0)
-    assert (
-        t["a"].shape == (3, 1, 16, 16) and t["a"].max() < 0.5 <= t["b"].min()
-    )  # A dark, B bright
+    assert t["a"].shape == (3, 1, 16, 16) and t["a"].max() < 0.5 <= t["b"].min()  # A dark, B bright
