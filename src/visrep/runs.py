@@ -202,6 +202,11 @@ class RunDir:
         """``checkpoints/<which>.ckpt`` (``best`` or ``last``)."""
         return self.checkpoints / f"{which}.ckpt"
 
+    def trained_ckpt(self) -> Path | None:
+        """The run's model: ``best.ckpt``, or ``last.ckpt`` for a run that keeps no best (a task
+        without a metric to select on); None if it has neither."""
+        return next((c for c in (self.ckpt("best"), self.ckpt("last")) if c.is_file()), None)
+
     @property
     def plots(self) -> Path:
         return self.root / "plots"

@@ -49,8 +49,8 @@ def resolve_checkpoint(run_or_ckpt: str | Path, which: str = "best") -> tuple[Pa
     p = Path(run_or_ckpt)
     if p.is_dir():
         ckpt = RunDir(p).checkpoints / f"{which}.ckpt"
-        if which == "best" and not ckpt.is_file() and RunDir(p).ckpt("last").is_file():
-            ckpt = RunDir(p).ckpt("last")
+        if which == "best" and not ckpt.is_file():
+            ckpt = RunDir(p).trained_ckpt() or ckpt
         if not ckpt.is_file():
             raise CheckpointError(f"run directory {str(p)!r} has no checkpoints/{which}.ckpt")
         return ckpt, RunDir(p)

@@ -33,10 +33,9 @@ def _checkpoint_of_run(folder: Path) -> Path:
     # Imported here: visrep.runs brings Lightning, and models stay usable without it.
     from visrep.runs import RunDir
 
-    run = RunDir(folder)
-    for which in ("best", "last"):
-        if run.ckpt(which).is_file():
-            return run.ckpt(which)
+    ckpt = RunDir(folder).trained_ckpt()
+    if ckpt is not None:
+        return ckpt
     raise CheckpointError(
         f"pretrained_path {str(folder)!r} is a directory without checkpoints/best.ckpt or "
         "checkpoints/last.ckpt (not a visrep run directory?)"

@@ -133,10 +133,9 @@ class FeatureExtractor(nn.Module):
 
 def _run_checkpoint(path: Path, option: str) -> Path:
     if path.is_dir():
-        run = RunDir(path)
-        for which in ("best", "last"):
-            if run.ckpt(which).is_file():
-                return run.ckpt(which)
+        ckpt = RunDir(path).trained_ckpt()
+        if ckpt is not None:
+            return ckpt
         raise ConfigError(
             f"{option}: run directory {str(path)!r} has no checkpoints/best.ckpt or last.ckpt"
         )
