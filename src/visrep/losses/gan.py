@@ -20,7 +20,7 @@ exact for any score. Each is a function (the source of truth) and a thin module:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 GANLoss = Literal["minimax", "nonsaturating", "wasserstein", "lsgan"]
-GAN_LOSSES: tuple[str, ...] = ("minimax", "nonsaturating", "wasserstein", "lsgan")
+GAN_LOSSES: tuple[str, ...] = get_args(GANLoss)
 
 
 def _check_pair(name: str, real: Tensor, fake: Tensor) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 from torch import Tensor, nn
 
@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 GANNorm = Literal["batch", "layer", "instance", "none"]
-NORMS: tuple[str, ...] = ("batch", "layer", "instance", "none")
+NORMS: tuple[str, ...] = get_args(GANNorm)
 _START_SIZES = (4, 5, 6, 7)
 
 
