@@ -3,7 +3,8 @@
 A dataset item is a ``dict`` (DESIGN.md, "Samples and batches"): ``image``
 (``tv_tensors.Image``, float in [0, 1], ``(C, H, W)``), and by task ``label`` (int), ``mask``,
 ``boxes`` with ``labels``, ``masks``, ``keypoints``, ``video``, ``flow``, ``disparity``,
-``points``, ``events``, ``meta``; ``point`` (one vector sample ``(D,)``, e.g. a point of a 2-d
+``points`` (``(N, D)``: x, y, z, then per-point features) with ``point_labels`` (``(N,)``),
+``events``, ``meta``; ``point`` (one vector sample ``(D,)``, e.g. a point of a 2-d
 mixture) and ``image_b`` (the second domain's image of an unpaired sample, CycleGAN). A batch is the same dict with stacked tensors, or lists where
 sizes vary.
 """
@@ -30,13 +31,16 @@ VIDEO = "video"
 FLOW = "flow"
 DISPARITY = "disparity"
 POINTS = "points"
+POINT_LABELS = "point_labels"  # per-point classes of a point set (segmentation), int64 (N,)
 EVENTS = "events"
 META = "meta"
 POINT = "point"  # one vector sample (D,): GAN toy mixtures
 IMAGE_B = "image_b"  # the second domain's image of an unpaired sample (CycleGAN)
 
 # Keys whose values keep one entry per sample in a batch, whatever their sizes.
-PER_SAMPLE_KEYS = frozenset({BOXES, LABELS, MASKS, PROPOSALS, KEYPOINTS, POINTS, META})
+PER_SAMPLE_KEYS = frozenset(
+    {BOXES, LABELS, MASKS, PROPOSALS, KEYPOINTS, POINTS, POINT_LABELS, META}
+)
 
 Collater = Callable[[list[Any]], Any]
 

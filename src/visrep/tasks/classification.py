@@ -98,6 +98,11 @@ class ClassificationTask(Task):
         return self.net(x)
 
     # -- steps -----------------------------------------------------------------------------------
+    def forward_train(self, x: Any) -> tuple[Tensor, Tensor | None]:
+        """A training batch's logits and the model's own weighted regularisation loss (None
+        when it has none, e.g. PointNet's feature-transform regulariser)."""
+        return self.net(x), None
+
     def _loss(self, logits: Tensor, y: Tensor) -> Tensor:
         return F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
 
@@ -105,10 +110,13 @@ class ClassificationTask(Task):
         x, y = batch[self.input_key], batch[LABEL]
         if self.adversarial is not None:
             x = adversarial_examples(self.net, x, y, self.adversarial)
-        logits = self.net(x)
+        logits, reg = self.forward_train(x)
         loss = self._loss(logits, y)
-        self.train_acc(logits, y)
         n = len(y)  # explicit: Lightning would guess it from the first tensor of the batch
+        if reg is not None:
+            self.log("train/reg", reg, on_step=False, on_epoch=True, batch_size=n)
+            loss = loss + reg
+        self.train_acc(logits, y)
         self.log(
             "train/loss",
             loss,
