@@ -55,6 +55,7 @@ from visrep.data.generative import (
     mixture_modes,
     sample_mixture,
 )
+from visrep.data.pointcloud import ModelNetDataModule, PointAugmentConfig
 from visrep.data.samples import collate
 from visrep.data.segmentation import (
     CocoSegmentationDataModule,
@@ -88,7 +89,9 @@ __all__ = [
     "MaskDetectionDataModule",
     "MaskFolderDataModule",
     "NpzDataModule",
+    "ModelNetDataModule",
     "PKBatchSampler",
+    "PointAugmentConfig",
     "PairedFolderDataModule",
     "SplitConfig",
     "SplitDataModule",

@@ -5,6 +5,7 @@ from visrep.models.colorizer import Colorizer
 from visrep.models.embedding import EmbeddingNet
 from visrep.models.generative import VAE, Autoencoder, ConvDecoder, MLPDecoder
 from visrep.models.interface import Backbone, BackboneFactory
+from visrep.models.pointcloud import POINT_NETS, PointNet
 from visrep.models.pretrained import load_pretrained
 from visrep.models.registry import (
     BACKBONES,
@@ -16,6 +17,7 @@ from visrep.models.registry import (
 
 __all__ = [
     "BACKBONES",
+    "POINT_NETS",
     "VAE",
     "Autoencoder",
     "Backbone",
@@ -25,6 +27,7 @@ __all__ = [
     "EmbeddingNet",
     "ImageClassifier",
     "MLPDecoder",
+    "PointNet",
     "Registry",
     "backbone_options",
     "create_backbone",

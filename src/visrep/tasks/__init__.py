@@ -14,6 +14,7 @@ from visrep.tasks.embedding import EmbeddingTask
 from visrep.tasks.event_classification import EventClassificationTask
 from visrep.tasks.gan import GANTask
 from visrep.tasks.optim import OptimConfig, build_optimizer, build_scheduler, lr_factor
+from visrep.tasks.pointcloud import PointCloudClassificationTask
 from visrep.tasks.segmentation import SegmentationTask
 from visrep.tasks.vae import VAETask
 
@@ -27,6 +28,7 @@ __all__ = [
     "EventClassificationTask",
     "GANTask",
     "OptimConfig",
+    "PointCloudClassificationTask",
     "SegmentationTask",
     "Task",
     "VAETask",

@@ -1,5 +1,11 @@
 """Point-cloud data: transforms, farthest-point sampling, readers and data modules."""
 
+from visrep.data.pointcloud.modelnet import (
+    ModelNetDataModule,
+    PointAugmentConfig,
+    PointCloudDataset,
+    normalize_unit_sphere,
+)
 from visrep.data.pointcloud.sampling import farthest_point_sample, gather_points
 from visrep.data.pointcloud.transforms import (
     ComposePoints,
@@ -14,6 +20,10 @@ from visrep.data.pointcloud.transforms import (
 )
 
 __all__ = [
+    "ModelNetDataModule",
+    "PointAugmentConfig",
+    "PointCloudDataset",
+    "normalize_unit_sphere",
     "ComposePoints",
     "FixedSize",
     "Jitter",

@@ -1,0 +1,106 @@
+"""Point-cloud classification (seed 001, PointNet): cross-entropy on a symmetric function of the
+points, plus the network's own regulariser (PointNet's ``||I - A A^T||_F^2``).
+
+The classification task of :class:`~visrep.tasks.ClassificationTask` (loss, metrics, confusion
+matrix, optimisation) around a registered point-cloud network
+(:data:`~visrep.models.pointcloud.POINT_NETS`), reading the batch's ``points``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from visrep.data.base import DataSpec
+from visrep.data.samples import POINTS
+from visrep.errors import ConfigError
+from visrep.models.pointcloud import POINT_NETS, PointCloudNet, PointNetFactory, pointnet
+from visrep.runs import RunDir
+from visrep.tasks.base import write_confusion_matrix
+from visrep.tasks.classification import ClassificationTask
+from visrep.tasks.optim import OptimConfig
+
+__all__ = ["PointCloudClassificationTask"]
+
+PREVIEW_POINTS = 2048  # points per cloud kept for the test report's pictures
+
+
+def preview_clouds(points: Tensor | list[Tensor], k: int) -> Tensor:
+    """The first ``k`` clouds' x, y, z for pictures, ``(k, L, 3)``: at most
+    :data:`PREVIEW_POINTS` points each (evenly spaced), shorter clouds repeat their points."""
+    clouds = list(points[:k])
+    n = min(PREVIEW_POINTS, max(len(c) for c in clouds))
+    out = []
+    for c in clouds:  # k <= 32 pictures, not a hot path
+        idx = torch.linspace(0, len(c) - 1, n, device=c.device).round().long()
+        out.append(c[idx, :3])
+    return torch.stack(out)
+
+
+class PointCloudClassificationTask(ClassificationTask):
+    """Trains a point-cloud network (PointNet by default) to classify whole clouds.
+
+    Args:
+        net: a registered point-cloud network with its options (``pointnet``, ``sorted_mlp``;
+            ``--model.net.feature_transform false`` etc.). The data decides the point dimension
+            and the number of classes.
+        label_smoothing, optim, top_k: as in :class:`~visrep.tasks.ClassificationTask`.
+    """
+
+    families = ("pointcloud",)
+    input_key = POINTS
+
+    def __init__(
+        self,
+        net: PointNetFactory = pointnet,
+        label_smoothing: float = 0.0,
+        optim: OptimConfig | None = None,
+        top_k: int = 5,
+    ) -> None:
+        super().__init__(label_smoothing=label_smoothing, optim=optim, top_k=top_k)
+        self.net_spec = POINT_NETS.spec(net)
+        self.hparams.pop("backbone", None)  # the image backbone of the parent: not used here
+        self.hparams["net"] = self.net_spec
+        if POINT_NETS.resolve(self.net_spec["class_path"]).dense:
+            raise ConfigError(
+                f"model.net {self.net_spec['class_path']!r} gives per-point outputs: "
+                "use PointSegmentationTask for it"
+            )
+
+    def _options_text(self) -> str:
+        return f"{self.net_spec['class_path']} {self.net_spec.get('init_args') or {}}"
+
+    def build_net(self, spec: DataSpec) -> PointCloudNet:
+        if not spec.point_dim or not spec.num_classes:
+            raise ConfigError(
+                "PointCloudClassificationTask needs the data's point dimension and classes"
+            )
+        return POINT_NETS.build(self.net_spec, spec.point_dim, spec.num_classes)
+
+    def forward_train(self, x: Any) -> tuple[Tensor, Tensor | None]:
+        return self.net.forward_with_aux(x)
+
+    def sample_images(self, x: Any, k: int) -> Tensor:
+        """The first ``k`` clouds' coordinates (for the test report's point-cloud grid)."""
+        return preview_clouds(x, k)
+
+    def write_artifacts(self, run: RunDir, stage: str) -> dict[str, Any]:
+        """After test: the confusion matrix (CSV and plot), per-class accuracy, a grid of test
+        clouds with their predicted and true classes."""
+        results = getattr(self, "_test_results", None)
+        if stage != "test" or not results:
+            return {}
+        from visrep.plots.pointcloud import plot_point_cloud_grid
+
+        self._test_results = None
+        names = list(self.spec.class_names)
+        write_confusion_matrix(run, names, results["confusion_matrix"])
+        clouds, targets, probs = results["samples"]
+        plot_point_cloud_grid(clouds, targets, probs, names, run.plots / "test_predictions.png")
+        per_class = results["per_class_acc"]
+        return {
+            "test/acc_per_class": dict(zip(names, per_class, strict=True)),
+            "test/acc_mean_class": sum(per_class) / len(per_class),
+        }
