@@ -21,16 +21,32 @@ from visrep.models.correspondence.geometry import (
     weighted_dlt,
     weighted_eight_point,
 )
+from visrep.models.correspondence.network import (
+    CNResidualBlock,
+    ContextNorm,
+    CorrespondenceNet,
+    MaskedBatchNorm1d,
+    as_match_tensor,
+    context_norm,
+    inlier_weights,
+)
 
 __all__ = [
     "MIN_MATCHES",
+    "CNResidualBlock",
+    "ContextNorm",
+    "CorrespondenceNet",
+    "MaskedBatchNorm1d",
     "apply_homography",
+    "as_match_tensor",
+    "context_norm",
     "corner_error",
     "decompose_essential",
     "dlt_matrix",
     "eight_point_matrix",
     "essential_from_pose",
     "hartley_normalization",
+    "inlier_weights",
     "recover_pose",
     "rotation_error_deg",
     "sampson_distance",
