@@ -11,13 +11,13 @@ discriminator sized from the data, DCGAN init, seed 0), losses (:mod:`visrep.los
 settings (:func:`~visrep.tasks.gan.default_gan_optim`), batches (``EpochShuffleSampler`` order,
 drop last) and steps (one discriminator step per batch, a generator step after every
 ``n_critic``, the discriminator frozen meanwhile); no scheduler (constant rate), checks or
-logging. Cases: ``digits_dcgan`` (the config: 8x8 digits, batches of 64, width 32,
+logging. Both sides run in this process with the same environment: ``visrep.cli`` is imported
+before Lightning, so ``PYTORCH_NVML_BASED_CUDA_CHECK`` is the user's on a machine without a
+CUDA device (the CLI undoes Lightning's setting, :func:`visrep.cli.main._restore_nvml_check`),
+and each case prints the value each side saw. Cases: ``digits_dcgan`` (the config: 8x8 digits, batches of 64, width 32,
 ``n_critic`` 1: the smallest step, the worst case for a per-step cost), ``fashion_dcgan`` and
 ``fashion_wgangp`` (the configs on ``--task-images`` synthetic 28x28 IDX images; WGAN-GP:
-layer-norm critic, penalty 10, ``n_critic`` 5). ``--plain-env torch`` gives the plain loop
-``PYTORCH_NVML_BASED_CUDA_CHECK`` as a plain PyTorch process has it (importing Lightning sets it
-to 1, and each ``Adam.step``'s ``torch.cuda.is_available()`` then tries NVML); ``lightning``
-keeps Lightning's. visrep's ``--model.eval_samples`` is 256 (validation is not timed). Timed:
+layer-norm critic, penalty 10, ``n_critic`` 5). visrep's ``--model.eval_samples`` is 256 (validation is not timed). Timed:
 each epoch's training batches (not validation, setup or the first epoch), wall and process CPU
 time, sides alternating over ``--rounds`` (ABBA); medians give visrep / plain and the overhead
 ``1 - ratio`` (issue 14: at most 5%).
@@ -46,7 +46,6 @@ distance: ``fid.compute()`` against ``calculate_metrics(fid=True)``); medians of
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
 import sys
@@ -60,11 +59,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+# before anything imports Lightning: the CLI then restores PYTORCH_NVML_BASED_CUDA_CHECK
+from visrep.cli import main as cli_main
 from visrep.losses.gan import discriminator_loss, generator_loss, gradient_penalty
 
-# A plain PyTorch process's value (importing Lightning sets it to 1; not imported yet here).
 _NVML_VAR = "PYTORCH_NVML_BASED_CUDA_CHECK"
-_NVML_TORCH = os.environ.get(_NVML_VAR)
+_ENV_SEEN: dict[str, str | None] = {}  # the variable each side saw while training
 
 # -- task: GANTask training throughput against a plain loop ------------------------------------
 TASK_CASES: dict[str, dict[str, Any]] = {
@@ -109,6 +109,7 @@ def _timer() -> type:
         profile's meters (when set up) on for those of every epoch after the first."""
 
         def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            _ENV_SEEN["visrep"] = os.environ.get(_NVML_VAR, "unset")
             _PROFILE.active = bool(_PROFILE.undo) and trainer.current_epoch >= 1
             self.t0, self.c0, self.n = time.perf_counter(), time.process_time(), 0
 
@@ -135,8 +136,6 @@ def _rates(epochs: Epochs) -> tuple[float, float]:
 def _run_fit(case: str, root: Path | None, epochs: int) -> Epochs:
     """``visrep fit --config <case>`` in this process, in a temporary run directory: the epochs
     GANEpochTimer measured."""
-    from visrep.cli import main as cli_main
-
     _EPOCHS.clear()
     data = ["--data.root", str(root)] if root is not None else []
     with tempfile.TemporaryDirectory() as d:
@@ -165,22 +164,6 @@ class _Items(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> Tensor:
         return self.get(i)
-
-
-def _setenv(value: str | None) -> None:
-    os.environ.pop(_NVML_VAR, None)
-    os.environ.update({} if value is None else {_NVML_VAR: value})
-
-
-@contextlib.contextmanager
-def _plain_process_env(plain_env: str) -> Any:
-    """``PYTORCH_NVML_BASED_CUDA_CHECK`` as ``--plain-env`` says, restored afterwards."""
-    now = os.environ.get(_NVML_VAR)
-    _setenv(_NVML_TORCH if plain_env == "torch" else now)
-    try:
-        yield
-    finally:
-        _setenv(now)
 
 
 def plain_loop(
@@ -223,6 +206,7 @@ def plain_loop(
                         drop_last=len(idx) > bs)  # fmt: skip
     epochs: Epochs = []
     d_steps = 0
+    _ENV_SEEN["plain"] = os.environ.get(_NVML_VAR, "unset")
     for epoch in range(n_epochs):
         sampler.set_epoch(epoch)
         if meters is not None:
@@ -260,7 +244,7 @@ def bench_task(args: argparse.Namespace) -> None:
         raise SystemExit(f"--task-cases: choose from {list(TASK_CASES)}, got {cases}")
     print(
         f"== task: visrep fit (GANTask) vs a plain two-optimiser loop (threads="
-        f"{torch.get_num_threads()}; plain env {args.plain_env}; the first epoch of each run not "
+        f"{torch.get_num_threads()}; the first epoch of each run not "
         f"timed; {args.rounds} rounds, ABBA; iterations = training batches) =="
     )
     with tempfile.TemporaryDirectory() as d:
@@ -271,15 +255,16 @@ def bench_task(args: argparse.Namespace) -> None:
             data = f"{args.task_images} synthetic 28x28 train images" if root else "digits"
             print(f"-- {case} ({data}; {epochs} epochs)")
             res: dict[str, list[tuple[float, float]]] = {"plain": [], "visrep": []}
+            _ENV_SEEN.clear()
             for r in range(args.rounds):
                 order = ("plain", "visrep") if r % 2 == 0 else ("visrep", "plain")
-                for side in order:  # "lightning": the environment as it is
-                    with _plain_process_env(args.plain_env if side == "plain" else "lightning"):
-                        run = plain_loop if side == "plain" else _run_fit
-                        res[side].append(_rates(run(case, root, epochs)))
+                for side in order:
+                    run = plain_loop if side == "plain" else _run_fit
+                    res[side].append(_rates(run(case, root, epochs)))
                 (pw, pc), (vw, vc) = res["plain"][-1], res["visrep"][-1]
                 print(f"  round {r} ({' then '.join(order)}): plain {pw:.2f} it/s wall, {pc:.2f} "
                       f"it/CPU-s | visrep {vw:.2f} it/s wall, {vc:.2f} it/CPU-s")  # fmt: skip
+            print(f"  {_NVML_VAR}: plain {_ENV_SEEN['plain']}, visrep {_ENV_SEEN['visrep']}")
             for i, what in enumerate(("wall clock", "process CPU time")):
                 p, v = (statistics.median(x[i] for x in res[k]) for k in ("plain", "visrep"))
                 print(f"  median, {what}: plain {p:.2f} it/s | visrep {v:.2f} it/s | ratio "
@@ -421,8 +406,7 @@ def bench_profile(args: argparse.Namespace) -> None:
                         epochs = _run_fit(case, root, args.profile_epochs)
                     else:
                         _meter_both(m, sys.modules[__name__])
-                        with _plain_process_env(args.plain_env):
-                            epochs = plain_loop(case, root, args.profile_epochs, m)
+                        epochs = plain_loop(case, root, args.profile_epochs, m)
                 finally:
                     m.restore()
                 a = acc[side]  # {part: s}, CPU s, iterations, metered calls
@@ -435,7 +419,8 @@ def bench_profile(args: argparse.Namespace) -> None:
     cost = _metering_cost()
     print(
         f"== profile: {case}, thread-CPU ms per training iteration (epochs 2..{args.profile_epochs}"
-        f" of {args.rounds} runs a side, ABBA; plain env {args.plain_env}; parts exclude the "
+        f" of {args.rounds} runs a side, ABBA; {_NVML_VAR} plain {_ENV_SEEN.get('plain')}, "
+        f"visrep {_ENV_SEEN.get('visrep')}; parts exclude the "
         f"metered calls inside them; metering {1e6 * cost:.1f} us a call, visrep "
         f"{calls['visrep']:.0f} calls per iteration, plain {calls['plain']:.0f}) =="
     )
@@ -578,8 +563,6 @@ def main() -> None:
     add("--task-epochs", type=int, default=None,
         help="task: epochs per run, the first untimed (default: 8 digits, 4 fashion)")  # fmt: skip
     add("--task-images", type=int, default=1500, help="task: synthetic 28x28 training images")
-    add("--plain-env", choices=("torch", "lightning"), default="torch",
-        help="task, profile: the plain loop's PYTORCH_NVML_BASED_CUDA_CHECK")  # fmt: skip
     add("--profile-case", default="digits_dcgan", choices=list(TASK_CASES), help="profile: case")
     add("--profile-epochs", type=int, default=12, help="profile: epochs (first not metered)")
     add("--fid-images", type=int, default=2000, help="fid: real (and generated) images")
