@@ -1,0 +1,96 @@
+"""LZF decompression (Marc Lehmann's liblzf format), as PCL writes ``binary_compressed`` PCD.
+
+An LZF stream is a sequence of tokens. A control byte ``c < 32`` starts a literal run of
+``c + 1`` bytes copied from the input; otherwise ``L = c >> 5`` (``L == 7``: plus the next
+byte) and the token copies ``L + 2`` bytes from ``((c & 31) << 8) + next + 1`` bytes back in
+the output, possibly overlapping what it writes.
+
+Decoding is vectorised in numpy, without a loop over tokens or bytes:
+
+1. every input byte, read as a control byte, gives where the next token would start; the real
+   token starts are the orbit of byte 0 under that map, found by pointer doubling
+   (``O(log n)`` steps of ``O(n)`` array operations);
+2. every output byte then comes either from an input offset (literals) or from an earlier
+   output position (back references); chains of back references are resolved by pointer
+   doubling as well, ``src = src[src]``.
+
+>>> bytes(lzf_decompress(bytes([2]) + b"abc" + bytes([0b100_00000, 2]), 9))  # literal, back-ref
+b'abcabcabc'
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from visrep.errors import DataError
+
+__all__ = ["lzf_decompress"]
+
+
+def _token_starts(u: np.ndarray, where: str) -> np.ndarray:
+    """Input offsets of the tokens of the stream ``u``."""
+    n = len(u)
+    c = u.astype(np.int64)
+    # where the next token starts if a token started here; n: the end, n + 1: past the end
+    jump = np.empty(n + 2, dtype=np.int64)
+    jump[:n] = np.where(c < 32, np.arange(n) + c + 2, np.arange(n) + np.where(c >> 5 == 7, 3, 2))
+    jump[:n] = np.minimum(jump[:n], n + 1)
+    jump[:n][jump[:n] > n] = n + 1
+    jump[n], jump[n + 1] = n, n + 1
+    reached = np.zeros(n + 2, dtype=bool)
+    reached[0] = True
+    steps = 1
+    while steps < n + 2:  # after the step: all of the orbit within 2 * steps tokens of 0
+        reached[jump[reached]] = True
+        jump = jump[jump]
+        steps *= 2
+    if reached[n + 1] or not reached[n]:
+        raise DataError(f"{where}: corrupt LZF stream (a token runs past the end of the data)")
+    return np.flatnonzero(reached[:n])
+
+
+def lzf_decompress(data: bytes, size: int, where: str = "LZF data") -> np.ndarray:
+    """Decompress an LZF stream to exactly ``size`` bytes.
+
+    Args:
+        data: the compressed bytes.
+        size: the uncompressed size (PCD stores it before the stream).
+        where: the file (and what it is), for error messages.
+
+    Returns:
+        ``(size,)`` uint8 array.
+
+    Raises:
+        DataError: a truncated or corrupt stream, or one that does not decompress to ``size``.
+    """
+    u = np.frombuffer(data, dtype=np.uint8)
+    if not len(u):
+        if size:
+            raise DataError(f"{where}: empty LZF stream, expected {size} bytes")
+        return np.zeros(0, dtype=np.uint8)
+    starts = _token_starts(u, where)
+    c = u[starts].astype(np.int64)
+    literal = c < 32
+    long_ref = ~literal & (c >> 5 == 7)
+    nxt = u[np.minimum(starts + 1, len(u) - 1)].astype(np.int64)
+    off_byte = np.where(long_ref, u[np.minimum(starts + 2, len(u) - 1)], nxt)
+    length = np.where(literal, c + 1, (c >> 5) + np.where(long_ref, nxt, 0) + 2)
+    dist = ((c & 31) << 8) + off_byte + 1
+    out_start = np.cumsum(length) - length
+    total = int(length.sum())
+    if total != size:
+        raise DataError(f"{where}: LZF stream decompresses to {total} bytes, expected {size}")
+    if (~literal & (dist > out_start)).any():
+        raise DataError(f"{where}: corrupt LZF stream (back reference before the start)")
+    tok = np.repeat(np.arange(len(starts)), length)
+    pos = np.arange(size, dtype=np.int64)
+    lit = literal[tok]
+    # an output byte's source: an input offset (literal), or an earlier output position
+    src = np.where(lit, starts[tok] + 1 + pos - out_start[tok], pos - dist[tok])
+    ptr = np.where(lit, pos, src)  # literal positions point at themselves
+    while True:
+        nxt_ptr = ptr[ptr]
+        if np.array_equal(nxt_ptr, ptr):
+            break
+        ptr = nxt_ptr
+    return u[src[ptr]]
