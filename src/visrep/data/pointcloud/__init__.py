@@ -36,3 +36,17 @@ __all__ = [
     "farthest_point_sample",
     "gather_points",
 ]
+
+# Readers, mesh sampling and the class-folder DataModule (issue 17, point-cloud data).
+from visrep.data.pointcloud.folder import PointCloudFolderDataModule
+from visrep.data.pointcloud.io import Mesh, PointCloud, read_points
+from visrep.data.pointcloud.sampling import sample_mesh_surface, triangulate_fan
+
+__all__ += [
+    "Mesh",
+    "PointCloud",
+    "PointCloudFolderDataModule",
+    "read_points",
+    "sample_mesh_surface",
+    "triangulate_fan",
+]
