@@ -106,6 +106,7 @@ TOOL_COMMANDS: dict[str, tuple[str, str]] = {
         "visrep.commands.generate",
         "decode prior samples of a VAE run: PNG grid and .npz",
     ),
+    "points": ("visrep.commands.points", "point-cloud files: info, show a 3-D scatter"),
 }
 
 

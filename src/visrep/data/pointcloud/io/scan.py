@@ -64,7 +64,7 @@ def read_scan_bin(
     size = path.stat().st_size
     if size == 0 or size % (4 * d):
         others = [c for c in (4, 5, 6) if c != d and size and size % (4 * c) == 0]
-        hint = f"; the size fits columns={others[0]}" if others else ""
+        hint = f"; the size fits columns={' or '.join(map(str, others))}" if others else ""
         raise DataError(
             f"{path}: wrong column count: {size} bytes is not a positive multiple of "
             f"{d} float32 columns ({4 * d} bytes){hint}"

@@ -128,6 +128,12 @@ class Mesh:
     polygons: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def area(self) -> float:
+        """The total surface area, the sum of the triangles' ``|AB x AC| / 2``."""
+        a, b, c = (self.vertices[self.faces[:, i]] for i in range(3))
+        return float(0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1).sum())
+
 
 def check_finite(cloud: PointCloud, nonfinite: NonFinite, where: str) -> PointCloud:
     """Apply a reader's ``nonfinite`` policy to ``cloud``'s coordinates.
