@@ -117,3 +117,12 @@ __all__ = [
     "split_identities",
     "stratified_split",
 ]
+
+from visrep.data.correspondence import (  # appended: issue 17
+    HomographyPairsDataModule,
+    PairConfig,
+    PhotoSource,
+    SiftConfig,
+)
+
+__all__ += ["HomographyPairsDataModule", "PairConfig", "PhotoSource", "SiftConfig"]

@@ -160,3 +160,19 @@ __all__ = [
     "triplet_loss",
     "wasserstein_generator_loss",
 ]
+
+from visrep.losses.correspondence import (  # appended: issue 17
+    CorrespondenceLoss,
+    balanced_classification_loss,
+    correspondence_loss,
+    estimate_geometry,
+    geometry_loss,
+)
+
+__all__ += [
+    "CorrespondenceLoss",
+    "balanced_classification_loss",
+    "correspondence_loss",
+    "estimate_geometry",
+    "geometry_loss",
+]

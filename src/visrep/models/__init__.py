@@ -34,3 +34,19 @@ __all__ = [
     "list_backbones",
     "load_pretrained",
 ]
+
+from visrep.models.correspondence import (  # appended: issue 17
+    ContextNorm,
+    CorrespondenceNet,
+    context_norm,
+    weighted_dlt,
+    weighted_eight_point,
+)
+
+__all__ += [
+    "ContextNorm",
+    "CorrespondenceNet",
+    "context_norm",
+    "weighted_dlt",
+    "weighted_eight_point",
+]

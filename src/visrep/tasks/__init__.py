@@ -38,3 +38,7 @@ __all__ = [
     "resolve_task",
     "task_classes",
 ]
+
+from visrep.tasks.correspondence import CorrespondenceTask  # appended: issue 17
+
+__all__ += ["CorrespondenceTask"]

@@ -1,0 +1,221 @@
+"""Pairs with known homographies made from real photographs: the sampler, the rendering, the
+labels, SIFT matching, the split by source photograph, the cache, batches and bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from visrep.data.correspondence import (
+    DEFAULT_OPENCV_SAMPLES,
+    INLIERS,
+    MATCH_MASK,
+    MATCHES,
+    HomographyPairsDataModule,
+    MatchPair,
+    MatchPairDataset,
+    PairConfig,
+    Photo,
+    PhotoSource,
+    SiftConfig,
+    graf_pair,
+    homography_from_corners,
+    homography_pair,
+    intrinsics_of_size,
+    label_inliers,
+    load_photo,
+    render_pair,
+    sample_homography,
+    scan_source,
+    sift_matches,
+    split_photos,
+)
+from visrep.data.samples import META
+from visrep.errors import ConfigError, DataError, ShapeError
+
+cv2 = pytest.importorskip("cv2")
+NO_PHOTOMETRY = PairConfig(contrast=0.0, brightness=0.0, gamma=1.0, noise=0.0)
+
+
+def _apply(H: np.ndarray, p: np.ndarray) -> np.ndarray:
+    q = np.concatenate([p, np.ones((len(p), 1))], 1) @ H.T
+    return q[:, :2] / q[:, 2:]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_sampled_homography_maps_the_corners_as_sampled(seed):
+    cfg = PairConfig(max_shift=0.2, max_rotation=30.0, scale=(0.7, 1.4))
+    H, src, dst = sample_homography(320, 240, cfg, np.random.default_rng(seed))
+    assert np.allclose(src, [[0, 0], [320, 0], [320, 240], [0, 240]])
+    assert np.allclose(_apply(H, src), dst, atol=1e-9) and H[2, 2] == 1.0
+    assert np.allclose(
+        H, cv2.getPerspectiveTransform(src.astype(np.float32), dst.astype(np.float32)), atol=1e-4
+    )
+    # no rotation, no scale: each corner moves by at most max_shift of its side
+    plain = PairConfig(max_shift=0.1, max_rotation=0.0, scale=(1.0, 1.0))
+    _, src, dst = sample_homography(320, 240, plain, np.random.default_rng(seed))
+    assert np.all(np.abs(dst - src) <= [32.0 + 1e-9, 24.0 + 1e-9])
+
+
+def test_homography_from_corners_is_batched_and_exact():
+    g = np.random.default_rng(0)
+    src = g.uniform(0, 100, (6, 4, 2))
+    dst = src + g.uniform(-10, 10, (6, 4, 2))
+    H = homography_from_corners(src, dst)
+    assert H.shape == (6, 3, 3)
+    for k in range(6):
+        assert np.allclose(_apply(H[k], src[k]), dst[k], atol=1e-8)
+    with pytest.raises(ShapeError, match=r"must be \(B, 4, 2\)"):
+        homography_from_corners(src[:, :3], dst[:, :3])
+
+
+def test_image2_is_the_photograph_seen_through_h():
+    photo = load_photo(Photo("skimage:camera", "g", builtin="skimage", name="camera"))
+    im1, im2, H = render_pair(photo, NO_PHOTOMETRY, np.random.default_rng(3))
+    assert im1.shape == im2.shape and max(im1.shape) == 320 and im1.dtype == np.uint8
+    # pixels of image 2 whose pre-image lies well inside image 1 show the same intensity
+    g = np.random.default_rng(0)
+    y = g.uniform(0, [im2.shape[1] - 1, im2.shape[0] - 1], (400, 2))
+    x = _apply(np.linalg.inv(H), y)
+    inside = np.all((x > 2) & (x < [im1.shape[1] - 3, im1.shape[0] - 3]), 1)
+    a = cv2.remap(
+        im1, x[inside, :1].astype(np.float32), x[inside, 1:].astype(np.float32), cv2.INTER_LINEAR
+    )
+    b = cv2.remap(
+        im2, y[inside, :1].astype(np.float32), y[inside, 1:].astype(np.float32), cv2.INTER_LINEAR
+    )
+    assert inside.sum() > 100 and np.median(np.abs(a.astype(float) - b.astype(float))) < 4
+    # the same generator gives the same pair
+    again = render_pair(photo, NO_PHOTOMETRY, np.random.default_rng(3))
+    assert np.array_equal(again[1], im2) and np.array_equal(again[2], H)
+
+
+def test_labels_agree_with_a_direct_computation_and_sift_is_deterministic():
+    photo = Photo("skimage:coffee", "g", builtin="skimage", name="coffee")
+    pair, _ = homography_pair(
+        photo, 0, PairConfig(image_size=200), SiftConfig(max_keypoints=300, ratio=None)
+    )
+    p = pair.pixels.astype(np.float64)
+    direct = (
+        np.linalg.norm(
+            cv2.perspectiveTransform(p[None, :, :2], pair.geometry)[0] - p[:, 2:], axis=1
+        )
+        < 3.0
+    )
+    labels = label_inliers(pair, 3.0, 1e-4)
+    assert np.array_equal(labels, direct) and 0 < labels.sum() < len(labels)
+    im1, im2, _ = render_pair(
+        load_photo(photo), PairConfig(image_size=200), np.random.default_rng(pair.seed)
+    )
+    m = sift_matches(im1, im2, SiftConfig(max_keypoints=300, ratio=None))
+    assert np.array_equal(m, pair.pixels)
+    # the ratio test keeps a subset of the nearest-neighbour matches
+    r = sift_matches(im1, im2, SiftConfig(max_keypoints=300, ratio=0.8))
+    assert 0 < len(r) < len(m) and {tuple(v) for v in r} <= {tuple(v) for v in m}
+    # the sample: normalised coordinates, geometry in the same frame
+    s = MatchPairDataset([pair])[0]
+    K = intrinsics_of_size(*pair.size)
+    x = s[MATCHES].double().numpy()
+    Hn = s["homography"].double().numpy()
+    back = x[:, :2] * K[0, 0] + K[:2, 2]
+    assert np.allclose(back, p[:, :2], atol=1e-3) and np.abs(x).max() < 1.6
+    err = np.linalg.norm(_apply(Hn, x[:, :2]) - x[:, 2:], axis=1) * K[0, 0]
+    assert np.array_equal(
+        err[s[INLIERS].numpy()] < 3.0 + 1e-3, np.ones(int(s[INLIERS].sum()), bool)
+    )
+
+
+def _photo_tree(root: Path) -> Path:
+    """Two 'sequences' of CamVid-like frames and three single photos (real skimage photos)."""
+    names = ["astronaut", "camera", "coffee", "chelsea", "rocket", "brick", "moon"]
+    for i, name in enumerate(names):
+        img = load_photo(Photo(name, name, builtin="skimage", name=name))
+        prefix = "seqA" if i < 2 else "seqB" if i < 4 else f"single{i}"
+        folder = root / ("train" if i % 2 else "val")
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"{prefix}_{i:03d}.png"), img)
+    return root
+
+
+def test_the_split_is_by_source_group_and_seeded(tmp_path):
+    root = _photo_tree(tmp_path / "photos")
+    photos = scan_source(PhotoSource(root=str(root), pattern="*/*.png", group="prefix", name="cam"))
+    assert [p.key for p in photos][:2] == ["cam:train/seqA_001.png", "cam:train/seqB_003.png"]
+    groups = {p.key: p.group for p in photos}
+    assert groups["cam:val/seqA_000.png"] == groups["cam:train/seqA_001.png"] == "cam:seqA"
+    photos += scan_source(PhotoSource(builtin="skimage"))
+    split = split_photos(photos, 0.2, 0.2, seed=0)
+    assert split == split_photos(photos, 0.2, 0.2, seed=0)
+    seen = [{p.group for p in split[s]} for s in ("train", "val", "test")]
+    assert not (seen[0] & seen[1]) and not (seen[0] & seen[2]) and not (seen[1] & seen[2])
+    assert sum(len(v) for v in split.values()) == len(photos)
+    assert split != split_photos(photos, 0.2, 0.2, seed=1)
+    every = scan_source(PhotoSource(root=str(root), pattern="*/*.png", every=2, limit=3))
+    assert len(every) == 3
+
+
+def test_the_datamodule_yields_padded_batches_and_reads_its_cache(tmp_path, capsys):
+    kwargs = dict(
+        sources=[PhotoSource(builtin="skimage")],
+        pairs_per_photo=1,
+        pair=PairConfig(image_size=160),
+        sift=SiftConfig(max_keypoints=200),
+        cache_dir=str(tmp_path / "cache"),
+    )
+    dm = HomographyPairsDataModule(**kwargs)
+    dm.setup("fit")
+    assert "(0 from the cache" in capsys.readouterr().err
+    spec = dm.spec()
+    assert spec.family == "correspondence" and "homography" in spec.keys and spec.point_dim == 4
+    b = next(iter(dm.train_dataloader()))
+    B, N = b[MATCH_MASK].shape
+    assert b[MATCHES].shape == (B, N, 4) and b[INLIERS].shape == (B, N)
+    assert b["homography"].shape == (B, 3, 3) and b["intrinsics"].shape == (B, 2, 3, 3)
+    assert len(b[META]) == B and b[MATCH_MASK].any(1).all()
+    assert torch.all(b[MATCHES][~b[MATCH_MASK]] == 0) and not b[INLIERS][~b[MATCH_MASK]].any()
+    names = dm.sample_names()
+    assert len(names) == len(dm.test_set) and all("#0" in n for n in names)
+    again = HomographyPairsDataModule(**kwargs)
+    again.setup("fit")
+    assert "(0 from the cache" not in capsys.readouterr().err
+    x, y = dm.test_set[0], again.test_set[0]
+    assert torch.equal(x[MATCHES], y[MATCHES]) and torch.equal(x[INLIERS], y[INLIERS])
+    im1, im2 = dm.pair_images(0)
+    assert max(im1.shape) == 160 and im1.shape == im2.shape
+
+
+@pytest.mark.skipif(
+    not Path(DEFAULT_OPENCV_SAMPLES, "graf1.png").is_file(), reason="opencv-doc absent"
+)
+def test_the_real_graf_pair_has_its_true_homography():
+    pair = graf_pair(image_size=320, sift=SiftConfig(max_keypoints=500, ratio=0.8))
+    assert pair.size == (320, 256) and pair.name == "opencv:graf1-graf3"
+    labels = label_inliers(pair, 3.0, 1e-4)
+    assert labels.mean() > 0.7  # ratio-test matches of graf1 / graf3 at this size are mostly right
+    H, _ = cv2.findHomography(pair.pixels[:, :2], pair.pixels[:, 2:], cv2.RANSAC, 3.0)
+    corners = np.array([[0, 0], [319, 0], [319, 255], [0, 255]], np.float64)
+    assert np.linalg.norm(_apply(H, corners) - _apply(pair.geometry, corners), axis=1).mean() < 3.0
+
+
+def test_bad_input_is_one_error_line(tmp_path):
+    with pytest.raises(ConfigError, match="exactly one of root or builtin"):
+        PhotoSource()
+    with pytest.raises(DataError, match=r"photo folder .* does not exist"):
+        scan_source(PhotoSource(root=str(tmp_path / "nothing")))
+    with pytest.raises(DataError, match="no photographs match"):
+        scan_source(PhotoSource(root=str(tmp_path)))
+    with pytest.raises(ConfigError, match=r"data.pair.max_shift must be in \[0, 0.5\)"):
+        PairConfig(max_shift=0.7)
+    with pytest.raises(ConfigError, match=r"data.sift.ratio must be in \(0, 1\]"):
+        SiftConfig(ratio=1.5)
+    with pytest.raises(ConfigError, match=r"data\.min_matches must be >= 8"):
+        HomographyPairsDataModule(min_matches=3)
+    K = np.eye(3)
+    bad = MatchPair("bad", np.zeros((5, 3), np.float32), np.eye(3), "homography", K, K, (10, 10))
+    with pytest.raises(ShapeError, match=r"pair 'bad': matches must be \(N, 4\), got \(5, 3\)"):
+        MatchPairDataset([bad])[0]
+    with pytest.raises(ShapeError, match="grey uint8"):
+        sift_matches(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8))
