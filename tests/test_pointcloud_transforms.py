@@ -260,3 +260,6 @@ def test_fps_bad_input():
         farthest_point_sample(torch.zeros(5, 3), 6)
     with pytest.raises(ConfigError, match="start"):
         farthest_point_sample(torch.zeros(2, 5, 3), 2, start=torch.tensor([0, 5]))
+    with pytest.raises(ConfigError, match="start"):
+        farthest_point_sample(torch.zeros(2, 5, 3), 2, start=torch.tensor([0, 1, 2]))
+    assert farthest_point_sample(torch.rand(3, 5, 3), 2, start=4)[:, 0].tolist() == [4, 4, 4]

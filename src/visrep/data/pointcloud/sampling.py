@@ -65,24 +65,29 @@ def farthest_point_sample(points: Tensor, k: int, start: Tensor | int | None = N
     if start is None:
         far = torch.zeros(b, dtype=torch.int64, device=dev)
     else:
-        far = torch.as_tensor(start, dtype=torch.int64, device=dev).reshape(-1).expand(b).clone()
+        far = torch.as_tensor(start, dtype=torch.int64, device=dev).reshape(-1)
+        far = far.expand(b).clone() if far.numel() == 1 else far
         if far.numel() != b or bool(((far < 0) | (far >= n)).any()):
             raise ConfigError(
                 f"farthest_point_sample: start must be in [0, {n}) for each of {b} clouds, got {start!r}"
             )
-    xyz = xyz.contiguous()
-    idx = torch.empty(b, k, dtype=torch.int64, device=dev)
+    # coordinates as (B, 3, N): the distance is then a reduction over a leading axis, ~4x
+    # faster on CPU than over a trailing axis of 3
+    soa = xyz.transpose(1, 2).contiguous()
+    far = far.unsqueeze(1)  # (B, 1)
     mind = torch.full((b, n), float("inf"), dtype=xyz.dtype, device=dev)
-    diff = torch.empty_like(xyz)
+    diff = torch.empty_like(soa)
     dist = torch.empty_like(mind)
-    rows = torch.arange(b, device=dev)
-    for j in range(k):
-        idx[:, j] = far
-        torch.sub(xyz, xyz[rows, far].unsqueeze(1), out=diff)
-        torch.sum(diff.square_(), dim=-1, out=dist)
+    picks = []
+    for _ in range(k):
+        picks.append(far)
+        centre = torch.gather(soa, 2, far.unsqueeze(1).expand(b, 3, 1))  # (B, 3, 1)
+        torch.sub(soa, centre, out=diff)
+        torch.sum(diff.square_(), dim=1, out=dist)
         torch.minimum(mind, dist, out=mind)
-        mind[rows, far] = -1.0  # chosen: never picked again (duplicates keep indices distinct)
-        far = mind.argmax(dim=-1)
+        mind.scatter_(1, far, -1.0)  # chosen: never picked again (duplicates stay distinct)
+        far = mind.argmax(dim=1, keepdim=True)
+    idx = torch.cat(picks, dim=1)
     return idx[0] if unbatched else idx
 
 
