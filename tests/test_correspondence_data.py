@@ -219,3 +219,56 @@ def test_bad_input_is_one_error_line(tmp_path):
         MatchPairDataset([bad])[0]
     with pytest.raises(ShapeError, match="grey uint8"):
         sift_matches(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8))
+
+
+def test_the_motorcycle_pair_is_an_essential_pair_with_its_calibration():
+    from visrep.data.correspondence.stereo import motorcycle_pair
+    from visrep.models.correspondence.geometry import (
+        recover_pose,
+        rotation_error_deg,
+        translation_error_deg,
+        weighted_eight_point,
+    )
+
+    pair = motorcycle_pair(SiftConfig(max_keypoints=600, ratio=0.8))
+    assert pair.kind == "essential" and pair.size == (741, 500)
+    s = MatchPairDataset([pair])[0]
+    x, lab = s[MATCHES].double(), s[INLIERS]
+    # labelled by the true disparity: on the same image row (normalised y' = y), and fewer than
+    # the epipolar test would accept (it takes any match along the row)
+    assert 0.5 < lab.float().mean() < 0.9
+    assert float((x[lab, 1] - x[lab, 3]).abs().max()) < 2.5 / 994.978
+    pair.labels = None
+    assert label_inliers(pair, 3.0, 1e-4).sum() > lab.sum()
+    # the eight-point algorithm on the labelled inliers gives the calibrated pose: R = I,
+    # t = (-1, 0, 0), with every labelled inlier in front of both cameras
+    E = weighted_eight_point(x[:, :2], x[:, 2:], lab.double())
+    R, t, n = recover_pose(E, x[:, :2], x[:, 2:], lab.double())
+    assert float(rotation_error_deg(R, torch.eye(3, dtype=torch.float64))) < 1
+    assert float(translation_error_deg(t, torch.tensor([-1.0, 0.0, 0.0], dtype=torch.float64))) < 5
+    assert int(n) == int(lab.sum())
+
+
+STEREO = Path(__file__).resolve().parents[2] / "shared" / "data" / "stereo" / "opencv-samples"
+
+
+@pytest.mark.skipif(not (STEREO / "left01.jpg").is_file(), reason="shared stereo data absent")
+def test_the_chessboard_rig_calibration_puts_the_corners_on_their_epipolar_lines():
+    from visrep.data.correspondence.stereo import stereo_calibration
+    from visrep.models.correspondence.geometry import (
+        essential_from_pose,
+        symmetric_epipolar_distance,
+    )
+
+    cal = stereo_calibration(STEREO)
+    assert float(cal["rms"]) < 1.0 and abs(cal["T"][0]) > 10 * np.abs(cal["T"][1:]).max()
+    E = essential_from_pose(torch.as_tensor(cal["R"]), torch.as_tensor(cal["T"]))
+    im1 = cv2.imread(str(STEREO / "left03.jpg"), cv2.IMREAD_GRAYSCALE)
+    im2 = cv2.imread(str(STEREO / "right03.jpg"), cv2.IMREAD_GRAYSCALE)
+    c1 = cv2.findChessboardCorners(im1, (9, 6))[1]
+    c2 = cv2.findChessboardCorners(im2, (9, 6))[1]
+    x1 = cv2.undistortPoints(c1.astype(np.float64), cal["K1"], cal["D1"])[:, 0]
+    x2 = cv2.undistortPoints(c2.astype(np.float64), cal["K2"], cal["D2"])[:, 0]
+    d = symmetric_epipolar_distance(torch.as_tensor(x1)[None], torch.as_tensor(x2)[None], E)
+    # about a pixel in each image (focal ~535 px): 2 (1 / 535)^2 = 7e-6
+    assert float(d.median()) < 2e-5

@@ -1,6 +1,7 @@
 """Learned-correspondence data (Yi et al. 2018): putative SIFT matches of image pairs with
 known geometry: pairs made from real photographs with known random homographies, and the real
-OpenCV sample pair graf1 / graf3.
+OpenCV sample pair graf1 / graf3; and real calibrated stereo pairs with a known pose
+(essential matrices): Middlebury's Motorcycle (scikit-image) and OpenCV's chessboard rig.
 
 Sample keys (``visrep.data.correspondence.pairs``): ``matches`` ``(N, 4)``, ``inliers``
 ``(N,)``, ``homography`` / ``essential`` ``(3, 3)``, ``intrinsics`` ``(2, 3, 3)``, ``meta``; a
@@ -45,6 +46,12 @@ from visrep.data.correspondence.sources import (
     scan_source,
     split_photos,
 )
+from visrep.data.correspondence.stereo import (
+    MOTORCYCLE,
+    chessboard_stereo_pairs,
+    motorcycle_pair,
+    stereo_calibration,
+)
 
 __all__ = [
     "BUILTIN_PHOTOS",
@@ -55,6 +62,7 @@ __all__ = [
     "INTRINSICS",
     "MATCHES",
     "MATCH_MASK",
+    "MOTORCYCLE",
     "HomographyPairsDataModule",
     "MatchPair",
     "MatchPairDataset",
@@ -62,6 +70,7 @@ __all__ = [
     "Photo",
     "PhotoSource",
     "SiftConfig",
+    "chessboard_stereo_pairs",
     "collate_matches",
     "default_cache_dir",
     "graf_pair",
@@ -70,6 +79,7 @@ __all__ = [
     "intrinsics_of_size",
     "label_inliers",
     "load_photo",
+    "motorcycle_pair",
     "photometric",
     "read_opencv_matrix",
     "render_pair",
@@ -78,4 +88,5 @@ __all__ = [
     "scan_source",
     "sift_matches",
     "split_photos",
+    "stereo_calibration",
 ]

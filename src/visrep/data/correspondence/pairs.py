@@ -96,6 +96,8 @@ class MatchPair:
         size: ``(w, h)`` of image 1.
         photo, seed: the photograph and seed the pair was rendered from (to show it again).
         files: the two image files of a pair read from disk.
+        labels: bool ``(N,)`` inlier labels known otherwise (e.g. from ground-truth disparity),
+            used instead of the geometric test of :func:`label_inliers`; None: geometric.
     """
 
     name: str
@@ -108,6 +110,7 @@ class MatchPair:
     photo: Photo | None = None
     seed: int | None = None
     files: tuple[str, str] | None = None
+    labels: np.ndarray | None = None
 
 
 def _pair_seed(photo: Photo, index: int, seed: int) -> int:
@@ -185,7 +188,10 @@ def label_inliers(
     pair: MatchPair, inlier_threshold: float, epipolar_threshold: float
 ) -> np.ndarray:
     """bool ``(N,)``: transfer error below ``inlier_threshold`` px (homography), or squared
-    symmetric epipolar distance of the normalised points below ``epipolar_threshold``."""
+    symmetric epipolar distance of the normalised points below ``epipolar_threshold``; a
+    pair's own ``labels`` when it has them."""
+    if pair.labels is not None:
+        return np.asarray(pair.labels, bool)
     p = pair.pixels.astype(np.float64)
     if pair.kind == "homography":
         q = np.concatenate([p[:, :2], np.ones((len(p), 1))], 1) @ pair.geometry.T
