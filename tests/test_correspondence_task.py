@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import tempfile
 
 import lightning as L
 import numpy as np
@@ -67,7 +66,7 @@ def test_a_tiny_fit_of_the_shipped_config_writes_test_metrics(cli, tmp_path):
 def test_the_task_fulfils_the_task_contract(monkeypatch, tmp_path):
     from tests.tasks import test_contract
 
-    cache = tempfile.mkdtemp()
+    cache = str(tmp_path / "cache")
     monkeypatch.setitem(
         test_contract.DATA,
         CorrespondenceTask,
