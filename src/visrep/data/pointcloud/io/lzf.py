@@ -30,20 +30,22 @@ __all__ = ["lzf_decompress"]
 def _token_starts(u: np.ndarray, where: str) -> np.ndarray:
     """Input offsets of the tokens of the stream ``u``."""
     n = len(u)
-    c = u.astype(np.int64)
+    dt = np.int32 if n < 2**31 - 2 else np.int64
+    c = u.astype(dt)
+    at = np.arange(n, dtype=dt)
     # where the next token starts if a token started here; n: the end, n + 1: past the end
-    jump = np.empty(n + 2, dtype=np.int64)
-    jump[:n] = np.where(c < 32, np.arange(n) + c + 2, np.arange(n) + np.where(c >> 5 == 7, 3, 2))
-    jump[:n] = np.minimum(jump[:n], n + 1)
+    jump = np.empty(n + 2, dtype=dt)
+    jump[:n] = np.where(c < 32, at + c + 2, at + np.where(c >> 5 == 7, 3, 2).astype(dt))
     jump[:n][jump[:n] > n] = n + 1
     jump[n], jump[n + 1] = n, n + 1
     reached = np.zeros(n + 2, dtype=bool)
     reached[0] = True
-    steps = 1
-    while steps < n + 2:  # after the step: all of the orbit within 2 * steps tokens of 0
+    while True:  # reached: the orbit's first 2^s tokens; jump: 2^s tokens ahead
         reached[jump[reached]] = True
         jump = jump[jump]
-        steps *= 2
+        if jump[0] >= n:  # the orbit ends within 2^(s+1) tokens: all of it is reached
+            reached[jump[reached]] = True
+            break
     if reached[n + 1] or not reached[n]:
         raise DataError(f"{where}: corrupt LZF stream (a token runs past the end of the data)")
     return np.flatnonzero(reached[:n])
@@ -82,12 +84,14 @@ def lzf_decompress(data: bytes, size: int, where: str = "LZF data") -> np.ndarra
         raise DataError(f"{where}: LZF stream decompresses to {total} bytes, expected {size}")
     if (~literal & (dist > out_start)).any():
         raise DataError(f"{where}: corrupt LZF stream (back reference before the start)")
-    tok = np.repeat(np.arange(len(starts)), length)
-    pos = np.arange(size, dtype=np.int64)
-    lit = literal[tok]
-    # an output byte's source: an input offset (literal), or an earlier output position
-    src = np.where(lit, starts[tok] + 1 + pos - out_start[tok], pos - dist[tok])
-    ptr = np.where(lit, pos, src)  # literal positions point at themselves
+    dt = np.int32 if size < 2**31 else np.int64
+    # an output byte's source is pos + base[token]: an input offset for a literal, an earlier
+    # output position for a back reference
+    base = np.where(literal, starts + 1 - out_start, -dist).astype(dt)
+    tok = np.repeat(np.arange(len(starts), dtype=dt), length)
+    pos = np.arange(size, dtype=dt)
+    src = pos + base[tok]
+    ptr = np.where(literal[tok], pos, src)  # literal positions point at themselves
     while True:
         nxt_ptr = ptr[ptr]
         if np.array_equal(nxt_ptr, ptr):
