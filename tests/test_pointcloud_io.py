@@ -239,13 +239,14 @@ def test_shared_pcd_samples_match_the_modelnet_npz():
     if not files or not MODELNET_NPZ.is_file():
         pytest.skip("shared ModelNet10 samples absent")
     with np.load(MODELNET_NPZ) as z:
+        x = {s: z[f"x_{s}"] for s in ("train", "test")}  # each access decompresses anew
         names = {str(n): ("train", i) for i, n in enumerate(z["names_train"])}
         names.update({str(n): ("test", i) for i, n in enumerate(z["names_test"])})
-        for f in files:
-            cloud = read_points(f)
-            assert len(cloud) == 1024 and cloud.meta["format"] == "pcd binary"
-            split, i = names[f.name]
-            assert np.array_equal(cloud.xyz, z[f"x_{split}"][i]), f
+    for f in files:
+        cloud = read_points(f)
+        assert len(cloud) == 1024 and cloud.meta["format"] == "pcd binary"
+        split, i = names[f.name]
+        assert np.array_equal(cloud.xyz, x[split][i]), f
 
 
 # -- PLY -----------------------------------------------------------------------------------------
