@@ -316,7 +316,8 @@ def test_resume_keeps_the_step_counters_and_progress_rows(tmp_path):
 def test_a_non_finite_loss_stops_training_with_the_bases_error(monkeypatch):
     task = GANTask(**_MLP)
     task.setup_spec(_POINTS)
-    monkeypatch.setattr(task.discriminator, "forward", lambda x: x.sum(1) * float("nan"))
+    bias = task.discriminator.net[-1].bias  # the scores depend on a weight: backward runs
+    monkeypatch.setattr(task.discriminator, "forward", lambda x: (x.sum(1) + bias) * float("nan"))
     with pytest.raises(TrainingError, match="training loss is nan") as e:
         _trainer(limit_val_batches=0).fit(task, _mixture())
     # Lightning refuses gradient_clip_val under manual optimisation: the hint names the options

@@ -61,14 +61,9 @@ from visrep.models.generative import ImagePool, PatchDiscriminator, ResnetGenera
 from visrep.plots.generation import plot_translations
 from visrep.runs import RunDir
 from visrep.tasks.base import Task
-from visrep.tasks.gan import (
-    EpochMeans,
-    OptimOverrides,
-    check_ddp_strategy,
-    check_optim_option,
-    optimizer_with_schedule,
-)
+from visrep.tasks.gan import OptimOverrides, check_optim_option
 from visrep.tasks.gan_metrics import FeatureExtractor, load_feature_extractor
+from visrep.tasks.gan_training import EpochMeans, check_ddp_strategy, optimizer_with_schedule
 from visrep.tasks.optim import OptimConfig
 
 __all__ = ["CycleGANTask", "Translator"]

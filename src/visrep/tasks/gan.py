@@ -43,13 +43,13 @@ files (DCGAN sized from the data's channels and size); points of 2-d mixtures (`
 data, :class:`~visrep.data.GaussianMixtureDataModule`) are used as they are, with the MLP GAN
 of Gulrajani et al.'s toy experiments (sec. 3.1, fig. 1, and their ``gan_toy.py``).
 
-Evaluation and artifacts: :mod:`visrep.tasks.gan_eval`.
+Evaluation and artifacts: :mod:`visrep.tasks.gan_eval`; schedules, epoch means and the DDP check
+(shared with CycleGAN): :mod:`visrep.tasks.gan_training`.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
@@ -75,7 +75,13 @@ from visrep.models.generative import (
 )
 from visrep.tasks.base import Task, _check_optim
 from visrep.tasks.gan_eval import GANEvaluationMixin
-from visrep.tasks.optim import OptimConfig, build_optimizer, lr_factor
+from visrep.tasks.gan_training import (
+    EpochMeans,
+    check_ddp_strategy,
+    optimizer_with_schedule,
+    schedule_varies,
+)
+from visrep.tasks.optim import OptimConfig
 
 __all__ = [
     "EpochMeans",
@@ -88,6 +94,7 @@ __all__ = [
     "default_gan_optim",
     "ema_update_",
     "optimizer_with_schedule",
+    "schedule_varies",
 ]
 
 Batch = dict[str, Any]
@@ -213,51 +220,6 @@ def check_optim_option(
     return out
 
 
-def optimizer_with_schedule(
-    task: Task, module: nn.Module, cfg: OptimConfig, option: str, steps_per_epoch: float
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """The optimiser of ``cfg`` over ``module`` and its per-step schedule; torch's value errors
-    as ConfigError naming ``option``.
-
-    ``steps_per_epoch`` is this optimiser's own steps per epoch, a fraction where it steps less
-    often than once a batch (the generator's ``total / max_epochs``): the schedule then ends
-    with the run's last step of it, not before.
-    """
-    try:
-        opt = build_optimizer(module, cfg)
-    except ValueError as e:  # torch's "Invalid beta parameter ..." names no option
-        raise ConfigError(f"--model.{option}: {e}") from e
-    max_epochs = task.trainer.max_epochs
-    if max_epochs is None or max_epochs < 1:
-        raise ConfigError("trainer.max_epochs must be set (>= 1) for the learning-rate schedule")
-    # lr_factor reads at least one step an epoch: a generator stepping less often than once an
-    # epoch (fewer batches than n_critic) keeps a slower schedule
-    per_epoch = max(steps_per_epoch, 1e-8)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, per_epoch, max_epochs, cfg)
-    )
-    return opt, sched
-
-
-def check_ddp_strategy(task: Task, stage: str) -> None:
-    """Refuse DDP without ``find_unused_parameters`` for a fit of a task whose backward passes
-    each reach one network only (a GAN's discriminator and generator steps): DDP would stop at
-    the first step. Called from ``setup``, before the strategy wraps the model."""
-    from lightning.pytorch.strategies import DDPStrategy
-
-    strategy = task.trainer.strategy if task._trainer is not None else None
-    if stage != "fit" or not isinstance(strategy, DDPStrategy):
-        return
-    if getattr(strategy, "_ddp_kwargs", {}).get("find_unused_parameters"):
-        return
-    method = getattr(strategy, "_start_method", "popen")
-    name = "ddp" if method == "popen" else f"ddp_{method}"
-    raise ConfigError(
-        f"{type(task).__name__} steps its networks with separate backward passes, which DDP "
-        f"needs to know: use --trainer.strategy {name}_find_unused_parameters_true"
-    )
-
-
 @torch.no_grad()
 def ema_update_(ema: nn.Module, model: nn.Module, decay: float) -> None:
     """``theta_ema <- decay theta_ema + (1 - decay) theta`` for every parameter, in place and
@@ -275,42 +237,6 @@ def ema_update_(ema: nn.Module, model: nn.Module, decay: float) -> None:
         torch._foreach_lerp_(ema_params, params, 1.0 - decay)
     for eb, b in zip(ema.buffers(), model.buffers(), strict=True):
         eb.copy_(b)
-
-
-class EpochMeans:
-    """Batch-weighted means of a training epoch's values, kept on the device and logged once, at
-    the epoch's last batch: Lightning's ``self.log`` costs more than a small GAN's step (about
-    0.8 ms a call on a loaded CPU, measured), so per-step logging would dominate it."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, Tensor] = {}
-        self.counts: dict[str, int] = {}
-
-    def add(self, values: dict[str, Tensor], n: int) -> None:
-        """Add one batch's values (detached scalars) of ``n`` samples; no device sync."""
-        for name, v in values.items():
-            prev = self.sums.get(name)
-            self.sums[name] = v.detach() * n if prev is None else prev + v.detach() * n
-            self.counts[name] = self.counts.get(name, 0) + n
-
-    @staticmethod
-    def epoch_done(task: Task, batch_idx: int) -> bool:
-        """Whether ``batch_idx`` is the epoch's last batch (every batch when the count is
-        unknown, as for iterable data sets)."""
-        batches = task.trainer.num_training_batches
-        return math.isinf(batches) or batch_idx + 1 >= batches
-
-    def log(
-        self, task: Task, stage: str, shown: tuple[str, ...] = (), extra: dict | None = None
-    ) -> None:
-        """``task.log`` each mean as ``<stage>/<name>`` (and ``extra`` values as they are), then
-        start again."""
-        for name, total in self.sums.items():
-            task.log(f"{stage}/{name}", total / self.counts[name], on_step=False, on_epoch=True,
-                     sync_dist=True, prog_bar=name in shown, batch_size=1)  # fmt: skip
-        for name, value in (extra or {}).items():
-            task.log(f"{stage}/{name}", value, on_step=False, on_epoch=True, batch_size=1)
-        self.sums, self.counts = {}, {}
 
 
 class GANTask(GANEvaluationMixin, Task):
@@ -388,6 +314,9 @@ class GANTask(GANEvaluationMixin, Task):
         self.register_buffer("fixed_latents", z)  # the progress grids' latents
         self.discriminator: nn.Module | None = None
         self.train_net: GeneratorNet | None = None
+        # whether each scheduler (discriminator's, generator's) changes the rate (set with them)
+        self._schedules_vary = (True, True)
+        self._losses: list[Tensor] = []  # the losses backpropagated for the current batch
         self.init_evaluation()
 
     def setup(self, stage: str) -> None:
@@ -457,6 +386,9 @@ class GANTask(GANEvaluationMixin, Task):
                                                  "g_optim", g_total / epochs)  # fmt: skip
         if self.hparams.clip is not None:
             clip_after_step(d_opt, self.discriminator, self.hparams.clip)
+        # a constant rate without warm-up (each paper's default) has the factor 1 at every step:
+        # its scheduler is not stepped (a call a step less), as a plain loop would have none
+        self._schedules_vary = tuple(schedule_varies(c) for c in (self.d_optim, self.g_optim))
         return [d_opt, g_opt], [d_sched, g_sched]
 
     def on_train_start(self) -> None:
@@ -468,55 +400,67 @@ class GANTask(GANEvaluationMixin, Task):
 
     def discriminator_step(self, real: Tensor) -> dict[str, Tensor]:
         """One discriminator (critic) step on ``real`` against as many fresh fakes."""
-        hp = self.hparams
+        hp, disc = self.hparams, self.discriminator
         d_opt = self.optimizers()[0]
         net = self.generator_net
         with torch.no_grad():
             fake = net.raw(net.sample_prior(len(real)))
-        d_real, d_fake = self.discriminator(real), self.discriminator(fake)
+        d_real, d_fake = disc(real), disc(fake)
         d_loss = discriminator_loss(hp.loss, d_real, d_fake)
         values = {"d_loss": d_loss.detach(), "d_real": d_real.detach().mean(),
                   "d_fake": d_fake.detach().mean()}  # fmt: skip
         total = d_loss
         if hp.gp_weight > 0:
-            gp = gradient_penalty(self.discriminator, real, fake)
+            gp = gradient_penalty(disc, real, fake)
             total = d_loss + hp.gp_weight * gp
             values["gp"] = gp.detach()
         if hp.loss == "wasserstein":
             values["wasserstein"] = -d_loss.detach()
         d_opt.zero_grad(set_to_none=True)
-        self.manual_backward(total)  # the base's check: a non-finite loss is a TrainingError
+        self.manual_backward(total)
         d_opt.step()
-        self.lr_schedulers()[0].step()
-        self.d_steps += 1
+        if self._schedules_vary[0]:
+            self.lr_schedulers()[0].step()
+        self._losses.append(total.detach())
+        self.d_steps.add_(1)  # in place: no nn.Module.__setattr__ (about 15 us) a step
         self._d += 1
         return values
 
     def generator_step(self, n: int) -> dict[str, Tensor]:
         """One generator step on ``n`` fresh latents, then the EMA update."""
-        g_opt = self.optimizers()[1]
+        g_opt, disc = self.optimizers()[1], self.discriminator
         net = self.generator_net
-        self.discriminator.requires_grad_(False)  # no gradients for D's weights here
+        disc.requires_grad_(False)  # no gradients for D's weights here
         try:
             fake = net.raw(net.sample_prior(n))
-            g_loss = generator_loss(self.hparams.loss, self.discriminator(fake))
+            g_loss = generator_loss(self.hparams.loss, disc(fake))
             g_opt.zero_grad(set_to_none=True)
             self.manual_backward(g_loss)
             g_opt.step()
         finally:
-            self.discriminator.requires_grad_(True)
-        self.lr_schedulers()[1].step()
-        self.g_steps += 1
+            disc.requires_grad_(True)
+        if self._schedules_vary[1]:
+            self.lr_schedulers()[1].step()
+        self._losses.append(g_loss.detach())
+        self.g_steps.add_(1)
         self._g += 1
         if self.train_net is not None:
             ema_update_(self.net, self.train_net, self.hparams.ema)
         return {"g_loss": g_loss.detach()}
 
+    def on_before_backward(self, loss: Tensor) -> None:
+        """Nothing per backward: :meth:`training_step` checks the batch's losses at once."""
+
     def training_step(self, batch: Batch, batch_idx: int) -> None:
         real = self.to_model(batch)
+        self._losses.clear()
         values = self.discriminator_step(real)
         if self._d % self.hparams.n_critic == 0:
             values |= self.generator_step(len(real))
+        # the base's non-finite loss check (a TrainingError), once a batch on the losses of its
+        # steps: one device sync instead of one a backward. A non-finite loss stops the run in
+        # the batch it appears, before any checkpoint could keep its update
+        super().on_before_backward(torch.stack(self._losses))
         self._means.add(values, len(real))
         if self._means.epoch_done(self, batch_idx):
             steps = {"d_steps": float(self._d), "g_steps": float(self._g)}
