@@ -4,23 +4,27 @@ the difference goes), and FID feature extraction against torch-fidelity with the
 ``--sections`` (default ``task,fid``):
 
 ``task``: training iterations/s (iteration = training batch) of ``visrep fit --config <case>``
-(LightningCLI, sample dicts, GANTask's manual optimisation through Lightning's optimiser
-wrappers and ``manual_backward`` with its non-finite-loss check, schedules, epoch means,
-validation, checkpoints) against a hand-written loop with the same DCGAN (generator and
-discriminator sized from the data, DCGAN init, seed 0), losses (:mod:`visrep.losses.gan`), Adam
-settings (:func:`~visrep.tasks.gan.default_gan_optim`), batches (``EpochShuffleSampler`` order,
-drop last) and steps (one discriminator step per batch, a generator step after every
-``n_critic``, the discriminator frozen meanwhile); no scheduler (constant rate), checks or
-logging. Both sides run in this process with the same environment: ``visrep.cli`` is imported
-before Lightning, so ``PYTORCH_NVML_BASED_CUDA_CHECK`` is the user's on a machine without a
-CUDA device (the CLI undoes Lightning's setting, :func:`visrep.cli.main._restore_nvml_check`),
-and each case prints the value each side saw. Cases: ``digits_dcgan`` (the config: 8x8 digits, batches of 64, width 32,
-``n_critic`` 1: the smallest step, the worst case for a per-step cost), ``fashion_dcgan`` and
-``fashion_wgangp`` (the configs on ``--task-images`` synthetic 28x28 IDX images; WGAN-GP:
-layer-norm critic, penalty 10, ``n_critic`` 5). visrep's ``--model.eval_samples`` is 256 (validation is not timed). Timed:
-each epoch's training batches (not validation, setup or the first epoch), wall and process CPU
-time, sides alternating over ``--rounds`` (ABBA); medians give visrep / plain and the overhead
-``1 - ratio`` (issue 14: at most 5%).
+(LightningCLI, the data module's batch dicts, GANTask's manual optimisation through Lightning's
+optimiser wrappers and ``manual_backward``, its non-finite-loss check once a batch, schedules that
+are stepped when they vary, epoch means, validation, checkpoints) against a hand-written loop with
+the same DCGAN (generator and discriminator sized from the data, DCGAN init, seed 0), losses
+(:mod:`visrep.losses.gan`), Adam settings (:func:`~visrep.tasks.gan.default_gan_optim`), batches
+(``EpochShuffleSampler`` order, drop last) and steps (one discriminator step per batch, a generator
+step after every ``n_critic``, the discriminator frozen meanwhile); no scheduler (constant rate),
+checks or logging. ``--plain-data``: the plain loop reads its images one by one (``items``: a
+per-item ``Dataset`` and torch's default collate, what a plain loop usually does) or each batch
+with one index operation (``batched``: as visrep's ``ArrayImageDataset.__getitems__`` does, so the
+comparison leaves the data path out). Both sides run in this process with the same environment:
+``visrep.cli`` is imported before Lightning, so ``PYTORCH_NVML_BASED_CUDA_CHECK`` is the user's on
+a machine without a CUDA device (the CLI undoes Lightning's setting,
+:func:`visrep.cli.main._restore_nvml_check`), and each case prints the value each side saw. Cases:
+``digits_dcgan`` (the config: 8x8 digits, batches of 64, width 32, ``n_critic`` 1: the smallest
+step, the worst case for a per-step cost), ``fashion_dcgan`` and ``fashion_wgangp`` (the configs on
+``--task-images`` synthetic 28x28 IDX images; WGAN-GP: layer-norm critic, penalty 10, ``n_critic``
+5). visrep's ``--model.eval_samples`` is 256 (validation is not timed). Timed: each epoch's
+training batches (not validation, setup or the first epoch), wall and process CPU time, sides
+alternating over ``--rounds`` (ABBA); medians give visrep / plain and the overhead ``1 - ratio``
+(issue 14: at most 5%).
 
 ``profile`` (not by default): thread-CPU ms per iteration of each part (data path, Lightning's
 loop, hooks and wrappers, GANTask's code, networks, autograd, Adam; each exclusive of the
@@ -151,6 +155,21 @@ def _run_fit(case: str, root: Path | None, epochs: int) -> Epochs:
     return list(_EPOCHS)
 
 
+class _Batches(torch.utils.data.Dataset):
+    """The plain loop's images read a batch at a time (``--plain-data batched``): ``get(indices)``
+    gives the stacked batch, which torch's DataLoader asks for through ``__getitems__`` (the
+    collate function then passes it through)."""
+
+    def __init__(self, get: Callable[[list[int]], Tensor], n: int) -> None:
+        self.get, self.n = get, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitems__(self, indices: list[int]) -> Tensor:
+        return self.get(indices)
+
+
 class _Items(torch.utils.data.Dataset):
     """``n`` items ``get(i)``: the plain loop's images (bare float tensors in [0, 1], converted
     as :class:`~visrep.data.datasets.ArrayImageDataset` does, no sample dicts) and
@@ -167,10 +186,13 @@ class _Items(torch.utils.data.Dataset):
 
 
 def plain_loop(
-    case: str, root: Path | None, n_epochs: int, meters: _Meters | None = None
-) -> Epochs:
+    case: str, root: Path | None, n_epochs: int, meters: _Meters | None = None,
+    data: str = "items",
+) -> Epochs:  # fmt: skip
     """The same DCGAN, losses, Adam settings, batches and steps in a hand-written two-optimiser
-    loop; ``meters`` (the profile's) are on from the second epoch."""
+    loop; ``meters`` (the profile's) are on from the second epoch. ``data``: ``items`` reads
+    each image alone (a per-item Dataset, torch's default collate), ``batched`` each batch with
+    one index operation (as visrep's ArrayImageDataset does)."""
     import lightning as L
     from torch.utils.data import DataLoader
 
@@ -202,8 +224,14 @@ def plain_loop(
         x = torch.from_numpy(np.array(ds.images[idx[i]], dtype=np.float32, copy=True))
         return x.mul_(ds.scale)
 
-    loader = DataLoader(_Items(image, len(idx)), batch_size=bs, sampler=sampler,
-                        drop_last=len(idx) > bs)  # fmt: skip
+    def images(rows: list[int]) -> Tensor:
+        at = np.asarray([idx[i] for i in rows], dtype=np.int64)
+        x = np.ascontiguousarray(ds.images[at], dtype=np.float32)
+        return torch.from_numpy(x).mul_(ds.scale)
+
+    items = _Items(image, len(idx)) if data == "items" else _Batches(images, len(idx))
+    loader = DataLoader(items, batch_size=bs, sampler=sampler, drop_last=len(idx) > bs,
+                        collate_fn=None if data == "items" else _passthrough)  # fmt: skip
     epochs: Epochs = []
     d_steps = 0
     _ENV_SEEN["plain"] = os.environ.get(_NVML_VAR, "unset")
@@ -237,6 +265,10 @@ def plain_loop(
     return epochs
 
 
+def _passthrough(batch: Tensor) -> Tensor:
+    return batch
+
+
 def bench_task(args: argparse.Namespace) -> None:
     """GANTask's training throughput against a plain loop (module docstring, ``task``)."""
     cases = [c.strip() for c in args.task_cases.split(",") if c.strip()]
@@ -244,7 +276,7 @@ def bench_task(args: argparse.Namespace) -> None:
         raise SystemExit(f"--task-cases: choose from {list(TASK_CASES)}, got {cases}")
     print(
         f"== task: visrep fit (GANTask) vs a plain two-optimiser loop (threads="
-        f"{torch.get_num_threads()}; the first epoch of each run not "
+        f"{torch.get_num_threads()}; plain data {args.plain_data}; the first epoch of each run not "
         f"timed; {args.rounds} rounds, ABBA; iterations = training batches) =="
     )
     with tempfile.TemporaryDirectory() as d:
@@ -259,8 +291,11 @@ def bench_task(args: argparse.Namespace) -> None:
             for r in range(args.rounds):
                 order = ("plain", "visrep") if r % 2 == 0 else ("visrep", "plain")
                 for side in order:
-                    run = plain_loop if side == "plain" else _run_fit
-                    res[side].append(_rates(run(case, root, epochs)))
+                    if side == "plain":
+                        epochs_run = plain_loop(case, root, epochs, data=args.plain_data)
+                    else:
+                        epochs_run = _run_fit(case, root, epochs)
+                    res[side].append(_rates(epochs_run))
                 (pw, pc), (vw, vc) = res["plain"][-1], res["visrep"][-1]
                 print(f"  round {r} ({' then '.join(order)}): plain {pw:.2f} it/s wall, {pc:.2f} "
                       f"it/CPU-s | visrep {vw:.2f} it/s wall, {vc:.2f} it/CPU-s")  # fmt: skip
@@ -406,7 +441,7 @@ def bench_profile(args: argparse.Namespace) -> None:
                         epochs = _run_fit(case, root, args.profile_epochs)
                     else:
                         _meter_both(m, sys.modules[__name__])
-                        epochs = plain_loop(case, root, args.profile_epochs, m)
+                        epochs = plain_loop(case, root, args.profile_epochs, m, args.plain_data)
                 finally:
                     m.restore()
                 a = acc[side]  # {part: s}, CPU s, iterations, metered calls
@@ -419,7 +454,7 @@ def bench_profile(args: argparse.Namespace) -> None:
     cost = _metering_cost()
     print(
         f"== profile: {case}, thread-CPU ms per training iteration (epochs 2..{args.profile_epochs}"
-        f" of {args.rounds} runs a side, ABBA; {_NVML_VAR} plain {_ENV_SEEN.get('plain')}, "
+        f" of {args.rounds} runs a side, ABBA; plain data {args.plain_data}; {_NVML_VAR} plain {_ENV_SEEN.get('plain')}, "
         f"visrep {_ENV_SEEN.get('visrep')}; parts exclude the "
         f"metered calls inside them; metering {1e6 * cost:.1f} us a call, visrep "
         f"{calls['visrep']:.0f} calls per iteration, plain {calls['plain']:.0f}) =="
@@ -563,6 +598,8 @@ def main() -> None:
     add("--task-epochs", type=int, default=None,
         help="task: epochs per run, the first untimed (default: 8 digits, 4 fashion)")  # fmt: skip
     add("--task-images", type=int, default=1500, help="task: synthetic 28x28 training images")
+    add("--plain-data", choices=("items", "batched"), default="items",
+        help="task, profile: the plain loop reads images one by one or a batch at once")  # fmt: skip
     add("--profile-case", default="digits_dcgan", choices=list(TASK_CASES), help="profile: case")
     add("--profile-epochs", type=int, default=12, help="profile: epochs (first not metered)")
     add("--fid-images", type=int, default=2000, help="fid: real (and generated) images")

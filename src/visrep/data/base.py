@@ -13,7 +13,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
 
 from visrep.data.augment import AugmentConfig, augment_batch
-from visrep.data.datasets import ArrayImageDataset
+from visrep.data.datasets import ArrayImageDataset, collate_samples
 from visrep.data.samples import IMAGE, collate
 from visrep.errors import ConfigError, DataError
 
@@ -254,7 +254,8 @@ class SplitDataModule(L.LightningDataModule):
         split: fractions, seed, subset size and stratification of the splits.
     """
 
-    collate_fn: Callable = staticmethod(collate)  # how sample dicts become a batch
+    # how sample dicts become a batch (a batch gathered at once, SampleBatch, passes through)
+    collate_fn: Callable = staticmethod(collate_samples)
 
     def __init__(
         self, loader: LoaderConfig | None = None, split: SplitConfig | None = None

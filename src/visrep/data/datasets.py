@@ -1,11 +1,12 @@
 """Map-style image datasets returning sample dicts ``{"image": Image, "label": int}`` with images as
-float ``(C, H, W)`` in [0, 1] (see :mod:`visrep.data.samples`)."""
+float ``(C, H, W)`` in [0, 1] (see :mod:`visrep.data.samples`); array-backed ones also gather a
+whole batch at once (:class:`SampleBatch`, :func:`collate_samples`)."""
 
 from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from visrep.data.samples import image_sample
+from visrep.data.samples import IMAGE, LABEL, collate, image_sample
 from visrep.errors import DataError
 
 MAX_CLASSES = 1_000_000  # labels past this are corrupt, not a real class count
@@ -103,8 +104,45 @@ def class_names(
     return list(given)
 
 
+class SampleBatch(Sequence):
+    """The samples of one batch, gathered at once: :attr:`batch` holds them collated (what
+    :func:`~visrep.data.samples.collate` makes of their sample dicts), and as a sequence it gives
+    each sample dict, built on access, so any collate function still gets sample dicts.
+
+    A dataset's ``__getitems__`` (which torch's DataLoader calls with a batch's indices) returns
+    one; :func:`collate_samples` (the collate function of visrep's data modules) passes its batch
+    through, so no per-sample dict or ``tv_tensors`` wrapper is made.
+
+    Args:
+        batch: the collated batch (tensors with the samples along dimension 0).
+        sample: the sample dict of row ``i`` of ``batch``.
+    """
+
+    def __init__(self, batch: dict[str, Any], sample: Callable[[int], dict[str, Any]]) -> None:
+        self.batch = batch
+        self._sample = sample
+        self._n = len(next(iter(batch.values()))) if batch else 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int | slice) -> Any:
+        rows = range(self._n)[i]  # IndexError past the end, negative indices, slices
+        return [self._sample(j) for j in rows] if isinstance(i, slice) else self._sample(rows)
+
+
+def collate_samples(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """:func:`~visrep.data.samples.collate`, except that a :class:`SampleBatch` gives its batch
+    as it is (the samples were gathered at once)."""
+    return samples.batch if isinstance(samples, SampleBatch) else collate(samples)
+
+
 class ArrayImageDataset(Dataset):
     """Images held in (or memory-mapped from) one array.
+
+    ``__getitems__`` (a batch's indices, from torch's DataLoader) reads the batch with one index
+    operation and returns a :class:`SampleBatch`: the same values as the samples one by one,
+    collated, without per-sample Python work.
 
     Args:
         images: ``(N, C, H, W)`` array, uint8 in [0, 255] or float in [0, 1] (a view is fine;
@@ -126,6 +164,13 @@ class ArrayImageDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         x = torch.from_numpy(np.array(self.images[i], dtype=np.float32, copy=True))
         return image_sample(x.mul_(self.scale), int(self.targets[i]))
+
+    def __getitems__(self, indices: Sequence[int]) -> SampleBatch:
+        idx = np.asarray(indices, dtype=np.int64)
+        x = torch.from_numpy(np.ascontiguousarray(self.images[idx], dtype=np.float32))
+        images, labels = x.mul_(self.scale), torch.from_numpy(self.targets[idx])
+        return SampleBatch({IMAGE: images, LABEL: labels},
+                           lambda j: image_sample(images[j].clone(), int(labels[j])))  # fmt: skip
 
     def channel_stats(self, indices: np.ndarray) -> tuple[list[float], list[float]]:
         """Per-channel mean and std over ``indices`` (vectorised, in chunks)."""
