@@ -317,9 +317,11 @@ def embed(
     data: Dataset | Tensor,
     batch_size: int = 256,
     device: str | torch.device | None = None,
+    key: str = IMAGE,
 ) -> tuple[Tensor, Tensor | None]:
-    """The representations ``net.embed(x)`` of a data set of ``{"image", "label"}`` samples (in
-    order) or of an image tensor.
+    """The representations ``net.embed(x)`` of a data set of ``{key, "label"}`` samples (in
+    order; ``key`` the input the net reads: ``image``, or ``points`` for point-cloud networks)
+    or of an image tensor.
 
     Returns:
         ``(Z, y)``: float32 embeddings ``(N, D)`` on the CPU and int64 targets ``(N,)``, -1
@@ -337,10 +339,11 @@ def embed(
         ), None
     zs, ys = [], []
     for batch in DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate):
-        if IMAGE not in batch:
-            raise DataError(f"embed needs image samples, got keys {', '.join(batch)}")
-        x = batch[IMAGE]
-        zs.append(net.embed(x.to(dev)).flatten(1).float().cpu())
+        if key not in batch:
+            raise DataError(f"embed needs {key!r} samples, got keys {', '.join(batch)}")
+        x = batch[key]
+        x = [t.to(dev) for t in x] if isinstance(x, list) else x.to(dev)  # point clouds: lists
+        zs.append(net.embed(x).flatten(1).float().cpu())
         y = batch.get(LABEL)
         ys.append(torch.as_tensor(y).long() if y is not None else torch.full((len(x),), -1))
     if not zs:

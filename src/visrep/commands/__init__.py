@@ -1,5 +1,5 @@
 """The ``visrep`` tool commands, one file each: ``inspect``, ``explain``, ``attack``, ``events``,
-``report``. Each exposes ``main(argv) -> int``; ``visrep.cli.TOOL_COMMANDS`` names them.
+``report``, ``data``, ``embed``, ``generate``, ``points``. Each exposes ``main(argv) -> int``; ``visrep.cli.TOOL_COMMANDS`` names them.
 
 A command parses its options (a parser generated from the typed signature of its function, see
 ``_common``), calls the library (``visrep.analysis``, ``visrep.events``, ``visrep.plots``) and

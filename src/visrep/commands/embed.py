@@ -31,6 +31,7 @@ from visrep.commands._common import (
 )
 from visrep.data.classification.files import list_images
 from visrep.data.datasets import ImageFileDataset
+from visrep.data.samples import IMAGE
 from visrep.errors import ConfigError
 from visrep.runs import RunDir
 
@@ -78,6 +79,11 @@ def embed(
             f"(embedding, classification, autoencoder or VAE runs), got {type(loaded.task).__name__}"
         )
     if path is not None:
+        if getattr(loaded.task, "input_key", IMAGE) != IMAGE:
+            raise ConfigError(
+                f"--path embeds image files; {loaded.checkpoint} reads "
+                f"{loaded.task.input_key!r}: embed its data splits with --split"
+            )
         spec = loaded.task.spec
         files = list_images(path)
         size = tuple(spec.image_size) if spec is not None and spec.image_size else None
@@ -91,7 +97,8 @@ def embed(
     inside = target.resolve().is_relative_to(run.root.resolve())
     if inside:
         run.lock().check()  # before the work, not after
-    z, y = embed_features(net.to(dev).eval(), ds, batch_size, dev)
+    key = IMAGE if path is not None else getattr(loaded.task, "input_key", IMAGE)
+    z, y = embed_features(net.to(dev).eval(), ds, batch_size, dev, key=key)
     emb, labels = z.numpy(), y.numpy()
     buf = io.BytesIO()
     np.savez(

@@ -14,17 +14,22 @@ import torch
 from torch import Tensor
 
 from visrep.data.base import DataSpec
-from visrep.data.samples import POINTS
+from visrep.data.samples import LABEL, POINTS
 from visrep.errors import ConfigError
 from visrep.models.pointcloud import POINT_NETS, PointCloudNet, PointNetFactory, pointnet
+from visrep.plots.embedding import plot_embedding
+from visrep.plots.pointcloud import plot_critical_points, plot_point_cloud_grid
 from visrep.runs import RunDir
 from visrep.tasks.base import write_confusion_matrix
 from visrep.tasks.classification import ClassificationTask
 from visrep.tasks.optim import OptimConfig
+from visrep.utils.embedding import subsample, tsne
 
-__all__ = ["PointCloudClassificationTask"]
+__all__ = ["PointCloudClassificationTask", "critical_set_sizes"]
 
 PREVIEW_POINTS = 2048  # points per cloud kept for the test report's pictures
+TSNE_POINTS = 2000  # at most this many test clouds in the t-SNE plot (seeded subset)
+CRITICAL_EXAMPLES = 6  # test clouds shown with their critical point sets
 
 
 def preview_clouds(points: Tensor | list[Tensor], k: int) -> Tensor:
@@ -86,21 +91,80 @@ class PointCloudClassificationTask(ClassificationTask):
         """The first ``k`` clouds' coordinates (for the test report's point-cloud grid)."""
         return preview_clouds(x, k)
 
+    # -- test: features for t-SNE, critical point sets --------------------------------------------
+    def on_test_epoch_start(self) -> None:
+        super().on_test_epoch_start()
+        self._features: list[Tensor] = []
+        self._labels: list[Tensor] = []
+        self._critical_sizes: list[Tensor] = []
+        self._critical_examples: list[tuple[Tensor, Tensor, int]] = []
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        super().test_step(batch, batch_idx)
+        x, y = batch[self.input_key], batch[LABEL]
+        self._features.append(self.net.embed(x).float().cpu())
+        self._labels.append(torch.as_tensor(y).cpu())
+        critical = getattr(self.net, "critical_points", None)
+        if critical is None:
+            return
+        winners = critical(x)  # (B, width) point index per max-pool channel
+        self._critical_sizes.append(critical_set_sizes(winners).cpu())
+        # one example cloud per class, the first met, for the critical-point figure
+        seen = {c for _, _, c in self._critical_examples}
+        for i, c in enumerate(torch.as_tensor(y).tolist()):
+            if c not in seen and len(self._critical_examples) < CRITICAL_EXAMPLES:
+                seen.add(c)
+                keep = torch.zeros(len(x[i]), dtype=torch.bool, device=winners.device)
+                keep[winners[i]] = True
+                self._critical_examples.append((x[i][:, :3].cpu(), keep.cpu(), c))
+
     def write_artifacts(self, run: RunDir, stage: str) -> dict[str, Any]:
         """After test: the confusion matrix (CSV and plot), per-class accuracy, a grid of test
-        clouds with their predicted and true classes."""
+        clouds with their predicted and true classes, a t-SNE of the test clouds' global
+        features (``plots/tsne.png``) and, for PointNet, each class's first test cloud with its
+        critical point set (``plots/critical_points.png``; the paper's Fig. 7)."""
         results = getattr(self, "_test_results", None)
         if stage != "test" or not results:
             return {}
-        from visrep.plots.pointcloud import plot_point_cloud_grid
-
         self._test_results = None
         names = list(self.spec.class_names)
         write_confusion_matrix(run, names, results["confusion_matrix"])
         clouds, targets, probs = results["samples"]
         plot_point_cloud_grid(clouds, targets, probs, names, run.plots / "test_predictions.png")
         per_class = results["per_class_acc"]
-        return {
+        out: dict[str, Any] = {
             "test/acc_per_class": dict(zip(names, per_class, strict=True)),
             "test/acc_mean_class": sum(per_class) / len(per_class),
         }
+        feats, labels = torch.cat(self._features), torch.cat(self._labels)
+        if len(feats) >= 4:
+            idx = subsample(len(feats), TSNE_POINTS, seed=0)
+            title = f"t-SNE of {len(idx)} test clouds' global features" + (
+                f" (of {len(feats)})" if len(idx) < len(feats) else ""
+            )
+            plot_embedding(
+                tsne(feats[idx].numpy(), seed=0),
+                labels[idx].numpy(),
+                run.plots / "tsne.png",
+                names,
+                title,
+            )
+        if self._critical_sizes:
+            sizes = torch.cat(self._critical_sizes).double()
+            out["test/critical_points_mean"] = float(sizes.mean())
+            plot_critical_points(
+                [(xyz, keep, names[c]) for xyz, keep, c in self._critical_examples],
+                run.plots / "critical_points.png",
+            )
+        self._features, self._labels, self._critical_sizes, self._critical_examples = [], [], [], []
+        return out
+
+
+def critical_set_sizes(winners: Tensor) -> Tensor:
+    """The number of distinct points among each row's max-pool winners, ``(B, C) -> (B,)``.
+
+    >>> critical_set_sizes(torch.tensor([[3, 1, 3], [0, 0, 0]])).tolist()
+    [2, 1]
+    """
+    s = winners.sort(1).values
+    return (s[:, 1:] != s[:, :-1]).sum(1) + 1

@@ -107,12 +107,17 @@ class PointCloudDataset(Dataset):
     global generator, which ``seed_everything`` seeds).
 
     Args:
-        points: ``(S, N, D)`` float32.
+        points: ``(S, N, D)`` float32, or a list of ``(N_i, D)`` clouds of different sizes.
         labels: ``(S,)`` int64.
         transform: applied to each item, or None.
     """
 
-    def __init__(self, points: Tensor, labels: Tensor, transform: PointTransform | None = None):
+    def __init__(
+        self,
+        points: Tensor | list[Tensor],
+        labels: Tensor,
+        transform: PointTransform | None = None,
+    ) -> None:
         self.points, self.labels, self.transform = points, labels, transform
 
     def __len__(self) -> int:
