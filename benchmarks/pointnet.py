@@ -1,6 +1,20 @@
-"""PointNet benchmarks: farthest-point sampling against the straightforward implementations.
+"""PointNet benchmarks: training throughput against a plain loop, and farthest-point sampling
+against the straightforward implementations.
 
-``--sections`` (default ``fps``):
+``--sections`` (default ``train,fps``):
+
+``train``: training clouds/s of ``visrep fit --config modelnet10_pointnet`` (LightningCLI, the
+ModelNet data module's sample dicts and per-sample augmentation, PointCloudClassificationTask's
+steps with its metrics and logging, the cosine schedule) against a hand-written loop on the same
+network (``POINT_NETS.build`` of the config's ``pointnet``, seed 0), data (the same
+``ModelNetDataModule`` training set, so the same clouds, augmentation and ``EpochShuffleSampler``
+order; torch's DataLoader with visrep's collate), loss (cross-entropy plus the net's
+regulariser), Adam settings and precision (``--train-precision``: ``32-true``, or ``bf16-mixed``
+as ``torch.autocast`` on both sides); no scheduler, metrics or logging. Data: ``--train-clouds``
+synthetic clouds of 1,024 points in 10 classes (seeded Gaussian blobs: the cost does not depend
+on the shapes), written as a ModelNet-layout npz. Timed: the training batches of each epoch after
+the first (visrep: a callback from the epoch's start to its last batch, before validation), wall
+and process CPU time, sides alternating over ``--rounds`` (ABBA); medians give visrep / plain.
 
 ``fps``: sampled points/s (``B * k`` indices per second) of visrep's batched
 :func:`~visrep.data.pointcloud.farthest_point_sample` (one loop over the ``k`` picks, vectorised
@@ -21,23 +35,180 @@ velodyne scan, ~120k points, sampled to 16,384 points); the points are seeded Ga
 ``--fps-rounds`` (ABBA), medians; ratios visrep / reference (above 1: visrep faster).
 ``--device cuda`` runs visrep and the torch reference on the GPU (synchronised), numpy on the CPU.
 
-    OMP_NUM_THREADS=1 python benchmarks/pointnet.py [--sections fps] [--fps-cases 32x1024x512]
+    OMP_NUM_THREADS=1 python benchmarks/pointnet.py [--sections train,fps] [--rounds 2]
+        [--train-clouds 320] [--train-epochs 3] [--train-precision 32-true]
+        [--fps-cases 32x1024x512]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from visrep.cli import main as cli_main  # before Lightning: the CLI's environment on both sides
 from visrep.data.pointcloud import farthest_point_sample
 
 FPS_CASES = ("32x1024x512", "1x120000x16384")
+CONFIG = "modelnet10_pointnet"
+Epochs = list[tuple[float, float, int]]  # (wall s, CPU s, clouds) of each epoch's training
+
+
+# -- train: visrep fit against a plain loop ---------------------------------------------------------
+def write_clouds(path: Path, n: int, points: int = 1024, classes: int = 10) -> Path:
+    """A ModelNet-layout npz of ``n`` training and ``n // 4`` test clouds (seeded Gaussian blobs,
+    one mean offset per class)."""
+    rng = np.random.default_rng(0)
+
+    def part(m: int) -> tuple[np.ndarray, np.ndarray]:
+        y = np.arange(m) % classes
+        x = rng.normal(size=(m, points, 3)) + y[:, None, None] * 0.1
+        return x.astype(np.float32), y.astype(np.int64)
+
+    (xt, yt), (xe, ye) = part(n), part(max(classes, n // 4))
+    names = np.array([f"c{i}" for i in range(classes)])
+    np.savez(path, x_train=xt, y_train=yt, x_test=xe, y_test=ye, classes=names)
+    return path
+
+
+_EPOCHS: Epochs = []
+
+
+def _timer() -> type:
+    import lightning as L
+
+    class EpochTimer(L.Callback):
+        """visrep's side: wall and CPU seconds of each epoch's training batches."""
+
+        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            self.t0, self.c0, self.n = time.perf_counter(), time.process_time(), 0
+
+        def on_train_batch_end(
+            self, trainer: Any, module: Any, outputs: Any, batch: Any, i: int
+        ) -> None:
+            self.n += len(batch["label"])
+            self.t, self.c = time.perf_counter(), time.process_time()
+
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            _EPOCHS.append((self.t - self.t0, self.c - self.c0, self.n))
+
+    return EpochTimer
+
+
+EpochTimer = _timer()
+
+
+def _rates(epochs: Epochs) -> tuple[float, float]:
+    """Clouds per wall second and per CPU second over the epochs after the first."""
+    wall, cpu, n = (sum(e[i] for e in epochs[1:]) for i in range(3))
+    return n / wall, n / cpu
+
+
+def visrep_fit(npz: Path, epochs: int, precision: str) -> Epochs:
+    """``visrep fit --config modelnet10_pointnet`` on ``npz`` in this process."""
+    _EPOCHS.clear()
+    with tempfile.TemporaryDirectory() as d:
+        code = cli_main([
+            "fit", "--config", CONFIG, "--data.root", str(npz), "--trainer.max_epochs", str(epochs),
+            "--trainer.accelerator", "cpu", "--trainer.precision", precision,
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+            "--trainer.callbacks", f"{__name__}.EpochTimer", "--test_after_fit", "false",
+            "--run_dir", f"{d}/run",
+        ])  # fmt: skip
+    if code != 0:
+        raise SystemExit(f"visrep fit failed with exit code {code}")
+    return list(_EPOCHS)
+
+
+def plain_loop(npz: Path, epochs: int, precision: str) -> Epochs:
+    """The same network, data, loss, Adam settings and precision in a hand-written loop."""
+    import lightning as L
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader
+
+    from visrep.configs import read_config, resolve_config
+    from visrep.data.base import EpochShuffleSampler
+    from visrep.data.pointcloud import ModelNetDataModule, PointAugmentConfig
+    from visrep.data.samples import LABEL, POINTS, collate
+    from visrep.models.pointcloud import POINT_NETS
+
+    cfg = read_config(resolve_config(CONFIG))
+    hp, data = cfg["model"]["init_args"], cfg["data"]["init_args"]
+    L.seed_everything(cfg["seed_everything"], verbose=False)
+    dm = ModelNetDataModule(str(npz), augment=PointAugmentConfig(**data["augment"]))
+    dm.setup()
+    net = POINT_NETS.build(hp["net"], dm.spec().point_dim, dm.spec().num_classes)
+    opt = torch.optim.Adam(
+        net.parameters(), lr=hp["optim"]["lr"], weight_decay=hp["optim"]["weight_decay"]
+    )
+    bs = data["loader"]["batch_size"]
+    sampler = EpochShuffleSampler(dm.train_set, torch.initial_seed())
+    loader = DataLoader(
+        dm.train_set, batch_size=bs, sampler=sampler, drop_last=True, collate_fn=collate
+    )
+    bf16 = precision == "bf16-mixed"
+    out: Epochs = []
+    net.train()
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        t0, c0, n = time.perf_counter(), time.process_time(), 0
+        for batch in loader:
+            x, y = batch[POINTS], batch[LABEL]
+            with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext():
+                logits, reg = net.forward_with_aux(x)
+                loss = F.cross_entropy(logits, y) + (reg if reg is not None else 0)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            n += len(y)
+        out.append((time.perf_counter() - t0, time.process_time() - c0, n))
+    return out
+
+
+def bench_train(args: argparse.Namespace) -> None:
+    """PointCloudClassificationTask's training throughput against a plain loop."""
+    print(
+        f"== train: visrep fit --config {CONFIG} vs a plain loop (threads="
+        f"{torch.get_num_threads()}; {args.train_clouds} synthetic clouds of 1,024 points, "
+        f"precision {args.train_precision}; {args.train_epochs} epochs, the first not timed; "
+        f"{args.rounds} rounds, ABBA) =="
+    )
+    res: dict[str, list[tuple[float, float]]] = {"plain": [], "visrep": []}
+    with tempfile.TemporaryDirectory() as d:
+        npz = write_clouds(Path(d) / "clouds.npz", args.train_clouds)
+        for r in range(args.rounds):
+            order = ("plain", "visrep") if r % 2 == 0 else ("visrep", "plain")
+            for side in order:
+                run = plain_loop if side == "plain" else visrep_fit
+                res[side].append(_rates(run(npz, args.train_epochs, args.train_precision)))
+            (pw, pc), (vw, vc) = res["plain"][-1], res["visrep"][-1]
+            print(
+                f"  round {r}: plain {pw:.2f} clouds/s wall, {pc:.2f} per CPU s; visrep "
+                f"{vw:.2f} wall, {vc:.2f} per CPU s"
+            )
+
+    def median(side: str, i: int) -> float:
+        return statistics.median(r[i] for r in res[side])
+
+    pw, pc, vw, vc = (
+        median("plain", 0),
+        median("plain", 1),
+        median("visrep", 0),
+        median("visrep", 1),
+    )
+    print(
+        f"  medians: visrep / plain = {vw / pw:.4f} wall ({(1 - vw / pw) * 100:.2f}% overhead), "
+        f"{vc / pc:.4f} CPU ({(1 - vc / pc) * 100:.2f}% overhead)"
+    )
 
 
 # -- fps: farthest-point sampling against the common implementations ---------------------------
@@ -149,13 +320,17 @@ def bench_fps(args: argparse.Namespace) -> None:
         )
 
 
-SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {"fps": bench_fps}
+SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {"train": bench_train, "fps": bench_fps}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = ap.add_argument
-    add("--sections", default="fps", help="comma-separated: " + ", ".join(SECTIONS))
+    add("--sections", default="train,fps", help="comma-separated: " + ", ".join(SECTIONS))
+    add("--rounds", type=int, default=2, help="train: ABBA rounds")
+    add("--train-clouds", type=int, default=320, help="train: synthetic training clouds")
+    add("--train-epochs", type=int, default=3, help="train: epochs per run (the first not timed)")
+    add("--train-precision", default="32-true", choices=("32-true", "bf16-mixed"))
     add("--fps-cases", default=",".join(FPS_CASES), help="fps: comma-separated BxNxk")
     add("--fps-rounds", type=int, default=2, help="fps: ABBA rounds")
     add("--device", default="cpu", help="fps: cpu or cuda (numpy runs on the CPU)")
