@@ -126,3 +126,11 @@ from visrep.data.correspondence import (  # appended: issue 17
 )
 
 __all__ += ["HomographyPairsDataModule", "PairConfig", "PhotoSource", "SiftConfig"]
+
+from visrep.data.pointcloud import (  # appended: issue 17, point-cloud segmentation
+    BlockConfig,
+    PointSegmentationDataModule,
+    RegionSplit,
+)
+
+__all__ += ["BlockConfig", "PointSegmentationDataModule", "RegionSplit"]

@@ -49,3 +49,49 @@ __all__ = [
     "sample_mesh_surface",
     "triangulate_fan",
 ]
+
+# appended: issue 17, point-cloud segmentation (blocks, regions, boxes from mmdetection3d infos)
+from visrep.data.pointcloud.blocks import chunk_indices, grid_blocks
+from visrep.data.pointcloud.boxes import BoxLabels, label_points_in_boxes, points_in_boxes
+from visrep.data.pointcloud.ground import (
+    confusion_iou,
+    fit_ground_plane,
+    fit_height_band,
+    height_above,
+)
+from visrep.data.pointcloud.mmdet3d_info import (
+    KITTI_CLASSES,
+    SceneBoxes,
+    read_info_pickle,
+    read_scene_boxes,
+)
+from visrep.data.pointcloud.segmentation import (
+    BlockConfig,
+    PointSegmentationDataModule,
+    PointSegmentationDataset,
+    RegionSplit,
+    read_labelled_cloud,
+    region_values,
+)
+
+__all__ += [
+    "KITTI_CLASSES",
+    "BlockConfig",
+    "BoxLabels",
+    "PointSegmentationDataModule",
+    "PointSegmentationDataset",
+    "RegionSplit",
+    "SceneBoxes",
+    "chunk_indices",
+    "confusion_iou",
+    "fit_ground_plane",
+    "fit_height_band",
+    "grid_blocks",
+    "height_above",
+    "label_points_in_boxes",
+    "points_in_boxes",
+    "read_info_pickle",
+    "read_labelled_cloud",
+    "read_scene_boxes",
+    "region_values",
+]
