@@ -127,7 +127,7 @@ from visrep.data.correspondence import (  # appended: issue 17
 
 __all__ += ["HomographyPairsDataModule", "PairConfig", "PhotoSource", "SiftConfig"]
 
-from visrep.data.pointcloud import (  # appended: issue 17, point-cloud segmentation
+from visrep.data.pointcloud import (  # noqa: E402 (appended: issue 17, point segmentation)
     BlockConfig,
     PointSegmentationDataModule,
     RegionSplit,

@@ -14,7 +14,12 @@ from torch import Tensor
 from visrep.errors import ShapeError
 from visrep.plots._save import save
 
-__all__ = ["plot_critical_points", "plot_point_cloud", "plot_point_cloud_grid"]
+__all__ = [
+    "plot_critical_points",
+    "plot_point_cloud",
+    "plot_point_cloud_grid",
+    "plot_point_segmentations",
+]
 
 MAX_POINTS = 60_000  # more makes a 3-D scatter slow and no clearer
 
@@ -188,4 +193,62 @@ def plot_critical_points(
             ax.scatter(*pts.T, c=colour, s=1.0, depthshade=False)
             _equal_axes(ax, p, ticks=False)
             ax.set_title(label, fontsize=8)
+    return save(fig, path)
+
+
+def plot_point_segmentations(
+    examples: Sequence[tuple[np.ndarray | Tensor, np.ndarray | Tensor, np.ndarray | Tensor, str]],
+    class_names: Sequence[str],
+    path: str | Path,
+    ignore_index: int | None = None,
+    view: str = "3d",
+    max_points: int = 30_000,
+) -> Path:
+    """One row per cloud: its points coloured by the true classes, then by the predicted ones
+    (one colour per class in both; ignored points grey).
+
+    Args:
+        examples: ``(xyz (N, >=3), truth (N,), prediction (N,), title)``.
+        class_names: the class names (the legend).
+        path: the PNG to write.
+        ignore_index: the truth label shown grey.
+        view: ``3d`` (a 3-D scatter with equal axes) or ``top`` (x-y from above, for scenes).
+        max_points: at most this many points per panel (evenly spaced).
+    """
+    if view not in ("3d", "top"):
+        raise ShapeError(f"plot_point_segmentations: view must be 3d or top, got {view!r}")
+    n = max(len(examples), 1)
+    k = max(len(class_names), 1)
+    cmap = plt.get_cmap("tab10" if k <= 10 else "tab20")
+    palette = np.array([cmap(i % cmap.N) for i in range(k)] + [(0.75, 0.75, 0.75, 1.0)])
+    fig = plt.figure(figsize=(2 * 4.0, n * 3.6))
+    for r, (xyz, truth, pred, title) in enumerate(examples):
+        p = _xyz(xyz, "plot_point_segmentations")
+        labels = []
+        for lab in (truth, pred):
+            a = _array(lab).astype(np.int64).reshape(-1)
+            if len(a) != len(p):
+                raise ShapeError(
+                    f"plot_point_segmentations: labels must be ({len(p)},), got {a.shape}"
+                )
+            labels.append(np.where((a >= 0) & (a < k) & (a != ignore_index), a, k))
+        idx = _thin(len(p), max_points)
+        size = float(np.clip(4000 / max(len(idx), 1), 0.1, 6))
+        for c, (lab, what) in enumerate(zip(labels, ("truth", "prediction"), strict=True)):
+            pos = 2 * r + c + 1
+            if view == "top":
+                ax = fig.add_subplot(n, 2, pos)
+                ax.scatter(p[idx, 0], p[idx, 1], c=palette[lab[idx]], s=size, linewidths=0)
+                ax.set_aspect("equal")
+                ax.tick_params(labelsize=6)
+            else:
+                ax = fig.add_subplot(n, 2, pos, projection="3d")
+                ax.scatter(*p[idx].T, c=palette[lab[idx]], s=size, depthshade=False)
+                _equal_axes(ax, p[idx], ticks=False)
+            ax.set_title(f"{title}: {what}", fontsize=8)
+    handles = [
+        Line2D([], [], marker="o", ls="", color=palette[i], label=str(name))
+        for i, name in enumerate(list(class_names)[:20])
+    ]
+    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 6), fontsize=7)
     return save(fig, path)

@@ -42,3 +42,7 @@ __all__ = [
 from visrep.tasks.correspondence import CorrespondenceTask  # appended: issue 17
 
 __all__ += ["CorrespondenceTask"]
+
+from visrep.tasks.pointcloud_seg import PointSegmentationTask  # noqa: E402 (appended: issue 17)
+
+__all__ += ["PointSegmentationTask"]
