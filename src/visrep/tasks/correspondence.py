@@ -92,8 +92,9 @@ class CorrespondenceTask(Task):
         ransac_threshold: the RANSAC inlier threshold in pixels (essential data: divided by
             the mean focal length of image 1).
         ransac_confidence, ransac_iterations: OpenCV's ``confidence`` and ``maxIters``.
-        plot_pairs: test pairs drawn in ``plots/test_matches.png`` (the first ones, plus any
-            real OpenCV sample pair).
+        plot_pairs: test pairs drawn in ``plots/test_matches.png``: the first pair of each of
+            the first ``plot_pairs`` sources (``<source>:`` of the pair names), plus any real
+            OpenCV sample pair.
     """
 
     monitor = ("val/f1", "max")
@@ -194,7 +195,8 @@ class CorrespondenceTask(Task):
         logits = self.net(m, mask)
         self._sync()
         t_net = (time.perf_counter() - t0) / n
-        loss, _ = self.criterion(logits, y, m, batch[self.kind], mask, self.global_step)
+        # the full loss (geometry term on), whatever step the checkpoint was saved at
+        loss, _ = self.criterion(logits, y, m, batch[self.kind], mask)
         self.log("test/loss", loss, batch_size=n, sync_dist=True)
         t0 = time.perf_counter()
         est = estimate_geometry(m, inlier_weights(logits), self.kind, mask)
@@ -213,7 +215,9 @@ class CorrespondenceTask(Task):
             row[f"learned_{self._solver}_ms"] = 1000 * (t_net + t_geo)
             row["learned_ransac_ms"] += 1000 * t_net
             self._rows.append(row)
-            if self._seen < self.hparams.plot_pairs or str(meta["name"]).startswith("opencv:"):
+            source = str(meta["name"]).split(":")[0]  # the first pair of each source
+            shown = {str(v["name"]).split(":")[0] for v in self._views}
+            if source not in shown and (len(shown) < self.hparams.plot_pairs or source == "opencv"):
                 self._views.append({"index": self._seen, "name": meta["name"], "kept": keep[:k].numpy(),
                                     "inliers": lab[:k].numpy(), "pixels": _pixels(x[:k], K).numpy()})  # fmt: skip
             self._seen += 1
