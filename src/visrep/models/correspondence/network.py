@@ -6,7 +6,8 @@ Input: ``N`` putative matches ``q_i = (u_i, v_i, u'_i, v'_i)`` in normalised coo
 convolution lifts them to ``width`` channels, then ``depth`` residual blocks each apply twice
 (1x1 conv -> Context Normalization -> Batch Normalization -> ReLU) and add their input; a last
 1x1 convolution gives the logits ``o_i``. Weights are ``w_i = tanh(ReLU(o_i))`` (sec. 3.3). The
-paper's network is ``depth=12``, ``width=128``.
+paper's network is ``depth=12``, ``width=128``. Batch Normalization here learns its scale and
+offset (torch's default); the authors' TensorFlow code keeps them fixed at 1 and 0.
 
 Context Normalization (CN, sec. 3.2) normalises each channel of each pair over its ``N``
 matches, ``(o_i - mu) / sigma``: the only way information flows between matches, and it keeps
