@@ -24,7 +24,7 @@ step, the worst case for a per-step cost), ``fashion_dcgan`` and ``fashion_wgang
 5). visrep's ``--model.eval_samples`` is 256 (validation is not timed). Timed: each epoch's
 training batches (not validation, setup or the first epoch), wall and process CPU time, sides
 alternating over ``--rounds`` (ABBA); medians give visrep / plain and the overhead ``1 - ratio``
-(issue 14: at most 5%).
+(issue 14: at most 5%), and the CPU-time ratios of each round's two adjacent runs their spread.
 
 ``profile`` (not by default): thread-CPU ms per iteration of each part (data path, Lightning's
 loop, hooks and wrappers, GANTask's code, networks, autograd, Adam; each exclusive of the
@@ -304,6 +304,10 @@ def bench_task(args: argparse.Namespace) -> None:
                 p, v = (statistics.median(x[i] for x in res[k]) for k in ("plain", "visrep"))
                 print(f"  median, {what}: plain {p:.2f} it/s | visrep {v:.2f} it/s | ratio "
                       f"visrep/plain {v / p:.4f} | overhead {100 * (1 - v / p):.2f}%")  # fmt: skip
+            # the spread: each round's two runs were adjacent in time, so their ratio is paired
+            r = sorted(v[1] / p[1] for p, v in zip(res["plain"], res["visrep"], strict=True))
+            print(f"  per-round CPU-time ratios: min {r[0]:.4f}, median {statistics.median(r):.4f}, "
+                  f"max {r[-1]:.4f} (overhead {100 * (1 - r[-1]):.2f}% to {100 * (1 - r[0]):.2f}%)")  # fmt: skip
 
 
 # -- profile: where visrep's per-iteration time goes -------------------------------------------
