@@ -1,10 +1,16 @@
-"""``visrep points info|show``: point-cloud files from the command line.
+"""``visrep points info|show|label-boxes|seg-baseline``: point-cloud files from the command line.
 
 * ``info FILE``: format, point count, fields, bounding box, centroid, non-finite points, label
   counts; for an OFF mesh its vertices, faces and surface area; for a ModelNet-layout ``.npz``
   the clouds per split and class (``--index`` picks one cloud).
 * ``show FILE -o out.png``: a 3-D scatter with equal axes, coloured by per-point label, by a
   coordinate (``z``: height) or by a feature.
+* ``label-boxes SCAN INFO -o out.npz``: a LiDAR scan labelled per point from the 3-D boxes of
+  its mmdetection3d info pickle (KITTI or nuScenes), the file
+  :class:`~visrep.data.pointcloud.PointSegmentationDataModule` reads.
+* ``seg-baseline FILE --by azimuth --test [-45,-20]``: non-learned object / background
+  baselines on the held-out region of a labelled scan (all background; a height band above
+  the fitted ground plane).
 """
 
 from __future__ import annotations
@@ -17,6 +23,13 @@ import numpy as np
 import torch
 
 from visrep.commands._common import Command, run_subcommands
+from visrep.data.pointcloud.boxes import label_points_in_boxes
+from visrep.data.pointcloud.ground import (
+    confusion_iou,
+    fit_ground_plane,
+    fit_height_band,
+    height_above,
+)
 from visrep.data.pointcloud.io import (
     READERS,
     PointCloud,
@@ -26,6 +39,8 @@ from visrep.data.pointcloud.io import (
     read_off,
     read_points,
 )
+from visrep.data.pointcloud.mmdet3d_info import read_scene_boxes
+from visrep.data.pointcloud.segmentation import RegionSplit, read_labelled_cloud
 from visrep.errors import ConfigError, DataError
 from visrep.plots.pointcloud import plot_point_cloud
 
@@ -231,12 +246,154 @@ def show(
     return 0
 
 
+def label_boxes(
+    scan: str,
+    info: str,
+    *,
+    out: str,
+    sample: int = 0,
+    classes: list[str] | None = None,
+    mode: str = "classes",
+    columns: list[str | int] | None = None,
+) -> int:
+    """Label every point of a LiDAR scan by the 3-D box it lies in (an .npz for segmentation).
+
+    The boxes come from an mmdetection3d info pickle (KITTI camera boxes or nuScenes LiDAR
+    boxes), read by an unpickler that only allows numpy's reconstruction globals. Prints the
+    points found in each box beside the info's num_lidar_pts.
+
+    Args:
+        scan: the scan (.bin: KITTI 4 or nuScenes 5 float32 columns; any point-cloud file).
+        info: the mmdetection3d info .pkl holding the scan's boxes.
+        out: the .npz to write (points, point_labels, feature_names, class_names); -o for short.
+        sample: which entry of the info's data_list.
+        classes: dataset classes to keep, in label order (default: Car,Pedestrian,Cyclist for
+            KITTI, every class for nuScenes); points of other boxes get the ignore label 255.
+        mode: classes (background, then one label per kept class) or object (background /
+            object).
+        columns: column names of a .bin scan (x,y,z first), or its column count.
+    """
+    target = Path(out)
+    if target.suffix.lower() != ".npz":
+        raise ConfigError(f"-o {out}: expected a .npz file")
+    if mode not in ("classes", "object"):
+        raise ConfigError(f"--mode must be classes or object, got {mode!r}")
+    path = _refuse_folder(scan)
+    cloud = read_points(path, **_options(path, None, None, columns, None, 0))
+    scene = read_scene_boxes(info, sample)
+    if classes is None and scene.dataset == "kitti":
+        classes = ["Car", "Pedestrian", "Cyclist"]  # the classes KITTI's benchmark evaluates
+    result = label_points_in_boxes(cloud.xyz, scene, classes, mode)  # type: ignore[arg-type]
+    np.savez(
+        target,
+        points=cloud.points,
+        point_labels=result.labels,
+        feature_names=np.array(cloud.feature_names, dtype=str),
+        class_names=np.array(result.class_names),
+    )
+    if scene.lidar_path and Path(scene.lidar_path).name != path.name:
+        print(f"note: the info names the scan {scene.lidar_path!r}, labelled {path.name!r}")
+    for i in range(len(scene.boxes)):
+        label = int(result.box_labels[i])
+        name = result.class_names[label] if label < len(result.class_names) else "ignored"
+        given = int(scene.num_lidar_pts[i])
+        print(
+            f"box {i} ({scene.class_names[scene.labels[i]] if scene.labels[i] >= 0 else '-'} -> "
+            f"{name}): {int(result.box_points[i])} points"
+            + (f" (info num_lidar_pts {given})" if given >= 0 else "")
+        )
+    counts = np.bincount(result.labels[result.labels < len(result.class_names)])
+    ignored = int((result.labels == result.ignore_index).sum())
+    summary = ", ".join(f"{n} {c:,}" for n, c in zip(result.class_names, counts, strict=False))
+    print(
+        f"{target}: {len(cloud):,} points ({summary}"
+        + (f", ignored {ignored:,})" if ignored else ")")
+    )
+    return 0
+
+
+def seg_baseline(
+    file: str,
+    *,
+    by: str = "azimuth",
+    test: list[float],
+    val: list[float] | None = None,
+    plane: str = "scan",
+    threshold: float = 0.15,
+    seed: int = 0,
+) -> int:
+    """Object / background baselines on the held-out region of a labelled scan.
+
+    The regions are PointSegmentationDataModule's (data.region): test points have their ``by``
+    value in [test[0], test[1]), validation points in val, training points the rest. Two
+    baselines are scored on the test points, object = any class but background (label 0):
+    all background, and a height band: a point is an object when its height above the ground
+    plane (RANSAC, no labels) lies in (bottom, top], top the highest training object point and
+    bottom the value that maximises the training points' object IoU.
+
+    Args:
+        file: a labelled scan (the .npz of label-boxes, or any file the data module reads).
+        by: x, y, z, range or azimuth (degrees, 0 forward, positive left).
+        test: the test interval [low, high).
+        val: the validation interval (its points are neither trained on nor tested).
+        plane: scan (one plane fit on all points of the scan) or region (the training and the
+            test region each fit their own).
+        threshold: RANSAC inlier distance of the ground plane (m).
+        seed: RANSAC seed.
+    """
+    if len(test) != 2 or (val is not None and len(val) != 2):
+        raise ConfigError("--test and --val take two numbers: [low, high)")
+    region = RegionSplit(by, tuple(test), tuple(val) if val is not None else None)  # type: ignore[arg-type]
+    points, _, labels = read_labelled_cloud(file)
+    masks = region.masks(points[:, :3])
+    valid = labels != 255
+    obj = (labels > 0) & valid
+    lines: dict[str, Any] = {"file": file}
+    for s in ("train", "val", "test"):
+        lines[f"{s} points"] = f"{int(masks[s].sum()):,} ({int((masks[s] & obj).sum()):,} object)"
+    tr, te = masks["train"] & valid, masks["test"] & valid
+    if not te.any() or not (tr & obj).any():
+        raise DataError(f"{file}: the test region has no points or the training region no object")
+    if plane not in ("scan", "region"):
+        raise ConfigError(f"--plane must be scan or region, got {plane!r}")
+    if plane == "scan":
+        plane_tr = plane_te = fit_ground_plane(points, threshold, seed=seed)
+    else:
+        plane_tr = fit_ground_plane(points[masks["train"]], threshold, seed=seed)
+        plane_te = fit_ground_plane(points[masks["test"]], threshold, seed=seed)
+    h_tr = height_above(points[tr], plane_tr)
+    top = float(h_tr[obj[tr]].max())
+    bottom = fit_height_band(h_tr, obj[tr], top)
+    h_te = height_above(points[te], plane_te)
+    truth = obj[te].astype(np.int64)
+    for name, pred in (
+        ("all background", np.zeros_like(truth)),
+        (
+            f"height band ({bottom:.2f}, {top:.2f}] m",
+            ((h_te > bottom) & (h_te <= top)).astype(np.int64),
+        ),
+    ):
+        iou = confusion_iou(pred, truth, 2)
+        miou = float(np.nanmean(iou))
+        acc = float((pred == truth).mean())
+        lines[name] = (
+            f"background IoU {iou[0]:.4f}, object IoU {np.nan_to_num(iou[1]):.4f}, "
+            f"mIoU {miou:.4f}, point accuracy {acc:.4f}"
+        )
+    _print(lines)
+    return 0
+
+
 COMMANDS = {
     "info": Command(info),
     "show": Command(show, aliases={"-o": "--out", "--output": "--out"}),
+    "label-boxes": Command(label_boxes, aliases={"-o": "--out", "--output": "--out"}),
+    "seg-baseline": Command(seg_baseline),
 }
 
 
 def main(argv: Sequence[str]) -> int:
     """Run ``visrep points ...``; returns the exit code."""
-    return run_subcommands(COMMANDS, "visrep points", "point-cloud files: info, show", argv)
+    return run_subcommands(
+        COMMANDS, "visrep points", "point-cloud files: info, show, label-boxes, seg-baseline", argv
+    )

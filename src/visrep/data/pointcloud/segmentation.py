@@ -10,6 +10,10 @@ Layouts of ``root``:
   train, validation and test points never overlap;
 * ``<root>/*.(...)`` without ``region``: a seeded split of the files (``split``'s fractions).
 
+Without a validation folder or ``region.val``, ``split.val_fraction`` of the training samples
+(files, or blocks) is held out at random; overlapping training blocks (``stride < size``) then
+share points with them, so give ``region.val`` for a clean validation region.
+
 Labels come from the file (a ``label`` field of a PLY / PCD, ``point_labels`` of an ``.npz``,
 a ``label`` column of a ``.bin`` / ``.npy`` named by ``columns``) or from a ``.label`` file as
 SemanticKITTI ships them (uint32 per point, the class in the lower 16 bits; next to the scan or
