@@ -27,8 +27,15 @@ from visrep.data.base import (
     SplitDataModule,
     Splits,
 )
+from visrep.data.correspondence import (
+    HomographyPairsDataModule,
+    PairConfig,
+    PhotoSource,
+    SiftConfig,
+)
 from visrep.data.detection import VOCDetectionDataModule
 from visrep.data.generative import GaussianMixtureDataModule, UnpairedImageDataModule
+from visrep.data.pointcloud import ModelNetDataModule
 from visrep.data.samples import image_sample
 from visrep.events import EventDataModule, EventStreamDataset
 from visrep.runs import RunDir
@@ -36,11 +43,13 @@ from visrep.tasks import (
     AutoencoderTask,
     ClassificationTask,
     ColorizationTask,
+    CorrespondenceTask,
     CycleGANTask,
     DetectionTask,
     EmbeddingTask,
     EventClassificationTask,
     GANTask,
+    PointCloudClassificationTask,
     SegmentationTask,
     Task,
     VAETask,
@@ -180,7 +189,33 @@ DATA: dict[type[Task], Callable[[], tuple[Task, L.LightningDataModule]]] = {
             split=SplitConfig(val_fraction=0.25),
         ),
     ),
+    PointCloudClassificationTask: lambda: (
+        PointCloudClassificationTask(net={"class_path": "pointnet", "init_args": {"width": 16}}),
+        ModelNetDataModule(
+            str(point_clouds(Path(tempfile.mkdtemp()) / "clouds.npz")), loader=_LOADER
+        ),
+    ),
+    CorrespondenceTask: lambda: (
+        CorrespondenceTask(depth=1, width=8, geometry_after_steps=0),
+        HomographyPairsDataModule(
+            sources=[PhotoSource(builtin="skimage")],
+            pairs_per_photo=1,
+            pair=PairConfig(image_size=128),
+            sift=SiftConfig(max_keypoints=150),
+            cache_dir=tempfile.mkdtemp(),
+            loader=LoaderConfig(batch_size=4),
+        ),
+    ),
 }
+
+
+def point_clouds(path: Path, n: int = 40) -> Path:
+    """A ModelNet-layout npz: ``n`` training and 8 test clouds of 32 points in 2 classes."""
+    g = np.random.default_rng(0)
+    y = np.arange(n + 8) % 2
+    x = g.normal(size=(n + 8, 32, 3)) * (1 + y[:, None, None])
+    np.savez(path, x_train=x[:n], y_train=y[:n], x_test=x[n:], y_test=y[n:])
+    return path
 
 
 def _visrep_tasks() -> list[type[Task]]:
@@ -258,7 +293,7 @@ def test_the_hooks_say_what_the_net_gives(cls: type[Task]):
     net = task.net.eval()
     with torch.no_grad():
         if cls.embeds:
-            x = batch["image"]
+            x = batch[cls.input_key]
             z = net.embed(x)
             assert z.dim() == 2 and z.shape[0] == len(x) and z.shape[1] >= 1
         if cls.class_scores:
@@ -269,5 +304,6 @@ def test_the_hooks_say_what_the_net_gives(cls: type[Task]):
         EmbeddingTask: (False, True), AutoencoderTask: (False, True), VAETask: (False, True),
         DetectionTask: (False, False), SegmentationTask: (False, False),
         ColorizationTask: (False, False), GANTask: (False, False), CycleGANTask: (False, False),
+        PointCloudClassificationTask: (False, True), CorrespondenceTask: (False, False),
     }  # fmt: skip
     assert (cls.class_scores, cls.embeds) == expected[cls]

@@ -56,6 +56,9 @@ class PointCloudClassificationTask(ClassificationTask):
 
     families = ("pointcloud",)
     input_key = POINTS
+    # net.embed(points) gives the global feature (visrep embed); image attribution maps
+    # (Grad-CAM, occlusion) do not apply to point sets
+    class_scores, embeds = False, True
 
     def __init__(
         self,

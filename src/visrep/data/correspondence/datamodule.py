@@ -67,8 +67,8 @@ class HomographyPairsDataModule(SplitDataModule):
         self,
         sources: list[PhotoSource] | None = None,
         pairs_per_photo: int = 4,
-        pair: PairConfig = PairConfig(),  # noqa: B008 (frozen dataclass)
-        sift: SiftConfig = SiftConfig(),  # noqa: B008 (frozen dataclass)
+        pair: PairConfig = PairConfig(),
+        sift: SiftConfig = SiftConfig(),
         inlier_threshold: float = 3.0,
         min_matches: int = 16,
         val_fraction: float = 0.2,

@@ -66,7 +66,7 @@ def _read_grey(path: Path) -> np.ndarray:
 def graf_pair(
     root: str | Path = DEFAULT_OPENCV_SAMPLES,
     image_size: int | None = 320,
-    sift: SiftConfig = SiftConfig(),  # noqa: B008 (frozen dataclass)
+    sift: SiftConfig = SiftConfig(),
 ) -> MatchPair:
     """The ``graf1`` -> ``graf3`` pair with its true homography, both images resized so their
     long side is ``image_size`` (None: as they are), matched with :func:`sift_matches`."""

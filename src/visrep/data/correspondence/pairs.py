@@ -39,7 +39,15 @@ from torch.utils.data import Dataset
 from visrep.data.correspondence.homography import PairConfig, render_pair
 from visrep.data.correspondence.sift import SiftConfig, sift_matches
 from visrep.data.correspondence.sources import Photo, load_photo
-from visrep.data.samples import META
+from visrep.data.samples import (
+    ESSENTIAL,
+    HOMOGRAPHY,
+    INLIERS,
+    INTRINSICS,
+    MATCH_MASK,
+    MATCHES,
+    META,
+)
 from visrep.errors import ConfigError, DataError, ShapeError
 from visrep.runs import atomic_write_bytes
 
@@ -59,12 +67,6 @@ __all__ = [
     "label_inliers",
 ]
 
-MATCHES = "matches"
-INLIERS = "inliers"
-MATCH_MASK = "match_mask"
-HOMOGRAPHY = "homography"
-ESSENTIAL = "essential"
-INTRINSICS = "intrinsics"
 
 _VERSION = 1  # bump when pair generation changes: old cache entries are then unused
 

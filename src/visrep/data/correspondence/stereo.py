@@ -46,7 +46,7 @@ def _grey(image: np.ndarray) -> np.ndarray:
 
 
 def motorcycle_pair(
-    sift: SiftConfig = SiftConfig(),  # noqa: B008 (frozen dataclass)
+    sift: SiftConfig = SiftConfig(),
     threshold: float = 2.0,
 ) -> MatchPair:
     """The rectified Middlebury Motorcycle pair (scikit-image) with its calibration (module
@@ -122,7 +122,7 @@ def stereo_calibration(
 
 def chessboard_stereo_pairs(
     folder: str | Path,
-    sift: SiftConfig = SiftConfig(),  # noqa: B008 (frozen dataclass)
+    sift: SiftConfig = SiftConfig(),
 ) -> list[MatchPair]:
     """OpenCV's 13 chessboard stereo pairs as essential-matrix pairs: the rig calibrated with
     :func:`stereo_calibration`, SIFT matches undistorted (pixels = ``K`` times the undistorted
