@@ -297,3 +297,24 @@ def test_label_boxes_and_seg_baseline_commands(cli, tmp_path: Path) -> None:
     )
     code, _, err = cli("points", "label-boxes", KITTI_SCAN, tmp_path / "nope.pkl", "-o", out)
     assert code == 2 and "nope.pkl: no such info file" in err
+
+
+def test_labels_from_a_pcd_field_and_an_npy_column(tmp_path: Path) -> None:
+    xyz = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], dtype=np.float32)
+    rec = np.zeros(3, dtype=[("xyz", "<f4", (3,)), ("label", "<u4")])
+    rec["xyz"], rec["label"] = xyz, [2, 0, 1]
+    head = (
+        "VERSION 0.7\nFIELDS x y z label\nSIZE 4 4 4 4\nTYPE F F F U\nCOUNT 1 1 1 1\nWIDTH 3\n"
+        "HEIGHT 1\nVIEWPOINT 0 0 0 1 0 0 0\nPOINTS 3\nDATA binary\n"
+    )
+    (tmp_path / "a.pcd").write_bytes(head.encode() + rec.tobytes())
+    p, names, labels = read_labelled_cloud(tmp_path / "a.pcd")
+    assert p.shape == (3, 3) and names == () and labels.tolist() == [2, 0, 1]
+    np.save(tmp_path / "b.npy", np.c_[xyz, [7, 7, 7], [1, 0, 1]].astype(np.float32))
+    p, names, labels = read_labelled_cloud(
+        tmp_path / "b.npy", columns=["x", "y", "z", "i", "label"]
+    )
+    assert p.shape == (3, 4) and names == ("i",) and labels.tolist() == [1, 0, 1]
+    np.save(tmp_path / "c.npy", np.c_[xyz, [0.5, 0, 1]].astype(np.float32))
+    with pytest.raises(DataError, match="labels must be integers"):
+        read_labelled_cloud(tmp_path / "c.npy", columns=["x", "y", "z", "label"])

@@ -234,6 +234,10 @@ def show(
                 f"--color label: {path} has no per-point labels (fields: {' '.join(cloud.fields)})"
             )
         kwargs["labels"] = cloud.labels
+        if suffix == ".npz":  # label-boxes and predict write the class names beside the labels
+            with np.load(path, allow_pickle=False) as z:
+                if "class_names" in z.files:
+                    kwargs["class_names"] = [str(n) for n in z["class_names"]]
     elif color in cloud.fields:
         kwargs["colors"] = cloud.points[:, cloud.fields.index(color)]
         kwargs["color_label"] = "height (z)" if color == "z" else color

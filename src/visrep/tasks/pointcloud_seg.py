@@ -193,13 +193,15 @@ class PointSegmentationTask(Task):
         self.test_confmat.update(pred, target)
         # the first few test files, reassembled from their blocks, for the picture
         start = 0
-        for pts, meta in zip(batch[POINTS], batch[META], strict=True):
+        metas = batch.get(META) or [{} for _ in batch[POINTS]]
+        for i, (pts, meta) in enumerate(zip(batch[POINTS], metas, strict=True)):
             n = len(pts)
-            name = str(meta["file"])
+            name = str(meta.get("file", f"test cloud {batch_idx}.{i}"))
             if name in self._clouds or len(self._clouds) < PREVIEW_CLOUDS:
                 parts = self._clouds.setdefault(name, [])
                 if sum(len(p[0]) for p in parts) < PREVIEW_POINTS:
-                    xyz = pts[:, :3].float().cpu() + meta["offset"].float().cpu()
+                    offset = meta.get("offset", torch.zeros(3))
+                    xyz = pts[:, :3].float().cpu() + offset.float().cpu()
                     parts.append(
                         (xyz, target[start : start + n].cpu(), pred[start : start + n].cpu())
                     )
