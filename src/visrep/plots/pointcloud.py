@@ -221,7 +221,11 @@ def plot_point_segmentations(
     k = max(len(class_names), 1)
     cmap = plt.get_cmap("tab10" if k <= 10 else "tab20")
     palette = np.array([cmap(i % cmap.N) for i in range(k)] + [(0.75, 0.75, 0.75, 1.0)])
-    fig = plt.figure(figsize=(2 * 4.0, n * 3.6))
+    row = 3.6
+    if view == "top" and examples:  # rows as tall as the clouds' x-y extent needs
+        ext = [np.ptp(_xyz(e[0], "plot_point_segmentations")[:, :2], axis=0) for e in examples]
+        row = 0.8 + 4.0 * float(np.clip(max(e[1] / max(e[0], 1e-9) for e in ext), 0.25, 1.5))
+    fig = plt.figure(figsize=(2 * 4.0, n * row + 0.5), layout="constrained")
     for r, (xyz, truth, pred, title) in enumerate(examples):
         p = _xyz(xyz, "plot_point_segmentations")
         labels = []
@@ -250,5 +254,5 @@ def plot_point_segmentations(
         Line2D([], [], marker="o", ls="", color=palette[i], label=str(name))
         for i, name in enumerate(list(class_names)[:20])
     ]
-    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 6), fontsize=7)
+    fig.legend(handles=handles, loc="outside upper center", ncol=min(len(handles), 6), fontsize=7)
     return save(fig, path)
