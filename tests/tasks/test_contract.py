@@ -18,6 +18,7 @@ import torch
 
 from tests.events.conftest import random_stream
 from tests.tasks.test_detection import write_shapes_voc
+from tests.test_pointcloud_seg import write_scenes
 from visrep.data import DigitsDataModule
 from visrep.data.base import (
     DataSpec,
@@ -35,7 +36,7 @@ from visrep.data.correspondence import (
 )
 from visrep.data.detection import VOCDetectionDataModule
 from visrep.data.generative import GaussianMixtureDataModule, UnpairedImageDataModule
-from visrep.data.pointcloud import ModelNetDataModule
+from visrep.data.pointcloud import ModelNetDataModule, PointSegmentationDataModule
 from visrep.data.samples import image_sample
 from visrep.events import EventDataModule, EventStreamDataset
 from visrep.runs import RunDir
@@ -50,6 +51,7 @@ from visrep.tasks import (
     EventClassificationTask,
     GANTask,
     PointCloudClassificationTask,
+    PointSegmentationTask,
     SegmentationTask,
     Task,
     VAETask,
@@ -195,6 +197,15 @@ DATA: dict[type[Task], Callable[[], tuple[Task, L.LightningDataModule]]] = {
             str(point_clouds(Path(tempfile.mkdtemp()) / "clouds.npz")), loader=_LOADER
         ),
     ),
+    PointSegmentationTask: lambda: (
+        PointSegmentationTask(net={"class_path": "pointnet_seg", "init_args": {"width": 16}}),
+        PointSegmentationDataModule(
+            str(
+                write_scenes(Path(tempfile.mkdtemp()) / "scenes", {"train": 4, "val": 1, "test": 2})
+            ),
+            loader=LoaderConfig(batch_size=2),
+        ),
+    ),
     CorrespondenceTask: lambda: (
         CorrespondenceTask(depth=1, width=8, geometry_after_steps=0),
         HomographyPairsDataModule(
@@ -305,5 +316,6 @@ def test_the_hooks_say_what_the_net_gives(cls: type[Task]):
         DetectionTask: (False, False), SegmentationTask: (False, False),
         ColorizationTask: (False, False), GANTask: (False, False), CycleGANTask: (False, False),
         PointCloudClassificationTask: (False, True), CorrespondenceTask: (False, False),
+        PointSegmentationTask: (False, False),
     }  # fmt: skip
     assert (cls.class_scores, cls.embeds) == expected[cls]

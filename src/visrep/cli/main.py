@@ -106,7 +106,10 @@ TOOL_COMMANDS: dict[str, tuple[str, str]] = {
         "visrep.commands.generate",
         "decode prior samples of a VAE run: PNG grid and .npz",
     ),
-    "points": ("visrep.commands.points", "point-cloud files: info, show a 3-D scatter"),
+    "points": (
+        "visrep.commands.points",
+        "point-cloud files: info, show a 3-D scatter, label a scan from 3-D boxes, baselines",
+    ),
 }
 
 
