@@ -33,14 +33,18 @@ def test_classification_loss_on_an_analytic_case():
     gamma = torch.where(labels, 0.5 / n_pos, 0.5 / (4 - n_pos))
     bce = F.binary_cross_entropy_with_logits(logits, labels.float(), weight=gamma, reduction="none")
     assert torch.allclose(got, bce.sum(1).mean())
-    # padded matches do not count; a pair with one class only counts it whole
+    # padded matches do not count
     mask = torch.tensor([[True, True, False, False], [True, True, True, True]])
     m0 = 0.5 * sp(-2.0) + 0.5 * sp(-1.0)
     assert math.isclose(
         float(balanced_classification_loss(logits, labels, mask)), (m0 + pair1) / 2, rel_tol=1e-6
     )
-    only = balanced_classification_loss(logits[:1, :1], labels[:1, :1])
-    assert math.isclose(float(only), sp(-2.0), rel_tol=1e-6)
+    # a pair with one class only weighs it by one half too, as the authors' code
+    # (0.5 / max(num_pos, 1) and 0.5 / max(num_neg, 1), the empty class contributing 0)
+    only_pos = balanced_classification_loss(logits[:1, :1], labels[:1, :1])
+    assert math.isclose(float(only_pos), 0.5 * sp(-2.0), rel_tol=1e-6)
+    only_neg = balanced_classification_loss(logits[:1, 1:], labels[:1, 1:])
+    assert math.isclose(float(only_neg), 0.5 * (sp(-1.0) + sp(0.5) + sp(0.0)) / 3, rel_tol=1e-6)
 
 
 def test_geometry_loss_is_sign_and_scale_invariant():

@@ -4,13 +4,18 @@
 
 * ``L_x``, the classification loss: binary cross-entropy of the logits ``o_i`` against the
   inlier labels ``y_i``, each match weighted by ``gamma_i`` to balance the classes. As the
-  authors' code: ``gamma = 1 / (2 n_pos)`` for inliers and ``1 / (2 n_neg)`` for outliers of
-  the pair (each class weighs one half; a pair without one of them counts the other alone).
+  authors' code (``Network._build_loss`` in ``network.py`` of
+  github.com/vcg-uvic/learned-correspondence-release: ``classif_loss_p * 0.5 / num_pos +
+  classif_loss_n * 0.5 / num_neg`` with ``num = relu(sum - 1) + 1``): ``gamma = 0.5 /
+  max(n_pos, 1)`` for inliers and ``0.5 / max(n_neg, 1)`` for outliers of the pair, always;
+  a pair with one class only thus weighs it by one half too.
 * ``L_e``, the regression loss on the geometry ``g(x, w)`` estimated from the weights ``w =
-  tanh(ReLU(o))`` by the weighted eight-point algorithm: ``min(||e - e*||^2, ||e + e*||^2)``
-  with ``e`` and ``e*`` the unit-norm vectorised estimate and truth (squared, as the released
-  code; ``squared=False`` gives the plain norms). The homography analogue uses the weighted DLT
-  and the unit-norm ``H``.
+  tanh(ReLU(o))`` by the weighted eight-point algorithm. The default (``squared=True``, the
+  authors' code: ``essential_loss`` of the same ``network.py``) is the SQUARED distance
+  ``min(||e - e*||^2, ||e + e*||^2)``; the paper's sec. 3.3 writes the plain norms
+  ``min(||e - e*||, ||e + e*||)``, which ``squared=False`` gives. ``e`` and ``e*`` are the
+  unit-norm vectorised estimate and truth. The homography analogue uses the weighted DLT and
+  the unit-norm ``H``.
 
 ``alpha = 1``, ``beta = 0.1``; the paper trains with ``beta = 0`` for the first 20k iterations
 (the geometry term needs a classifier that already finds some inliers), which
@@ -45,7 +50,9 @@ GEOMETRIES: tuple[str, ...] = ("essential", "homography")
 def balanced_classification_loss(
     logits: Tensor, labels: Tensor, mask: Tensor | None = None
 ) -> Tensor:
-    """``L_x``: class-balanced binary cross-entropy (Yi et al. 2018, sec. 3.3), mean over pairs.
+    """``L_x``: class-balanced binary cross-entropy (Yi et al. 2018, sec. 3.3), mean over pairs:
+    ``0.5 mean_inliers BCE + 0.5 mean_outliers BCE`` per pair, an empty class counting 0 (the
+    authors' ``0.5 / max(num_pos, 1)`` and ``0.5 / max(num_neg, 1)``; module docstring).
 
     Args:
         logits: ``(B, N)``; labels: ``(B, N)`` bool (inlier); mask: ``(B, N)`` valid matches.
@@ -66,8 +73,7 @@ def balanced_classification_loss(
     loss_pos = F.softplus(-logits)
     loss_neg = F.softplus(logits)
     n_pos, n_neg = pos.sum(1), neg.sum(1)
-    half = torch.where((n_pos > 0) & (n_neg > 0), 0.5, 1.0).to(logits.dtype)
-    per_pair = half * (
+    per_pair = 0.5 * (
         (loss_pos * pos).sum(1) / n_pos.clamp_min(1) + (loss_neg * neg).sum(1) / n_neg.clamp_min(1)
     )
     return per_pair.mean()
@@ -88,9 +94,11 @@ def estimate_geometry(
 
 
 def geometry_loss(estimate: Tensor, truth: Tensor, squared: bool = True) -> Tensor:
-    """``L_e = min(||e - e*||^2, ||e + e*||^2)`` (Yi et al. 2018, sec. 3.3) of ``(B, 3, 3)``
-    matrices, each scaled to unit Frobenius norm first (both are defined up to scale), mean
-    over the batch; ``squared=False``: the norms themselves.
+    """``L_e`` (Yi et al. 2018, sec. 3.3) of ``(B, 3, 3)`` matrices, each scaled to unit
+    Frobenius norm first (both are defined up to scale), mean over the batch.
+
+    ``squared=True`` (default, the authors' code): ``min(||e - e*||^2, ||e + e*||^2)``;
+    ``squared=False``: the plain norms ``min(||e - e*||, ||e + e*||)`` as the paper writes.
 
     >>> E = torch.eye(3)[None]
     >>> round(float(geometry_loss(-2 * E, E)), 4), round(float(geometry_loss(E.flip(1), E)), 4)
@@ -121,7 +129,8 @@ def correspondence_loss(
     squared: bool = True,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """``alpha L_x + beta L_e`` and its parts ``{"classification", "geometry"}`` (the
-    geometry part is computed only when ``beta > 0``)."""
+    geometry part is computed only when ``beta > 0``; ``squared`` as :func:`geometry_loss`:
+    True, the default, squared norms as the authors' code, False the plain norms)."""
     parts = {"classification": balanced_classification_loss(logits, labels, mask)}
     total = alpha * parts["classification"]
     if beta > 0:
@@ -139,7 +148,8 @@ class CorrespondenceLoss(nn.Module):
         kind: ``essential`` or ``homography``.
         alpha, beta: weights of the classification and geometry terms (1 and 0.1, the paper's).
         geometry_after_steps: training steps with ``beta = 0`` first (20,000 in the paper).
-        squared: squared norms in ``L_e`` (the authors' code).
+        squared: True (default): squared norms in ``L_e`` as the authors' code; False: the
+            plain norms of the paper's equation (:func:`geometry_loss`).
     """
 
     def __init__(
