@@ -146,3 +146,22 @@ def test_scan_class_folders_order(tree):
     classes, files = scan_class_folders(tree)
     assert classes == ["plate", "tower"] and len(files["train"]) == 12 and len(files["test"]) == 4
     assert [c for _, c in files["train"]] == [0] * 6 + [1] * 6
+
+
+def test_without_test_folders_the_held_out_test_set_is_evaluated_unaugmented(tree):
+    import shutil
+
+    for d in tree.glob("*/test"):
+        shutil.rmtree(d)
+    aug = PointAugmentConfig(jitter=0.05, translate=0.3)  # every training read is random
+    dm = PointCloudFolderDataModule(
+        str(tree), num_points=32, augment=aug, split=SplitConfig(val_fraction=0.2, seed=0)
+    )
+    dm.setup()
+    n = len(dm.test_set)
+    assert n == 3 and len(dm.train_set) + len(dm.val_set) + n == 12  # ceil(0.2 * 12) held out
+    assert sorted(dm.test_set[i][LABEL] for i in range(n)) in ([0, 0, 1], [0, 1, 1])
+    for i in range(n):  # no FixedSize draw, no jitter: the same points on every read
+        assert torch.equal(dm.test_set[i][POINTS], dm.test_set[i][POINTS])
+        assert dm.test_set[i][POINTS].shape == (32, 3)
+    assert not torch.equal(dm.train_set[0][POINTS], dm.train_set[0][POINTS])

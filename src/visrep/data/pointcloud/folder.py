@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -21,10 +22,8 @@ from visrep.data.pointcloud.io import read_points
 from visrep.data.pointcloud.modelnet import (
     ModelNetDataModule,
     PointAugmentConfig,
-    PointCloudDataset,
     normalize_unit_sphere,
 )
-from visrep.data.pointcloud.transforms import ComposePoints, FixedSize
 from visrep.errors import ConfigError, DataError
 
 __all__ = ["FOLDER_SUFFIXES", "PointCloudFolderDataModule", "scan_class_folders"]
@@ -130,38 +129,16 @@ class PointCloudFolderDataModule(ModelNetDataModule):
         self.point_dim = train[0].shape[1]
         y_train = torch.tensor([c for _, c in files["train"]], dtype=torch.int64)
         y_test = torch.tensor([c for _, c in files["test"]], dtype=torch.int64)
-        targets = y_train.numpy()
-        keep, held = stratified_split(
-            targets, self.split.val_fraction, self.split.seed + 1, "data.split.val_fraction"
-        )
-        sizes = {len(c) for c in train + test}
-        fixed = self.num_points is not None and sizes != {self.num_points}
-        val = self._eval_clouds([train[i] for i in held], y_train[held], g) if len(held) else None
-        test_set = self._eval_clouds(test, y_test, g) if test else None
-        parts = [FixedSize(self.num_points)] if fixed else []
-        aug = self.augment.transform()
-        parts += [aug] if aug is not None else []
-        train_set = PointCloudDataset(
-            _stack([train[i] for i in keep]),
-            y_train[keep],
-            ComposePoints(tuple(parts)) if parts else None,
-        )
-        return Splits(train_set, targets[keep], classes, test=test_set, val=val)
-
-    def _eval_clouds(
-        self, clouds: list[Tensor], y: Tensor, g: torch.Generator
-    ) -> PointCloudDataset:
-        """One seeded subset (or padding) per cloud, drawn once: the same every epoch."""
-        if self.num_points is not None:
-            size = FixedSize(self.num_points)
-            clouds = [
-                c if len(c) == self.num_points else size({"points": c}, g)["points"] for c in clouds
-            ]
-        return PointCloudDataset(_stack(clouds), y)
-
-
-def _stack(clouds: list[Tensor]) -> Tensor | list[Tensor]:
-    """One ``(S, N, D)`` tensor when every cloud has ``N`` points, else the list."""
-    if clouds and len({len(c) for c in clouds}) == 1:
-        return torch.stack(clouds)
-    return clouds
+        if not test:  # no test folders: hold out a seeded, stratified share, evaluated as such
+            y = y_train.numpy() if self.split.stratify else np.zeros(len(train), np.int64)
+            keep, held = stratified_split(
+                y, self.split.test_fraction, self.split.seed, "data.split.test_fraction"
+            )
+            if len(held) == 0:
+                raise ConfigError(
+                    f"data.root {str(self.root)!r} has no <class>/test folders: "
+                    "data.split.test_fraction must be > 0"
+                )
+            test, y_test = [train[i] for i in held], y_train[held]
+            train, y_train = [train[i] for i in keep], y_train[keep]
+        return self._splits(train, y_train, test, y_test, classes, g)

@@ -226,25 +226,57 @@ class ModelNetDataModule(SplitDataModule):
             )
         x_train, x_test = normalize_unit_sphere(x_train), normalize_unit_sphere(x_test)
         self.point_dim = x_train.shape[2]
+        g = torch.Generator().manual_seed(self.split.seed)
+        return self._splits(x_train, y_train, x_test, y_test, names, g)
+
+    def _splits(
+        self,
+        train: Tensor | list[Tensor],
+        y_train: Tensor,
+        test: Tensor | list[Tensor],
+        y_test: Tensor,
+        names: list[str],
+        g: torch.Generator,
+    ) -> Splits:
+        """The splits of normalised clouds: a seeded, stratified validation share of ``train``
+        (``split.val_fraction``) and ``test``, both drawn once by :meth:`_eval_set` (``g``);
+        the rest of ``train`` with the fresh-per-draw size fix and augmentation.
+
+        Args:
+            train, test: ``(S, N, D)`` tensors, or lists of ``(N_i, D)`` clouds.
+            y_train, y_test: ``(S,)`` int64 classes.
+            names: class names.
+            g: the generator of the evaluation subsets.
+        """
         targets = y_train.numpy()
         keep, held = stratified_split(
             targets, self.split.val_fraction, self.split.seed + 1, "data.split.val_fraction"
         )
-        g = torch.Generator().manual_seed(self.split.seed)
-        val = self._eval_set(x_train[held], y_train[held], g) if len(held) else None
-        test = self._eval_set(x_test, y_test, g)
-        parts = [FixedSize(self.num_points)] if self.num_points not in (None, n) else []
+        val = self._eval_set(_take(train, held), y_train[held], g) if len(held) else None
+        test_set = self._eval_set(test, y_test, g)
+        sizes = {len(c) for c in train} if isinstance(train, list) else {train.shape[1]}
+        fixed = self.num_points is not None and sizes != {self.num_points}
+        parts = [FixedSize(self.num_points)] if fixed else []
         aug = self.augment.transform()
         parts += [aug] if aug is not None else []
         train_tf = ComposePoints(tuple(parts)) if parts else None
-        train = PointCloudDataset(x_train[keep], y_train[keep], train_tf)
-        return Splits(train, targets[keep], names, test=test, val=val)
+        train_set = PointCloudDataset(_stack(_take(train, keep)), y_train[keep], train_tf)
+        return Splits(train_set, targets[keep], names, test=test_set, val=val)
 
-    def _eval_set(self, x: Tensor, y: Tensor, g: torch.Generator) -> PointCloudDataset:
-        if self.num_points is not None and self.num_points < x.shape[1]:
-            idx = torch.rand(x.shape[:2], generator=g).argsort(1)[:, : self.num_points]
-            x = x.gather(1, idx[..., None].expand(-1, -1, x.shape[2]))
-        return PointCloudDataset(x, y)
+    def _eval_set(
+        self, x: Tensor | list[Tensor], y: Tensor, g: torch.Generator
+    ) -> PointCloudDataset:
+        """One seeded subset (or padding) per cloud, drawn once: the same every epoch."""
+        k = self.num_points
+        if isinstance(x, Tensor):
+            if k is not None and k < x.shape[1]:
+                idx = torch.rand(x.shape[:2], generator=g).argsort(1)[:, :k]
+                x = x.gather(1, idx[..., None].expand(-1, -1, x.shape[2]))
+            return PointCloudDataset(x, y)
+        if k is not None:
+            size = FixedSize(k)
+            x = [c if len(c) == k else size({POINTS: c}, g)[POINTS] for c in x]
+        return PointCloudDataset(_stack(x), y)
 
     def spec(self) -> DataSpec:
         """What the model needs to know about the data (after :meth:`setup`)."""
@@ -255,3 +287,19 @@ class ModelNetDataModule(SplitDataModule):
             class_names=tuple(self.class_names),
             point_dim=self.point_dim,
         )
+
+
+def _take(clouds: Tensor | list[Tensor], idx: np.ndarray) -> Tensor | list[Tensor]:
+    """The clouds at ``idx`` (sorted indices) of a tensor or a list."""
+    if isinstance(clouds, Tensor):
+        return clouds[torch.from_numpy(idx)]
+    return [clouds[i] for i in idx]
+
+
+def _stack(clouds: Tensor | list[Tensor]) -> Tensor | list[Tensor]:
+    """One ``(S, N, D)`` tensor when every cloud has ``N`` points, else the list."""
+    if isinstance(clouds, Tensor):
+        return clouds
+    if clouds and len({len(c) for c in clouds}) == 1:
+        return torch.stack(clouds)
+    return clouds
