@@ -121,8 +121,12 @@ def test_tnet_starts_as_the_identity() -> None:
 
 def test_regulariser_only_with_a_feature_transform() -> None:
     x = torch.randn(2, 20, 3)
-    _, reg = _net("pointnet").train().forward_with_aux(x)
-    assert reg is not None and reg >= 0
+    net = _net("pointnet").train()
+    torch.manual_seed(1)
+    _, reg = net.forward_with_aux(x)
+    torch.manual_seed(1)  # the same batch statistics: BN in train mode, dropout irrelevant
+    a = net.encoder(as_point_batch(x)).feature_transform
+    assert reg is not None and torch.allclose(reg, 0.001 * orthogonality_loss(a))
     _, none = _net("pointnet", feature_transform=False).forward_with_aux(x)
     assert none is None
 
@@ -166,3 +170,29 @@ def test_bad_options_and_inputs() -> None:
         as_point_batch([torch.zeros(4, 3), torch.zeros(4, 4)])
     with pytest.raises(ShapeError, match=r"\(B, N, D\)"):
         as_point_batch(torch.zeros(4, 3))
+
+
+def _linear_widths(module: torch.nn.Module) -> list[tuple[int, int]]:
+    return [
+        (m.in_features, m.out_features) for m in module.modules() if isinstance(m, torch.nn.Linear)
+    ]
+
+
+def test_layer_widths_are_the_papers() -> None:
+    """Fig. 2 of Qi et al. 2017: mlp (64, 64), feature T-Net, mlp (64, 128, 1024), max pool,
+    fc (512, 256, k); T-Nets: mlp (64, 128, 1024), fc (512, 256), k x k; segmentation:
+    concat 64 + 1024, mlp (512, 256, 128), mlp (128, m)."""
+    net = POINT_NETS.build({"class_path": "pointnet"}, 3, 10)
+    enc = net.encoder
+    tnet = [(3, 64), (64, 128), (128, 1024), (1024, 512), (512, 256)]
+    assert _linear_widths(enc.input_tnet) == [*tnet, (256, 9)]
+    assert _linear_widths(enc.mlp1) == [(3, 64), (64, 64)]
+    assert _linear_widths(enc.feature_tnet) == [(64, 64), *tnet[1:], (256, 64 * 64)]
+    assert _linear_widths(enc.mlp2) == [(64, 128), (128, 1024)]
+    assert _linear_widths(net.head) == [(1024, 512), (512, 256), (256, 10)]
+    seg = POINT_NETS.build({"class_path": "pointnet_seg"}, 3, 4)
+    assert _linear_widths(seg.mlp) == [(1088, 512), (512, 256), (256, 128), (128, 128)]
+    assert _linear_widths(seg.out) == [(128, 4)]
+    # the paper's Table 6: 3.5M parameters for the ModelNet40 classifier
+    n40 = sum(p.numel() for p in POINT_NETS.build({"class_path": "pointnet"}, 3, 40).parameters())
+    assert round(n40 / 1e5) == 35

@@ -25,7 +25,7 @@ from visrep.tasks.classification import ClassificationTask
 from visrep.tasks.optim import OptimConfig
 from visrep.utils.embedding import subsample, tsne
 
-__all__ = ["PointCloudClassificationTask", "critical_set_sizes"]
+__all__ = ["PointCloudClassificationTask", "critical_set_sizes", "mean_class_accuracy"]
 
 PREVIEW_POINTS = 2048  # points per cloud kept for the test report's pictures
 TSNE_POINTS = 2000  # at most this many test clouds in the t-SNE plot (seeded subset)
@@ -134,10 +134,9 @@ class PointCloudClassificationTask(ClassificationTask):
         write_confusion_matrix(run, names, results["confusion_matrix"])
         clouds, targets, probs = results["samples"]
         plot_point_cloud_grid(clouds, targets, probs, names, run.plots / "test_predictions.png")
-        per_class = results["per_class_acc"]
         out: dict[str, Any] = {
-            "test/acc_per_class": dict(zip(names, per_class, strict=True)),
-            "test/acc_mean_class": sum(per_class) / len(per_class),
+            "test/acc_per_class": dict(zip(names, results["per_class_acc"], strict=True)),
+            "test/acc_mean_class": mean_class_accuracy(torch.tensor(results["confusion_matrix"])),
         }
         feats, labels = torch.cat(self._features), torch.cat(self._labels)
         if len(feats) >= 4:
@@ -161,6 +160,19 @@ class PointCloudClassificationTask(ClassificationTask):
             )
         self._features, self._labels, self._critical_sizes, self._critical_examples = [], [], [], []
         return out
+
+
+def mean_class_accuracy(confusion: Tensor) -> float:
+    """The mean over classes of per-class recall (PointNet's "avg. class accuracy"), from a
+    ``(K, K)`` confusion matrix (rows: true classes); classes with no sample do not count.
+
+    >>> mean_class_accuracy(torch.tensor([[2, 1, 0], [0, 2, 0], [0, 0, 0]]))  # (2/3 + 1) / 2
+    0.8333333333333333
+    """
+    c = confusion.double()
+    total = c.sum(1)
+    present = total > 0
+    return float((c.diagonal()[present] / total[present]).mean())
 
 
 def critical_set_sizes(winners: Tensor) -> Tensor:

@@ -14,7 +14,12 @@ import torch
 from torch import Tensor, nn
 
 from visrep.errors import ConfigError, ShapeError
-from visrep.models.pointcloud.pointnet import PointNet, SharedMLP, orthogonality_loss
+from visrep.models.pointcloud.pointnet import (
+    PointNet,
+    PointNetFeatures,
+    SharedMLP,
+    orthogonality_loss,
+)
 from visrep.models.pointcloud.points import as_point_batch
 from visrep.utils.registry import Registry
 
@@ -67,6 +72,13 @@ def _head(widths: Sequence[int], num_classes: int, dropout: float) -> nn.Sequent
     return nn.Sequential(*layers)
 
 
+def _regulariser(f: PointNetFeatures, weight: float) -> Tensor | None:
+    """``weight * ||I - A A^T||_F^2`` of the feature transform, None without one (or at 0)."""
+    if f.feature_transform is None or not weight:
+        return None
+    return weight * orthogonality_loss(f.feature_transform)
+
+
 def _check(dropout: float, reg_weight: float) -> None:
     if not 0 <= dropout < 1:
         raise ConfigError(f"model.net.dropout must be in [0, 1), got {dropout}")
@@ -80,8 +92,11 @@ class pointnet(PointCloudNet):  # noqa: N801 (the registered, user-facing name)
 
     Encoder (:class:`~visrep.models.pointcloud.PointNet`), then fully connected (512, 256) with
     batch norm and ReLU, dropout (keep ratio 0.7 in the paper: ``dropout=0.3``) and the class
-    layer. The loss adds ``reg_weight * ||I - A A^T||_F^2`` of the feature transform (eq. 2;
-    0.001 in the paper; see :func:`~visrep.models.pointcloud.orthogonality_loss`).
+    layer. The paper puts dropout on "the last mlp"; here it acts once, before the class layer
+    (the authors' code also drops after the 512 layer). The loss adds
+    ``reg_weight * ||I - A A^T||_F^2`` of the feature transform (eq. 2; 0.001 in the paper; a
+    mean over clouds, see :func:`~visrep.models.pointcloud.orthogonality_loss` for the authors'
+    code's larger effective weight).
 
     Args:
         point_dim, num_classes: from the data.
@@ -113,10 +128,7 @@ class pointnet(PointCloudNet):  # noqa: N801 (the registered, user-facing name)
 
     def forward_with_aux(self, points: Points) -> tuple[Tensor, Tensor | None]:
         f = self.encoder(as_point_batch(points, self.point_dim))
-        reg = None
-        if f.feature_transform is not None and self.reg_weight:
-            reg = self.reg_weight * orthogonality_loss(f.feature_transform)
-        return self.head(f.global_feature), reg
+        return self.head(f.global_feature), _regulariser(f, self.reg_weight)
 
     def forward(self, points: Points) -> Tensor:
         return self.head(self.embed(points))
@@ -164,11 +176,7 @@ class pointnet_seg(PointCloudNet):  # noqa: N801
         f = self.encoder(as_point_batch(points, self.point_dim))
         p = f.point_features
         x = torch.cat([p.x, p.broadcast(f.global_feature)], -1)
-        logits = self.out(self.drop(self.mlp(x)))
-        reg = None
-        if f.feature_transform is not None and self.reg_weight:
-            reg = self.reg_weight * orthogonality_loss(f.feature_transform)
-        return logits, reg
+        return self.out(self.drop(self.mlp(x))), _regulariser(f, self.reg_weight)
 
     def forward(self, points: Points) -> Tensor:
         return self.forward_with_aux(points)[0]

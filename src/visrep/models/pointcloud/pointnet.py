@@ -35,9 +35,11 @@ __all__ = [
 def orthogonality_loss(a: Tensor) -> Tensor:
     """The feature-transform regulariser of eq. 2, ``||I - A A^T||_F^2``, averaged over the batch.
 
-    The squared Frobenius norm itself (the sum of squares, no 1/2); the authors' TensorFlow code
-    uses ``tf.nn.l2_loss``, half of it, with the same weight 0.001, so its effective weight is
-    0.0005 in this convention.
+    The squared Frobenius norm itself (the sum of squares, no 1/2), a mean over the clouds: the
+    paper's per-cloud term, weighted 0.001 by :class:`~visrep.models.pointcloud.pointnet`. The
+    authors' TensorFlow code adds ``0.001 * tf.nn.l2_loss(I - A A^T)`` to a batch-mean
+    cross-entropy; ``l2_loss`` is half the sum over the whole batch, so its per-cloud weight is
+    ``0.0005 * B`` (0.016 at their batch of 32): 16 times this one at that batch size.
 
     Shape:
         ``(B, k, k) -> ()``.
