@@ -187,6 +187,20 @@ def test_the_datamodule_yields_padded_batches_and_reads_its_cache(tmp_path, caps
     assert max(im1.shape) == 160 and im1.shape == im2.shape
 
 
+def test_a_truncated_cache_entry_is_regenerated(tmp_path):
+    photo = Photo("skimage:coffee", "g", builtin="skimage", name="coffee")
+    args = (photo, 0, PairConfig(image_size=128), SiftConfig(max_keypoints=100))
+    first, cached = homography_pair(*args, cache_dir=tmp_path)
+    (entry,) = tmp_path.glob("*.npz")
+    assert not cached and homography_pair(*args, cache_dir=tmp_path)[1]
+    whole = entry.read_bytes()
+    entry.write_bytes(whole[: len(whole) // 2])  # a run killed while writing it
+    again, cached = homography_pair(*args, cache_dir=tmp_path)
+    assert not cached and np.array_equal(again.pixels, first.pixels)
+    assert np.array_equal(again.geometry, first.geometry)
+    assert entry.read_bytes() == whole and homography_pair(*args, cache_dir=tmp_path)[1]
+
+
 @pytest.mark.skipif(
     not Path(DEFAULT_OPENCV_SAMPLES, "graf1.png").is_file(), reason="opencv-doc absent"
 )

@@ -26,6 +26,7 @@ import hashlib
 import io
 import json
 import os
+import zipfile
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,7 +49,7 @@ from visrep.data.samples import (
     MATCHES,
     META,
 )
-from visrep.errors import ConfigError, DataError, ShapeError
+from visrep.errors import ConfigError, ShapeError
 from visrep.runs import atomic_write_bytes
 
 __all__ = [
@@ -143,7 +144,9 @@ def homography_pair(
 
     The cache file (``cache_dir/<sha256 of the photo, index, seed and options>.npz``) holds the
     pixel matches, ``H`` and the size; labels are computed when a sample is read, so another
-    ``inlier_threshold`` needs no new cache.
+    ``inlier_threshold`` needs no new cache. An unreadable entry (e.g. truncated by a killed
+    run: ``zipfile.BadZipFile``) is treated as missing: the pair is regenerated and the entry
+    rewritten (atomically).
     """
     s = _pair_seed(photo, index, seed)
     name = f"{photo.key}#{index}"
@@ -158,10 +161,8 @@ def homography_pair(
                 pixels, H, size = z["pixels"], z["H"], tuple(int(v) for v in z["size"])
             K = intrinsics_of_size(*size)
             return MatchPair(name, pixels, H, "homography", K, K, size, photo, s), True
-        except (OSError, ValueError, KeyError) as e:
-            raise DataError(
-                f"correspondence cache file {str(target)!r} is unreadable ({e}); delete it"
-            ) from None
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+            pass  # truncated or foreign cache entry: treated as missing, regenerated below
     image1, image2, H = render_pair(load_photo(photo), pair, np.random.default_rng(s))
     pixels = sift_matches(image1, image2, sift)
     size = (image1.shape[1], image1.shape[0])
