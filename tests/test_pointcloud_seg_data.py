@@ -318,3 +318,33 @@ def test_labels_from_a_pcd_field_and_an_npy_column(tmp_path: Path) -> None:
     np.save(tmp_path / "c.npy", np.c_[xyz, [0.5, 0, 1]].astype(np.float32))
     with pytest.raises(DataError, match="labels must be integers"):
         read_labelled_cloud(tmp_path / "c.npy", columns=["x", "y", "z", "label"])
+
+
+def test_validation_is_never_carved_from_the_training_blocks(tmp_path: Path) -> None:
+    xyz, _ = _scene(tmp_path / "scan.npz")
+    blocks = BlockConfig(4.0, 2.0, 64, 10)
+    with pytest.raises(
+        ConfigError, match=r"data\.region has no val interval: set data\.region\.val"
+    ):
+        PointSegmentationDataModule(
+            str(tmp_path / "scan.npz"), blocks=blocks, region=RegionSplit("x", test=(10.0, 30.0))
+        ).setup()
+    (tmp_path / "f" / "train").mkdir(parents=True)
+    (tmp_path / "f" / "test").mkdir()
+    for s in ("train", "test"):
+        os.link(tmp_path / "scan.npz", tmp_path / "f" / s / "scan.npz")
+    with pytest.raises(ConfigError, match=r"no val/ folder and 1 training file\(s\)"):
+        PointSegmentationDataModule(str(tmp_path / "f"), blocks=blocks).setup()
+    # without validation: the class weights are those of every training block, nothing held out
+    dm = PointSegmentationDataModule(str(tmp_path / "f"), blocks=blocks,
+                                     split=SplitConfig(val_fraction=0.0))  # fmt: skip
+    dm.setup()
+    assert dm.val_set is None and len(dm.train_set) == len(dm.load().train)
+    # two training files and no val/: one whole file is validated, every point once, unaugmented
+    os.link(tmp_path / "scan.npz", tmp_path / "f" / "train" / "scan2.npz")
+    dm = PointSegmentationDataModule(str(tmp_path / "f"), blocks=blocks)
+    dm.setup()
+    seen = np.concatenate([dm.val_set[i][META]["index"].numpy() for i in range(len(dm.val_set))])
+    assert np.array_equal(np.sort(seen), np.arange(len(xyz)))
+    files = {dm.train_set[i][META]["file"] for i in range(len(dm.train_set))}
+    assert len(files) == 1 and files != {dm.val_set[0][META]["file"]}

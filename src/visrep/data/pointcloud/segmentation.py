@@ -10,9 +10,12 @@ Layouts of ``root``:
   train, validation and test points never overlap;
 * ``<root>/*.(...)`` without ``region``: a seeded split of the files (``split``'s fractions).
 
-Without a validation folder or ``region.val``, ``split.val_fraction`` of the training samples
-(files, or blocks) is held out at random; overlapping training blocks (``stride < size``) then
-share points with them, so give ``region.val`` for a clean validation region.
+Validation is always evaluated like the test set (every point of whole held-out files or of the
+``region.val`` region, once, without augmentation), never carved from the training samples
+(randomly drawn, augmented, and overlapping with other training blocks): with
+``split.val_fraction > 0``, a region split needs ``region.val`` and a ``train/`` folder without
+``val/`` needs two training files, else :class:`~visrep.errors.ConfigError` (or set
+``split.val_fraction`` to 0: no validation). Class weights come from the training samples only.
 
 Labels come from the file (a ``label`` field of a PLY / PCD, ``point_labels`` of an ``.npz``,
 a ``label`` column of a ``.bin`` / ``.npy`` named by ``columns``) or from a ``.label`` file as
@@ -412,7 +415,24 @@ class PointSegmentationDataModule(SplitDataModule):
         test, val = evaluation("test"), evaluation("val")
         if test is None:
             raise DataError(f"data.root {str(self.root)!r}: the test split has no points")
+        if val is None and self.split.val_fraction > 0:
+            raise ConfigError(self._no_val_reason(found))
         return Splits(train, None, names, test=test, val=val)
+
+    def _no_val_reason(self, found: dict[str, list[Path]]) -> str:
+        """Why there is no validation split (the base class would carve one from the randomly
+        drawn, augmented and overlapping training samples, so it is refused instead)."""
+        off = "or set data.split.val_fraction 0 (no validation)"
+        if self.region is not None and self.region.val is None:
+            return (
+                f"data.region has no val interval: set data.region.val (a validation region) {off}"
+            )
+        if "all" not in found and "val" not in found:
+            return (
+                f"data.root {str(self.root)!r}: no val/ folder and {len(found['train'])} training "
+                f"file(s), too few to hold one out: add val/ {off}"
+            )
+        return f"data.root {str(self.root)!r}: the validation split has no points: {off}"
 
     def _features(self, pts: np.ndarray) -> np.ndarray:
         if self.blocks is None or not self.blocks.location:
