@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from visrep.errors import ShapeError
+from visrep.errors import ConfigError, ShapeError
 from visrep.models.correspondence.network import (
     ContextNorm,
     CorrespondenceNet,
@@ -88,5 +88,19 @@ def test_bad_input_is_one_shape_error():
         net(torch.randn(2, 12, 3))
     with pytest.raises(ShapeError, match=r"mask must be \(B, N\) = \(2, 12\), got \(2, 11\)"):
         net(torch.randn(2, 12, 4), torch.ones(2, 11, dtype=torch.bool))
-    with pytest.raises(ValueError, match="width >= 1"):
+    with pytest.raises(ConfigError, match="width >= 1"):
         CorrespondenceNet(width=0)
+    with pytest.raises(ConfigError, match="depth=-1"):
+        CorrespondenceNet(depth=-1)
+
+
+def test_an_all_true_mask_gives_the_unmasked_numbers():
+    # the network drops an all-true mask once per forward; the masked path agrees with it
+    torch.manual_seed(0)
+    net = CorrespondenceNet(depth=2, width=8).train()
+    x = torch.randn(3, 20, 4)
+    full = torch.ones(3, 20, dtype=torch.bool)
+    assert torch.allclose(net(x, full), net(x), atol=1e-6)
+    bn = MaskedBatchNorm1d(8).train()
+    h = torch.randn(3, 8, 20)
+    assert torch.allclose(bn(h, full), torch.nn.BatchNorm1d(8).train()(h), atol=1e-5)

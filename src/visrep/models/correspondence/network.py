@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from visrep.errors import ShapeError
+from visrep.errors import ConfigError, ShapeError
 
 __all__ = [
     "CNResidualBlock",
@@ -75,11 +75,12 @@ class ContextNorm(nn.Module):
 
 class MaskedBatchNorm1d(nn.BatchNorm1d):
     """``BatchNorm1d`` over ``(B, C, N)`` whose statistics (training) use only the valid
-    entries of ``mask`` ``(B, N)``; padded entries come out as 0. Without a mask (or with an
-    all-true one) it is ``nn.BatchNorm1d``."""
+    entries of ``mask`` ``(B, N)``; padded entries come out as 0. Without a mask it is
+    ``nn.BatchNorm1d`` (an all-true mask gives the same numbers the slower way: the caller,
+    :meth:`CorrespondenceNet.forward`, drops such a mask once per forward, not per layer)."""
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        if mask is None or bool(mask.all()):
+        if mask is None:
             return super().forward(x)
         rows = x.transpose(1, 2)[mask]  # (M, C): the valid correspondences of the batch
         out = x.new_zeros(x.shape[0], x.shape[2], x.shape[1])
@@ -145,9 +146,9 @@ class CorrespondenceNet(nn.Module):
     def __init__(self, depth: int = 12, width: int = 128, in_features: int = 4, eps: float = 1e-3):
         super().__init__()
         if depth < 0 or width < 1 or in_features < 1:
-            raise ValueError(
-                f"depth >= 0, width >= 1 and in_features >= 1 expected, got {depth}, {width}, "
-                f"{in_features}"
+            raise ConfigError(
+                f"CorrespondenceNet: depth >= 0, width >= 1 and in_features >= 1 expected, got "
+                f"depth={depth}, width={width}, in_features={in_features}"
             )
         self.in_features = in_features
         self.stem = nn.Conv1d(in_features, width, 1)
@@ -162,6 +163,8 @@ class CorrespondenceNet(nn.Module):
             )
         if mask is not None and mask.shape != x.shape[:2]:
             raise ShapeError(f"mask must be (B, N) = {tuple(x.shape[:2])}, got {tuple(mask.shape)}")
+        if mask is not None and bool(mask.all()):  # one device sync per forward, not per layer
+            mask = None  # all valid: the unmasked (faster) path gives the same numbers
         h = self.stem(x.transpose(1, 2))
         if mask is not None:
             mask = mask.bool()
