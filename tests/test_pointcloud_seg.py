@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from visrep.cli import main
+from visrep.data.base import DataSpec
 from visrep.data.pointcloud import PointSegmentationDataModule
 from visrep.data.samples import META, POINT_LABELS, POINTS
 from visrep.errors import ConfigError
 from visrep.models.pointcloud import POINT_NETS
 from visrep.tasks import PointSegmentationTask
-from visrep.tasks.pointcloud_seg import point_cross_entropy
+from visrep.tasks.pointcloud_seg import mean_class_accuracy, point_cross_entropy
 
 
 def plane_and_ball(
@@ -152,3 +153,22 @@ def test_task_refuses_a_per_cloud_net_and_other_data(tmp_path: Path) -> None:
     s = dm.test_set[0]
     assert s[POINTS].shape[1] == 3 and s[POINT_LABELS].shape == s[POINTS].shape[:1]
     assert s[META]["index"].tolist() == list(range(len(s[POINTS])))
+
+
+def test_mean_class_accuracy_skips_classes_only_predicted(monkeypatch) -> None:
+    task = PointSegmentationTask(net={"class_path": "pointnet_seg", "init_args": {"width": 8}})
+    spec = DataSpec(family="pointcloud_segmentation", keys=(POINTS, POINT_LABELS), num_classes=3,
+                    class_names=("a", "b", "c"), ignore_index=255, point_dim=3)  # fmt: skip
+    task.setup_spec(spec)
+    truth, pred = torch.tensor([0, 0, 0, 1, 1, 255]), torch.tensor([0, 0, 2, 1, 1, 2])
+    task.val_iou.update(pred, truth)
+    task.val_acc.update(pred, truth)
+    logged: dict[str, float] = {}
+    monkeypatch.setattr(task, "log", lambda k, v, **kw: logged.__setitem__(k, float(v)))
+    task._log_epoch("val")
+    # recall of class 0: 2/3, of class 1: 1; class 2 is never true (only predicted): not averaged
+    assert logged["val/mean_class_acc"] == pytest.approx((2 / 3 + 1) / 2)
+    assert logged["val/point_acc"] == pytest.approx(4 / 5)  # the ignored point counts nowhere
+    cm = torch.tensor([[5, 1, 0], [0, 0, 0], [2, 0, 2]])
+    assert float(mean_class_accuracy(cm)) == pytest.approx((5 / 6 + 2 / 4) / 2)
+    assert float(mean_class_accuracy(torch.zeros(3, 3))) == 0.0

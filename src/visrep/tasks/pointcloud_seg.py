@@ -6,8 +6,9 @@ points whose label is not ignored (seed 001, eq. 18, with the data's median-freq
 weights ``w`` when ``class_weights`` is on), plus the network's own regulariser (PointNet's
 ``0.001 ||I - A A^T||_F^2``). Clouds of one size are stacked, clouds of different sizes packed
 (the network takes both), so a batch of blocks of any sizes is one call. Metrics, from
-torchmetrics over the non-ignored points: point accuracy, mean class accuracy, per-class IoU and
-their mean over the classes present (``val/miou`` picks ``best.ckpt``).
+torchmetrics over the non-ignored points: point accuracy, mean class accuracy (recall averaged
+over the classes in the truth: :func:`mean_class_accuracy`), per-class IoU and their mean over
+the classes present (``val/miou`` picks ``best.ckpt``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from visrep.runs import RunDir
 from visrep.tasks.base import Task, write_confusion_matrix
 from visrep.tasks.optim import OptimConfig
 
-__all__ = ["PointSegmentationTask", "point_cross_entropy"]
+__all__ = ["PointSegmentationTask", "mean_class_accuracy", "point_cross_entropy"]
 
 Batch = dict[str, Any]
 PREVIEW_CLOUDS = 4  # test clouds (files) drawn with truth and prediction
@@ -73,6 +74,28 @@ def point_cross_entropy(
     if not bool((y != ignore).any()):
         return x.sum() * 0.0
     return F.cross_entropy(x.float(), y.to(x.device), weight=weight, ignore_index=ignore)
+
+
+def mean_class_accuracy(confmat: Tensor) -> Tensor:
+    """Per-class recall ``C_kk / sum_j C_kj`` averaged over the classes present in the truth
+    (rows with points): a class only predicted, never true, has no recall and does not count
+    (torchmetrics' macro accuracy counts it as 0).
+
+    Args:
+        confmat: ``(K, K)`` counts, rows the true class, columns the predicted one.
+
+    Returns:
+        ``()`` float; 0 when no row has points.
+
+    >>> round(float(mean_class_accuracy(torch.tensor([[2, 0, 1], [0, 2, 0], [0, 0, 0]]))), 4)
+    0.8333
+    """
+    cm = confmat.double()
+    rows = cm.sum(1)
+    true = rows > 0
+    if not bool(true.any()):
+        return cm.new_zeros(())
+    return (cm.diagonal()[true] / rows[true]).mean()
 
 
 class PointSegmentationTask(Task):
@@ -130,11 +153,6 @@ class PointSegmentationTask(Task):
             setattr(
                 self, f"{stage}_acc", MulticlassAccuracy(n, average="micro", ignore_index=ignore)
             )
-            setattr(
-                self,
-                f"{stage}_classacc",
-                MulticlassAccuracy(n, average="macro", ignore_index=ignore),
-            )
         self.test_confmat = MulticlassConfusionMatrix(n, ignore_index=ignore)
 
     def forward(self, points: Tensor | list[Tensor]) -> Tensor:
@@ -161,7 +179,7 @@ class PointSegmentationTask(Task):
         self.log(f"{stage}/loss", self._loss(logits, y), sync_dist=True, batch_size=len(x))
         pred = logits.reshape(-1, logits.shape[-1]).argmax(-1)
         target = torch.cat(list(y)).to(pred.device)
-        for name in ("iou", "acc", "classacc"):
+        for name in ("iou", "acc"):
             getattr(self, f"{stage}_{name}").update(pred, target)
         return pred, target
 
@@ -174,8 +192,8 @@ class PointSegmentationTask(Task):
         miou = iou[present].mean() if bool(present.any()) else iou.new_zeros(())
         self.log(f"{stage}/miou", miou, prog_bar=stage == "val")
         self.log(f"{stage}/point_acc", getattr(self, f"{stage}_acc").compute())
-        self.log(f"{stage}/mean_class_acc", getattr(self, f"{stage}_classacc").compute())
-        for name in ("iou", "acc", "classacc"):
+        self.log(f"{stage}/mean_class_acc", mean_class_accuracy(cm).float())
+        for name in ("iou", "acc"):
             getattr(self, f"{stage}_{name}").reset()
         return torch.where(present, iou, torch.full_like(iou, float("nan")))
 
