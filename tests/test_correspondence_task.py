@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import lightning as L
 import numpy as np
@@ -18,6 +19,7 @@ from visrep.data.correspondence import (
     INLIERS,
     INTRINSICS,
     MATCHES,
+    POSE,
     HomographyPairsDataModule,
     MatchPair,
     MatchPairDataset,
@@ -83,7 +85,8 @@ def test_the_task_fulfils_the_task_contract(monkeypatch, tmp_path):
 
 
 class _EssentialPairs(SplitDataModule):
-    """Calibrated two-view pairs with a known pose: 40 exact inliers and 20 random outliers."""
+    """Calibrated two-view pairs with a known pose: 40 exact inliers and 20 random outliers;
+    the last pair's pose is withheld (unknown)."""
 
     collate_fn = staticmethod(collate_matches)
 
@@ -96,11 +99,11 @@ class _EssentialPairs(SplitDataModule):
             x = np.concatenate([np.concatenate([x1, x2], 1), g.uniform(-0.5, 0.5, (20, 4))])
             px = np.concatenate([x[:, :2] * 500 + [320, 240], x[:, 2:] * 500 + [320, 240]], 1)
             E = essential_from_pose(R, t).numpy()
+            pose = None if seed == 5 else torch.cat([R, 3 * t[:, None]], 1).numpy()  # any scale
             pairs.append(
-                MatchPair(
-                    f"synthetic#{seed}", px.astype(np.float32), E, "essential", K, K, (640, 480)
-                )
-            )
+                MatchPair(f"synthetic#{seed}", px.astype(np.float32), E, "essential", K, K,
+                          (640, 480), pose=pose)
+            )  # fmt: skip
         ds = MatchPairDataset(pairs)
         return Splits(ds, None, [], test=ds, val=ds)
 
@@ -121,18 +124,29 @@ def test_essential_pairs_are_scored_by_pose_error(tmp_path):
     trainer.fit(task, dm)
     out = trainer.test(task, dm, verbose=False)[0]
     assert task.kind == ESSENTIAL
-    # five-point RANSAC on exact inliers recovers the pose
+    # five-point RANSAC on exact inliers recovers the pose of the 5 pairs with a known one
+    assert out["test/pairs_without_true_pose"] == 1.0 and out["test/ransac_failed"] == 0.0
     assert out["test/ransac_acc@5deg"] == 1.0 and out["test/ransac_pose_error_deg_median"] < 0.5
     assert out["test/ransac_recall"] > 0.95
-    # the eight-point algorithm on true-inlier weights gives the pose too: the metric's truth
+    # the truth is the pair's pose from two_views, not anything recomputed from the matches:
+    # the eight-point algorithm on true-inlier weights is scored against it ...
     batch = next(iter(dm.test_dataloader()))
     w = batch[INLIERS].float()
     E = estimate_geometry(batch[MATCHES].double(), w.double(), "essential", batch["match_mask"])
-    row = task._evaluate_pair(
-        batch[MATCHES][0].double(), batch[INLIERS][0], batch[INLIERS][0], E[0],
-        batch[ESSENTIAL][0].double(), batch[INTRINSICS][0].double(), batch["meta"][0],
-    )  # fmt: skip
-    assert row["learned_8pt_error"] < 1e-3
+    _, _, R, t = two_views(40, 0)
+    assert torch.allclose(batch[POSE][0].double(), torch.cat([R, t[:, None] / t.norm()], 1),
+                          atol=1e-6)  # fmt: skip
+    args = (batch[MATCHES][0].double(), batch[INLIERS][0], batch[INLIERS][0], E[0],
+            batch[ESSENTIAL][0].double(), batch[INTRINSICS][0].double(), batch["meta"][0])  # fmt: skip
+    assert task._evaluate_pair(*args, batch[POSE][0].double())["learned_8pt_error"] < 1e-3
+    # ... a wrong truth (the rotation's inverse; the translation reversed, which is not an
+    # error) gives the rotation's angle, twice its own
+    wrong = torch.cat([R.T, -t[:, None]], 1)
+    angle = float(torch.rad2deg(torch.arccos((torch.trace(R) - 1) / 2)))
+    err = task._evaluate_pair(*args, wrong)["learned_8pt_error"]
+    assert abs(err - 2 * angle) < 1e-2 < angle
+    # and no truth gives NaN, not a pose recovered from the labels
+    assert math.isnan(task._evaluate_pair(*args, None)["learned_8pt_error"])
 
 
 def test_bad_input_is_one_error(cli, tmp_path):

@@ -21,7 +21,10 @@ Metrics (``metrics.json``): ``test/<method>_{precision,recall,f1}`` of the inlie
 keeps; homographies: ``test/<method>_corner_error_px_median`` (the mean distance of image 1's
 four corners mapped by the estimate and by the truth) and ``test/<method>_acc@{3,5,10}px``
 (share of pairs under), essential matrices: the pose error ``max(rotation, translation angle)``
-(degrees; translation sign-invariant, as Yi et al.) median and ``acc@{5,10,20}deg``;
+(degrees; translation sign-invariant, as Yi et al.) against the pair's true pose (the ``pose``
+sample key, ``[R | t]``) median and ``acc@{5,10,20}deg``; a pair without a known pose (no
+``pose`` key or NaN) gets a NaN error, is left out of the medians and shares, and is counted in
+``test/pairs_without_true_pose``;
 ``test/<method>_failed`` (pairs without an estimate, counted as over every threshold); and
 ``test/<method>_ms_per_pair`` (wall time; the network's time is its batch's divided by the
 batch size: ``--data.loader.eval_batch_size 1`` times pairs alone). ``test_pairs.csv`` holds
@@ -48,6 +51,7 @@ from visrep.data.correspondence.pairs import (
     INTRINSICS,
     MATCH_MASK,
     MATCHES,
+    POSE,
 )
 from visrep.data.samples import META
 from visrep.errors import ConfigError
@@ -203,14 +207,16 @@ class CorrespondenceTask(Task):
         self._sync()
         t_geo = (time.perf_counter() - t0) / n
         kept = (logits > 0) & mask
+        poses = batch.get(POSE)
+        poses = [None] * n if poses is None else poses.double().cpu()
         pairs = zip(
             m.double().cpu(), y.cpu(), mask.cpu(), kept.cpu(), est.double().cpu(),
             batch[self.kind].double().cpu(), batch[INTRINSICS].double().cpu(), batch[META],
-            strict=True,
+            poses, strict=True,
         )  # fmt: skip
-        for x, lab, valid, keep, g_est, g_true, K, meta in pairs:  # OpenCV works pair by pair
+        for x, lab, valid, keep, g_est, g_true, K, meta, pose in pairs:  # OpenCV: pair by pair
             k = int(valid.sum())
-            row = self._evaluate_pair(x[:k], lab[:k], keep[:k], g_est, g_true, K, meta)
+            row = self._evaluate_pair(x[:k], lab[:k], keep[:k], g_est, g_true, K, meta, pose)
             row["learned_ms"] = 1000 * t_net
             row[f"learned_{self._solver}_ms"] = 1000 * (t_net + t_geo)
             row["learned_ransac_ms"] += 1000 * t_net
@@ -228,9 +234,10 @@ class CorrespondenceTask(Task):
 
     def _evaluate_pair(
         self, x: Tensor, lab: Tensor, keep: Tensor, g_est: Tensor, g_true: Tensor, K: Tensor,
-        meta: dict[str, Any],
+        meta: dict[str, Any], pose: Tensor | None = None,
     ) -> dict[str, Any]:  # fmt: skip
-        """One pair's row: inlier scores, geometric errors and times of every method."""
+        """One pair's row: inlier scores, geometric errors and times of every method (``pose``:
+        the true ``[R | t]`` ``(3, 4)`` of an essential pair; None or NaN: unknown)."""
         hp = self.hparams
         px = _pixels(x, K).numpy()
         row: dict[str, Any] = {"name": meta["name"], "matches": len(x), "inliers": int(lab.sum())}
@@ -266,15 +273,17 @@ class CorrespondenceTask(Task):
                 row.update({f"{method}_precision": float(p), f"{method}_recall": float(r),
                             f"{method}_f1": float(f)})  # fmt: skip
             if method != "learned":
-                row[f"{method}_error"] = self._error(G, g_true, x, lab, inl, K, meta)
+                row[f"{method}_error"] = self._error(G, g_true, x, inl, K, meta, pose)
         return row
 
     def _error(
-        self, G: Tensor | None, g_true: Tensor, x: Tensor, lab: Tensor, inl: Tensor, K: Tensor,
-        meta: dict[str, Any],
+        self, G: Tensor | None, g_true: Tensor, x: Tensor, inl: Tensor, K: Tensor,
+        meta: dict[str, Any], pose: Tensor | None,
     ) -> float:  # fmt: skip
-        """Corner error (px) of a homography or pose error (deg) of an essential matrix; inf
-        without an estimate."""
+        """Corner error (px) of a homography or pose error (deg) of an essential matrix against
+        the true pose; inf without an estimate, NaN without a true pose."""
+        if self.kind == ESSENTIAL and (pose is None or not bool(torch.isfinite(pose).all())):
+            return math.nan
         if G is None or not bool(torch.isfinite(G).all()):
             return math.inf
         if self.kind == HOMOGRAPHY:
@@ -284,13 +293,11 @@ class CorrespondenceTask(Task):
             w, h = meta["size"]
             err = float(corner_error(H / H[2, 2], H_true / H_true[2, 2], w - 1, h - 1))
             return err if math.isfinite(err) else math.inf
-        x1, x2 = x[:, :2], x[:, 2:]
-        R_true, t_true, _ = recover_pose(g_true, x1, x2, lab.double())
         if int(inl.sum()) == 0:
             return math.inf
-        R, t, _ = recover_pose(G, x1, x2, inl.double())
-        err_r = float(rotation_error_deg(R, R_true))
-        err_t = float(translation_error_deg(t, t_true, sign_invariant=True))
+        R, t, _ = recover_pose(G, x[:, :2], x[:, 2:], inl.double())
+        err_r = float(rotation_error_deg(R, pose[:, :3]))
+        err_t = float(translation_error_deg(t, pose[:, 3], sign_invariant=True))
         return max(err_r, err_t)
 
     def on_test_epoch_end(self) -> None:
@@ -312,10 +319,15 @@ class CorrespondenceTask(Task):
                     out[f"{method}_{k}"] = float(np.mean([r[f"{method}_{k}"] for r in rows]))
             if f"{method}_error" in rows[0]:
                 err = np.array([r[f"{method}_error"] for r in rows], np.float64)
-                out[f"{method}_{ERROR[self.kind]}_median"] = float(np.median(err))
-                for t in THRESHOLDS[self.kind]:
-                    out[f"{method}_acc@{t:g}{UNIT[self.kind]}"] = float(np.mean(err < t))
+                known = ~np.isnan(err)  # NaN: no true pose
+                if self.kind == ESSENTIAL:
+                    out["pairs_without_true_pose"] = float(np.sum(~known))
+                err = err[known]
                 out[f"{method}_failed"] = float(np.sum(~np.isfinite(err)))
+                if len(err):
+                    out[f"{method}_{ERROR[self.kind]}_median"] = float(np.median(err))
+                    for t in THRESHOLDS[self.kind]:
+                        out[f"{method}_acc@{t:g}{UNIT[self.kind]}"] = float(np.mean(err < t))
             out[f"{method}_ms_per_pair"] = float(np.mean([r[f"{method}_ms"] for r in rows]))
         return out
 

@@ -4,8 +4,9 @@ OpenCV sample pair graf1 / graf3; and real calibrated stereo pairs with a known 
 (essential matrices): Middlebury's Motorcycle (scikit-image) and OpenCV's chessboard rig.
 
 Sample keys (``visrep.data.correspondence.pairs``): ``matches`` ``(N, 4)``, ``inliers``
-``(N,)``, ``homography`` / ``essential`` ``(3, 3)``, ``intrinsics`` ``(2, 3, 3)``, ``meta``; a
-batch adds ``match_mask`` ``(B, N)``.
+``(N,)``, ``homography`` / ``essential`` ``(3, 3)``, ``intrinsics`` ``(2, 3, 3)``, ``meta``;
+essential pairs also ``pose`` ``(3, 4)`` (the true ``[R | t]``); a batch adds ``match_mask``
+``(B, N)``.
 """
 
 from visrep.data.correspondence.datamodule import HomographyPairsDataModule
@@ -29,6 +30,7 @@ from visrep.data.correspondence.pairs import (
     INTRINSICS,
     MATCH_MASK,
     MATCHES,
+    POSE,
     MatchPair,
     MatchPairDataset,
     collate_matches,
@@ -63,6 +65,7 @@ __all__ = [
     "MATCHES",
     "MATCH_MASK",
     "MOTORCYCLE",
+    "POSE",
     "HomographyPairsDataModule",
     "MatchPair",
     "MatchPairDataset",

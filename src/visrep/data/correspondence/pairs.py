@@ -13,6 +13,9 @@ A pair's sample (keys below; proposed for ``visrep.data.samples``):
 * ``homography`` or ``essential``: float32 ``(3, 3)``, the true geometry in normalised
   coordinates, unit Frobenius norm (``H_n = K2^-1 H K1``).
 * ``intrinsics``: float32 ``(2, 3, 3)``, ``K1`` and ``K2`` (pixels = ``K`` normalised).
+* ``pose`` (:data:`POSE`; essential pairs only): float32 ``(3, 4)`` ``[R | t]``, the true
+  relative pose ``X2 = R X1 + t`` with unit ``t`` (``E = [t]_x R``), the truth of the pose
+  error; all NaN when the pair's :attr:`MatchPair.pose` is unknown.
 * ``meta``: ``{"name", "size": (w, h)}`` of image 1.
 
 A batch pads the matches to the largest ``N`` of the batch and adds ``match_mask`` ``(B, N)``
@@ -52,6 +55,10 @@ from visrep.data.samples import (
 from visrep.errors import ConfigError, ShapeError
 from visrep.runs import atomic_write_bytes
 
+# The sample key of the true relative pose of essential pairs (module docstring); proposed for
+# ``visrep.data.samples`` (import it from there once it is added).
+POSE = "pose"
+
 __all__ = [
     "ESSENTIAL",
     "HOMOGRAPHY",
@@ -59,6 +66,7 @@ __all__ = [
     "INTRINSICS",
     "MATCHES",
     "MATCH_MASK",
+    "POSE",
     "MatchPair",
     "MatchPairDataset",
     "collate_matches",
@@ -101,6 +109,8 @@ class MatchPair:
         files: the two image files of a pair read from disk.
         labels: bool ``(N,)`` inlier labels known otherwise (e.g. from ground-truth disparity),
             used instead of the geometric test of :func:`label_inliers`; None: geometric.
+        pose: float64 ``(3, 4)`` ``[R | t]`` of an essential pair, ``X2 = R X1 + t`` (``t``
+            any scale; ``E = [t]_x R``): the truth of the pose error; None: unknown.
     """
 
     name: str
@@ -114,6 +124,7 @@ class MatchPair:
     seed: int | None = None
     files: tuple[str, str] | None = None
     labels: np.ndarray | None = None
+    pose: np.ndarray | None = None
 
 
 def _pair_seed(photo: Photo, index: int, seed: int) -> int:
@@ -235,7 +246,7 @@ class MatchPairDataset(Dataset):
         if p.kind == "homography":
             G = np.linalg.inv(p.K2) @ G @ p.K1
         G = G / np.linalg.norm(G)
-        return {
+        sample = {
             MATCHES: torch.from_numpy(_normalise(p.pixels, p.K1, p.K2).astype(np.float32)),
             INLIERS: torch.from_numpy(
                 label_inliers(p, self.inlier_threshold, self.epipolar_threshold)
@@ -244,6 +255,17 @@ class MatchPairDataset(Dataset):
             INTRINSICS: torch.from_numpy(np.stack([p.K1, p.K2]).astype(np.float32)),
             META: {"name": p.name, "size": tuple(p.size)},
         }
+        if p.kind == "essential":
+            pose = np.full((3, 4), np.nan)
+            if p.pose is not None:
+                pose = np.asarray(p.pose, np.float64)
+                if pose.shape != (3, 4):
+                    raise ShapeError(
+                        f"pair {p.name!r}: pose must be (3, 4) [R | t], got {pose.shape}"
+                    )
+                pose = np.concatenate([pose[:, :3], pose[:, 3:] / np.linalg.norm(pose[:, 3])], 1)
+            sample[POSE] = torch.from_numpy(pose.astype(np.float32))
+        return sample
 
 
 def collate_matches(samples: list[dict[str, Any]]) -> dict[str, Any]:

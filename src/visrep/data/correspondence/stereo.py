@@ -70,9 +70,11 @@ def motorcycle_pair(
         labels = (np.abs(m[:, 2] - (m[:, 0] - d)) < threshold) & (
             np.abs(m[:, 3] - m[:, 1]) < threshold
         )
+    pose = np.concatenate([np.eye(3), [[-1.0], [0.0], [0.0]]], 1)
     return MatchPair(
-        "skimage:motorcycle", m, E, "essential", K1, K2, size, labels=labels & np.isfinite(d)
-    )
+        "skimage:motorcycle", m, E, "essential", K1, K2, size,
+        labels=labels & np.isfinite(d), pose=pose,
+    )  # fmt: skip
 
 
 def stereo_calibration(
@@ -131,6 +133,7 @@ def chessboard_stereo_pairs(
     folder = Path(folder)
     cal = stereo_calibration(folder)
     E = _skew(cal["T"]) @ cal["R"]
+    pose = np.concatenate([cal["R"], cal["T"][:, None] / np.linalg.norm(cal["T"])], 1)
     pairs = []
     for i in CHESSBOARD_PAIRS:
         im1 = cv2.imread(str(folder / f"left{i:02d}.jpg"), cv2.IMREAD_GRAYSCALE)
@@ -144,5 +147,5 @@ def chessboard_stereo_pairs(
         size = (im1.shape[1], im1.shape[0])
         pairs.append(MatchPair(f"opencv:stereo{i:02d}", pixels, E / np.linalg.norm(E), "essential",
                                cal["K1"], cal["K2"], size, files=(str(folder / f"left{i:02d}.jpg"),
-                               str(folder / f"right{i:02d}.jpg"))))  # fmt: skip
+                               str(folder / f"right{i:02d}.jpg")), pose=pose))  # fmt: skip
     return pairs
