@@ -271,3 +271,33 @@ def test_off_comments_colours_and_mixed_polygons(tmp_path):
     mesh = read_off(p)
     assert mesh.faces.tolist() == [[0, 1, 2], [0, 2, 3], [0, 1, 4]]
     assert mesh.vertices[1].tolist() == [2, 0, 0] and mesh.meta["format"] == "off (COFF)"
+
+
+ASCII_INT = (
+    "ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\n"
+    "property float z\nproperty uchar red\nelement face 1\n"
+    "property list uchar int vertex_indices\nend_header\n0 0 0 {a}\n1 0 0 {b}\n{face}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "face", "words"),
+    [
+        (300, 0, "3 0 1 1", ["line 11", "property 'red' (uint8) got 300", "0..255"]),
+        (0, -1, "3 0 1 1", ["line 12", "property 'red' (uint8) got -1"]),
+        (0, 2.5, "3 0 1 1", ["line 12", "got 2.5"]),
+        (0, 0, "3 0 1.5 1", ["line 13", "list 'vertex_indices' (int32) got 1.5"]),
+        (0, 0, "3 0 1 3000000000", ["line 13", "(int32) got 3e+09"]),
+    ],
+)
+def test_ply_ascii_integers_are_range_checked(tmp_path, a, b, face, words):
+    p = tmp_path / "i.ply"
+    p.write_text(ASCII_INT.format(a=a, b=b, face=face))
+    _raises(lambda: read_ply_mesh(p), p, *words)
+
+
+def test_ply_ascii_integers_in_range_are_kept(tmp_path):
+    p = tmp_path / "i.ply"
+    p.write_text(ASCII_INT.format(a=255, b=0, face="3 0 1 1"))
+    cloud = read_ply(p)
+    assert cloud.features[:, 0].tolist() == [255.0, 0.0]

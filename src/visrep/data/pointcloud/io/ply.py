@@ -189,6 +189,29 @@ def _binary_element(
 
 
 # -- ascii --------------------------------------------------------------------------------------
+def _cast(values: np.ndarray, dtype: str, lines: np.ndarray, path: Path, what: str) -> np.ndarray:
+    """Text values as ``dtype``; integer types refuse fractions and values out of their range
+    (as the PCD reader does), naming the line.
+
+    Args:
+        values: ``(R,)`` or ``(R, L)`` float64 parsed values, a row per data line.
+        lines: ``(R,)`` the rows' line numbers in the file.
+    """
+    dt = np.dtype(dtype)
+    if dt.kind in "iu":
+        info = np.iinfo(dt)
+        bad = (values != np.round(values)) | (values < info.min) | (values > info.max)
+        if bad.any():
+            per_row = bad.reshape(len(bad), -1)
+            r = int(np.flatnonzero(per_row.any(1))[0])
+            v = values.reshape(len(values), -1)[r][per_row[r]][0]
+            raise DataError(
+                f"{path}: line {int(lines[r])}: {what} ({dt.name}) got {v:g}, expected an "
+                f"integer in {info.min}..{info.max}"
+            )
+    return values.astype(dt)
+
+
 def _ascii_element(
     rows: TextRows, first: int, el: _Element, path: Path
 ) -> tuple[dict[str, np.ndarray], list[tuple[int, np.ndarray, np.ndarray]]]:
@@ -200,7 +223,11 @@ def _ascii_element(
     lists = el.lists
     if not lists:
         table = rows.table(sl, len(el.props), str(path), f"{el.name} line")
-        return {p.name: table[:, j].astype(p.dtype) for j, p in enumerate(el.props)}, []
+        lines = rows.line[sl]
+        return {
+            p.name: _cast(table[:, j], p.dtype, lines, path, f"property {p.name!r}")
+            for j, p in enumerate(el.props)
+        }, []
     if len(lists) > 1:
         raise DataError(
             f"{path}: line {el.line}: element {el.name!r} has {len(lists)} list properties; only one is supported"
@@ -214,16 +241,21 @@ def _ascii_element(
         raise DataError(
             f"{path}: line {int(rows.line[first + r])}: {el.name} line has {int(length[r])} values, its list length {rows.values[start[r] + at]:g} needs {len(el.props) + max(int(n_len[r]), 0)}"
         )
+    lines = rows.line[sl]
+    lp = el.props[at]
+    n_len = _cast(n_len, lp.count_dtype or "i8", lines, path, f"list length of {lp.name!r}")
     n_len = n_len.astype(np.int64)
     scalars = {}
     for j, p in enumerate(el.props):
         if j != at:  # scalars after the list are shifted by its length
-            scalars[p.name] = rows.values[start + j + (n_len if j > at else 0)].astype(p.dtype)
+            v = rows.values[start + j + (n_len if j > at else 0)]
+            scalars[p.name] = _cast(v, p.dtype, lines, path, f"property {p.name!r}")
     groups = []
     for length_value in np.unique(n_len):
         sel = np.flatnonzero(n_len == length_value)
         cols = start[sel, None] + at + 1 + np.arange(length_value)
-        groups.append((int(length_value), rows.values[cols], sel))
+        items = _cast(rows.values[cols], lp.dtype, lines[sel], path, f"list {lp.name!r}")
+        groups.append((int(length_value), items, sel))
     return scalars, groups
 
 
