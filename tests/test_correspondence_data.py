@@ -286,3 +286,49 @@ def test_the_chessboard_rig_calibration_puts_the_corners_on_their_epipolar_lines
     d = symmetric_epipolar_distance(torch.as_tensor(x1)[None], torch.as_tensor(x2)[None], E)
     # about a pixel in each image (focal ~535 px): 2 (1 / 535)^2 = 7e-6
     assert float(d.median()) < 2e-5
+
+
+@pytest.mark.skipif(not (STEREO / "left01.jpg").is_file(), reason="shared stereo data absent")
+def test_the_chessboard_stereo_pairs_carry_the_calibrated_pose_and_epipolar_labels():
+    from visrep.data.correspondence.stereo import chessboard_stereo_pairs, stereo_calibration
+    from visrep.models.correspondence.geometry import (
+        essential_from_pose,
+        recover_pose,
+        rotation_error_deg,
+        symmetric_epipolar_distance,
+        translation_error_deg,
+        weighted_eight_point,
+    )
+
+    sift = SiftConfig(max_keypoints=400, ratio=0.8)
+    cal = stereo_calibration(STEREO)
+    assert float(cal["rms"]) < 0.6  # px (measured 0.482)
+    pairs = chessboard_stereo_pairs(STEREO, sift)
+    assert [p.name for p in pairs][:2] == ["opencv:stereo01", "opencv:stereo02"]
+    assert len(pairs) == 13 and all(p.kind == "essential" and p.size == (640, 480) for p in pairs)
+    R, T = cal["R"], cal["T"]
+    E = essential_from_pose(torch.as_tensor(R), torch.as_tensor(T))
+    pair = pairs[2]  # left03 / right03
+    assert np.allclose(pair.geometry, (E / E.norm()).numpy(), atol=1e-9)
+    # the matches are undistorted: K^-1 pixels = cv2.undistortPoints of the raw SIFT matches
+    im1 = cv2.imread(str(STEREO / "left03.jpg"), cv2.IMREAD_GRAYSCALE)
+    im2 = cv2.imread(str(STEREO / "right03.jpg"), cv2.IMREAD_GRAYSCALE)
+    raw = sift_matches(im1, im2, sift).astype(np.float64)
+    s = MatchPairDataset([pair])[0]
+    x = s[MATCHES].double()
+    for k, K, D in ((0, cal["K1"], cal["D1"]), (2, cal["K2"], cal["D2"])):
+        want = cv2.undistortPoints(raw[:, None, k : k + 2], K, D)[:, 0]
+        assert np.allclose(x[:, k : k + 2].numpy(), want, atol=1e-5)
+    # the labels: squared symmetric epipolar distance under the calibrated E below 1e-4
+    d = symmetric_epipolar_distance(x[None, :, :2], x[None, :, 2:], E)[0]
+    lab = s[INLIERS]
+    assert torch.equal(lab, d < 1e-4) and 0.3 < float(lab.float().mean()) < 1.0
+    # the pose key is the calibration's, and the labelled inliers give it back
+    pose = s["pose"].double()
+    assert torch.allclose(pose[:, :3], torch.as_tensor(R), atol=1e-6)
+    assert torch.allclose(pose[:, 3], torch.as_tensor(T / np.linalg.norm(T)), atol=1e-6)
+    E8 = weighted_eight_point(x[:, :2], x[:, 2:], lab.double())
+    R8, t8, _ = recover_pose(E8, x[:, :2], x[:, 2:], lab.double())
+    # (measured 0.42 and 1.51 degrees on this pair)
+    assert float(rotation_error_deg(R8, pose[:, :3])) < 1
+    assert float(translation_error_deg(t8, pose[:, 3], sign_invariant=True)) < 5
