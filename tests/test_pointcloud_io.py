@@ -227,6 +227,27 @@ def test_lzf_against_python_lzf_and_corruption():
             lzf_decompress(bad, size)
 
 
+def test_lzf_sizes_beyond_the_format_or_the_cap_are_refused(tmp_path, monkeypatch):
+    from visrep.data.pointcloud.io import lzf as lzf_module
+
+    k = 40  # a literal, then k longest back references: the most output LZF allows per byte
+    stream = b"\x00a" + b"\xe0\xff\x00" * k
+    assert lzf_decompress(stream, 1 + 264 * k).tobytes() == b"a" * (1 + 264 * k)
+    assert 1 + 264 * k <= 88 * len(stream)
+    with pytest.raises(DataError, match=r"^s: 10737 uncompressed bytes declared, more than 122"):
+        lzf_decompress(stream, 88 * len(stream) + 1, "s")
+    monkeypatch.setattr(lzf_module, "LZF_MAX_BYTES", 1000)
+    with pytest.raises(DataError, match="decompresses at most 1000 bytes"):
+        lzf_decompress(stream, 1 + 264 * k, "s")
+    monkeypatch.undo()
+    # a PCD header claiming 10^8 points over 4 bytes of data: refused before any allocation
+    p = tmp_path / "huge.pcd"
+    head = _pcd_header("xyz", [4] * 3, "FFF", [1] * 3, 10**8, "binary_compressed")
+    size = np.array([4, 12 * 10**8], "<u4").tobytes()
+    p.write_bytes(head + size + b"\x00abcd")
+    _raises(lambda: read_points(p), p, "uncompressed bytes declared")
+
+
 def test_shared_pcd_samples_match_the_modelnet_npz():
     files = sorted(PCD_SAMPLES.glob("*.pcd")) if PCD_SAMPLES.is_dir() else []
     if not files or not MODELNET_NPZ.is_file():

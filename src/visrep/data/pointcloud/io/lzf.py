@@ -24,7 +24,15 @@ import numpy as np
 
 from visrep.errors import DataError
 
-__all__ = ["lzf_decompress"]
+__all__ = ["LZF_MAX_BYTES", "LZF_MAX_RATIO", "lzf_decompress"]
+
+# The most output one input byte can give: a long back reference (3 bytes: control, length,
+# offset) copies at most 7 + 255 + 2 = 264 bytes, 88 per byte; a short one (2 bytes) at most 8,
+# a literal run (c + 2 bytes) c + 1. So a stream of n bytes decompresses to at most 88 n bytes.
+LZF_MAX_RATIO = 88
+# Decoding takes about 25 bytes of working memory per output byte: a declared size above this
+# is refused rather than attempted.
+LZF_MAX_BYTES = 2**31
 
 
 def _token_starts(u: np.ndarray, where: str) -> np.ndarray:
@@ -63,8 +71,20 @@ def lzf_decompress(data: bytes, size: int, where: str = "LZF data") -> np.ndarra
         ``(size,)`` uint8 array.
 
     Raises:
-        DataError: a truncated or corrupt stream, or one that does not decompress to ``size``.
+        DataError: a truncated or corrupt stream, one that does not decompress to ``size``, a
+            ``size`` above what ``len(data)`` bytes of LZF can hold (``88 len(data)``) or above
+            :data:`LZF_MAX_BYTES`.
     """
+    if size > LZF_MAX_RATIO * len(data):
+        raise DataError(
+            f"{where}: {size} uncompressed bytes declared, more than {len(data)} bytes of LZF can "
+            f"hold (at most {LZF_MAX_RATIO} per byte): a corrupt size"
+        )
+    if size > LZF_MAX_BYTES:
+        raise DataError(
+            f"{where}: {size} uncompressed bytes declared; this reader decompresses at most "
+            f"{LZF_MAX_BYTES} bytes (2 GiB; about 25 bytes of memory each): split the file"
+        )
     u = np.frombuffer(data, dtype=np.uint8)
     if not len(u):
         if size:
