@@ -17,6 +17,11 @@ The test compares, on the SAME putative matches of every test pair:
 * ``ransac``: OpenCV RANSAC on all putative matches (``cv2.findHomography`` /
   ``cv2.findEssentialMat``), the baseline.
 
+The essential-matrix branch (data whose spec names ``essential``) is reachable from Python
+only: no shipped DataModule option or config yields essential pairs (the calibrated stereo
+pairs of :mod:`visrep.data.correspondence.stereo` are library API for evaluation); the CLI runs
+the homography branch.
+
 Metrics (``metrics.json``): ``test/<method>_{precision,recall,f1}`` of the inliers each method
 keeps; homographies: ``test/<method>_corner_error_px_median`` (the mean distance of image 1's
 four corners mapped by the estimate and by the truth) and ``test/<method>_acc@{3,5,10}px``

@@ -1,5 +1,13 @@
 """Real calibrated stereo pairs with a known relative pose: essential-matrix pairs.
 
+LIBRARY API FOR EVALUATION, reachable from Python only: no DataModule option or shipped config
+serves these pairs (14 pairs of two rigs are a test set, not a training set; the CLI trains and
+tests on homography pairs, :class:`~visrep.data.correspondence.HomographyPairsDataModule`). To
+score an essential-matrix model on them, wrap them in a
+:class:`~visrep.data.correspondence.MatchPairDataset` (samples carry ``essential`` and the true
+``pose``) in a DataModule whose spec names ``essential``; :class:`~visrep.tasks.CorrespondenceTask`
+then takes its ESSENTIAL branch (eight-point algorithm, five-point RANSAC, pose errors).
+
 * The Middlebury 2014 "Motorcycle" pair that ships with scikit-image
   (``skimage.data.stereo_motorcycle``, 4x downsampled, rectified): camera 1 is camera 0 moved
   by the baseline along x, ``R = I``, ``t = (-1, 0, 0)`` (unit), focal 994.978 px, principal

@@ -305,7 +305,10 @@ def symmetric_epipolar_distance(x1: Tensor, x2: Tensor, E: Tensor) -> Tensor:
 
 def sampson_distance(x1: Tensor, x2: Tensor, E: Tensor) -> Tensor:
     """Sampson distance ``(B, N)``: ``(x2^T E x1)^2 / (|(E x1)_12|^2 + |(E^T x2)_12|^2)``, the
-    first-order geometric error (Hartley and Zisserman eq. 11.9); squared units."""
+    first-order geometric error (Hartley and Zisserman eq. 11.9); squared units.
+
+    Library API (exported, tested): nothing in visrep's pipelines calls it; the labels and
+    scores use :func:`symmetric_epipolar_distance` (Yi et al.'s choice)."""
     r, l2, l1 = _epipolar_terms(x1, x2, E)
     den = l2[..., :2].square().sum(-1) + l1[..., :2].square().sum(-1)
     return r.square() / den.clamp_min(torch.finfo(r.dtype).tiny)
