@@ -38,14 +38,15 @@ POINT = "point"  # one vector sample (D,): GAN toy mixtures
 IMAGE_B = "image_b"  # the second domain's image of an unpaired sample (CycleGAN)
 # Putative correspondences between two images (Yi et al. 2018): ``matches`` (N, 4) float
 # (x1, y1, x2, y2, intrinsics removed), ``inliers`` (N,) bool, the true ``homography`` or
-# ``essential`` (3, 3), the two cameras' ``intrinsics`` (2, 3, 3); a batch adds ``match_mask``
-# (B, N) for pairs padded to the batch's largest N.
+# ``essential`` (3, 3), the two cameras' ``intrinsics`` (2, 3, 3), an essential pair's ``pose``;
+# a batch adds ``match_mask`` (B, N) for pairs padded to the batch's largest N.
 MATCHES = "matches"
 INLIERS = "inliers"
 MATCH_MASK = "match_mask"
 HOMOGRAPHY = "homography"
 ESSENTIAL = "essential"
 INTRINSICS = "intrinsics"
+POSE = "pose"  # the true relative pose [R | t] (3, 4) of an essential pair, NaN when unknown
 
 # Keys whose values keep one entry per sample in a batch, whatever their sizes.
 PER_SAMPLE_KEYS = frozenset(

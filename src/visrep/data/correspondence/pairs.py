@@ -51,13 +51,13 @@ from visrep.data.samples import (
     MATCH_MASK,
     MATCHES,
     META,
+    POSE,
 )
 from visrep.errors import ConfigError, ShapeError
 from visrep.runs import atomic_write_bytes
 
 # The sample key of the true relative pose of essential pairs (module docstring); proposed for
 # ``visrep.data.samples`` (import it from there once it is added).
-POSE = "pose"
 
 __all__ = [
     "ESSENTIAL",
