@@ -32,6 +32,7 @@ from visrep.data.pointcloud.ground import (
 )
 from visrep.data.pointcloud.io import (
     READERS,
+    NpzArchive,
     PointCloud,
     describe_npz,
     npz_splits,
@@ -151,7 +152,7 @@ def info(
     path = _refuse_folder(file)
     suffix = point_suffix(path)
     if suffix == ".npz" and index is None:
-        with np.load(path, allow_pickle=False) as z:
+        with NpzArchive(path) as z:
             is_set = bool(npz_splits(list(z.files)))
         if is_set:
             d = describe_npz(path)
@@ -218,7 +219,7 @@ def show(
     if suffix == ".off" and num_points is None:
         num_points = 2048
     if suffix == ".npz" and index is None:
-        with np.load(path, allow_pickle=False) as z:
+        with NpzArchive(path) as z:
             index = 0 if npz_splits(list(z.files)) else None
     cloud = read_points(path, **_options(path, index, split, columns, num_points, seed))
     finite = np.isfinite(cloud.xyz).all(1)
@@ -235,7 +236,7 @@ def show(
             )
         kwargs["labels"] = cloud.labels
         if suffix == ".npz":  # label-boxes and predict write the class names beside the labels
-            with np.load(path, allow_pickle=False) as z:
+            with NpzArchive(path) as z:
                 if "class_names" in z.files:
                     kwargs["class_names"] = [str(n) for n in z["class_names"]]
     elif color in cloud.fields:

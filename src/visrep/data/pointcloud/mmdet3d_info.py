@@ -124,10 +124,34 @@ class SceneBoxes:
 
 
 def _matrix(value: Any, path: Path, what: str) -> np.ndarray:
-    m = np.asarray(value, dtype=np.float64)
+    try:
+        m = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(
+            f"{path}: {what} must be a finite 4x4 matrix, got {type(value).__name__} {str(value)[:60]!r}"
+        ) from None
     if m.shape != (4, 4) or not np.isfinite(m).all():
         raise DataError(f"{path}: {what} must be a finite 4x4 matrix, got shape {m.shape}")
     return m
+
+
+def _ints(instances: list[dict], key: str, path: Path) -> np.ndarray:
+    """``instance[key]`` (default -1) of each instance as int64, refusing non-integers."""
+    out = []
+    for i, ins in enumerate(instances):
+        v = ins.get(key, -1)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise DataError(f"{path}: instance {i}: {key} must be an integer, got {v!r}")
+        out.append(int(v))
+    return np.array(out, dtype=np.int64)
+
+
+def _dict(value: Any, path: Path, what: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise DataError(f"{path}: {what} must be a dict, got {type(value).__name__}")
+    return value
 
 
 def _wrap(angle: np.ndarray) -> np.ndarray:
@@ -151,30 +175,43 @@ def read_scene_boxes(path: str | Path, sample: int = 0) -> SceneBoxes:
     items = info["data_list"]
     if not -len(items) <= sample < len(items):
         raise DataError(f"{path}: sample {sample} out of range (the file holds {len(items)})")
-    item = items[sample]
-    meta = info.get("metainfo") or {}
-    lidar = item.get("lidar_points") or {}
-    raw = [
-        (np.asarray(ins.get("bbox_3d", ()), dtype=np.float64), ins)
-        for ins in item.get("instances", [])
-    ]
-    for i, (b, _) in enumerate(raw):
+    item = _dict(items[sample], path, f"data_list[{sample}]")
+    meta = _dict(info.get("metainfo"), path, "metainfo")
+    lidar = _dict(item.get("lidar_points"), path, f"data_list[{sample}].lidar_points")
+    instances = item.get("instances") or []
+    if not isinstance(instances, list):
+        raise DataError(f"{path}: data_list[{sample}].instances must be a list")
+    raw = []
+    for i, ins in enumerate(instances):
+        ins = _dict(ins, path, f"instance {i}")
+        try:
+            b = np.asarray(ins.get("bbox_3d", ()), dtype=np.float64)
+        except (TypeError, ValueError):
+            b = np.zeros(0)
         if b.shape != (7,) or not np.isfinite(b).all():
-            raise DataError(f"{path}: instance {i}: bbox_3d must be 7 finite numbers, got {b}")
+            raise DataError(
+                f"{path}: instance {i}: bbox_3d must be 7 finite numbers, got {ins.get('bbox_3d')}"
+            )
+        raw.append((b, ins))
     raw = [(b, ins) for b, ins in raw if (b[3:6] > 0).all()]
     boxes = np.stack([b for b, _ in raw]) if raw else np.zeros((0, 7))
-    labels = np.array([int(ins.get("bbox_label_3d", -1)) for _, ins in raw], dtype=np.int64)
-    counts = np.array([int(ins.get("num_lidar_pts", -1)) for _, ins in raw], dtype=np.int64)
+    labels = _ints([ins for _, ins in raw], "bbox_label_3d", path)
+    counts = _ints([ins for _, ins in raw], "num_lidar_pts", path)
     dataset = str(meta.get("DATASET", meta.get("dataset", ""))).lower()
     if dataset == "kitti" or "Tr_velo_to_cam" in lidar:
-        images = item.get("images") or {}
+        images = _dict(item.get("images"), path, f"data_list[{sample}].images")
         if "R0_rect" not in images or "Tr_velo_to_cam" not in lidar:
             raise DataError(
                 f"{path}: a KITTI info needs images.R0_rect and lidar_points.Tr_velo_to_cam"
             )
         rect = _matrix(images["R0_rect"], path, "R0_rect")
         velo_to_cam = _matrix(lidar["Tr_velo_to_cam"], path, "Tr_velo_to_cam")
-        cam_to_lidar = np.linalg.inv(rect @ velo_to_cam)
+        lidar_to_cam = rect @ velo_to_cam
+        if np.linalg.cond(lidar_to_cam) > 1e12:
+            raise DataError(
+                f"{path}: R0_rect @ Tr_velo_to_cam is singular: no camera-to-LiDAR transform"
+            )
+        cam_to_lidar = np.linalg.inv(lidar_to_cam)
         centre = np.c_[boxes[:, :3], np.ones(len(boxes))] @ cam_to_lidar.T
         out = np.c_[
             centre[:, :3], boxes[:, 3], boxes[:, 5], boxes[:, 4], _wrap(-boxes[:, 6] - math.pi / 2)

@@ -158,6 +158,8 @@ def _split(arrays: dict[str, np.ndarray], path: Path, part: str) -> tuple[Tensor
         if k not in arrays:
             raise DataError(f"{str(path)!r} has no array {k!r}; it holds {', '.join(arrays)}")
     x, y = arrays[xk], arrays[yk]
+    if x.ndim == 3 and len(x) == 0:
+        raise DataError(f"{str(path)!r}: {xk} holds no clouds ({x.shape})")
     if x.ndim != 3 or x.shape[2] < 3 or x.shape[1] < 1 or not np.issubdtype(x.dtype, np.number):
         raise DataError(
             f"{str(path)!r}: {xk} must be numeric (S, N, D>=3), got {x.shape} {x.dtype}"

@@ -198,6 +198,7 @@ def sample_mesh_surface(
     faces: np.ndarray | Tensor,
     n: int,
     generator: torch.Generator | None = None,
+    where: str = "mesh",
 ) -> Tensor:
     """``n`` points drawn uniformly from a mesh surface: area-weighted triangle choice, uniform
     barycentric point (Osada et al. 2002, sec. 4.2) - how PointNet's ModelNet clouds are made
@@ -209,6 +210,7 @@ def sample_mesh_surface(
         faces: ``(T, k)`` vertex ids, ``k >= 3``; polygons are fan-triangulated.
         n: number of points.
         generator: random generator (None: torch's global one).
+        where: the mesh (its file), for error messages.
 
     Returns:
         ``(n, 3)`` float32 points.
@@ -224,6 +226,6 @@ def sample_mesh_surface(
     v = torch.as_tensor(
         np.asarray(vertices) if not isinstance(vertices, Tensor) else vertices.cpu()
     ).double()
-    fid, w = surface_samples(v, f, n, generator)
+    fid, w = surface_samples(v, f, n, generator, where)
     corners = torch.as_tensor(f, dtype=torch.int64)[fid]
     return torch.einsum("nk,nkd->nd", w, v[corners]).float()

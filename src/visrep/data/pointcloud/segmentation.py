@@ -44,7 +44,7 @@ from torch.utils.data import Dataset
 
 from visrep.data.base import DataSpec, LoaderConfig, SplitConfig, SplitDataModule, Splits
 from visrep.data.pointcloud.blocks import chunk_indices, grid_blocks
-from visrep.data.pointcloud.io import READERS, read_points
+from visrep.data.pointcloud.io import READERS, NpzArchive, read_points
 from visrep.data.pointcloud.modelnet import PointAugmentConfig
 from visrep.data.samples import META, POINT_LABELS, POINTS
 from visrep.data.segmentation.base import median_frequency_weights
@@ -355,7 +355,7 @@ class PointSegmentationDataModule(SplitDataModule):
             return self.given_names
         for f in files:
             if f.suffix.lower() == ".npz":
-                with np.load(f, allow_pickle=False) as z:
+                with NpzArchive(f) as z:
                     if "class_names" in z.files:
                         return [str(n) for n in z["class_names"]]
         if self.label_map:

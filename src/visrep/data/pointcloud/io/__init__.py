@@ -25,7 +25,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from visrep.data.pointcloud.io.arrays import describe_npz, npz_splits, read_npy, read_npz
+from visrep.data.pointcloud.io.arrays import (
+    NpzArchive,
+    describe_npz,
+    npz_splits,
+    read_npy,
+    read_npz,
+)
 from visrep.data.pointcloud.io.lzf import lzf_decompress
 from visrep.data.pointcloud.io.off import read_off, read_off_points
 from visrep.data.pointcloud.io.pcd import read_pcd
@@ -39,6 +45,7 @@ __all__ = [
     "SCAN_COLUMNS",
     "Mesh",
     "NonFinite",
+    "NpzArchive",
     "PointCloud",
     "describe_npz",
     "lzf_decompress",

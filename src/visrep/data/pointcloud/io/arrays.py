@@ -14,7 +14,7 @@ import numpy as np
 from visrep.data.pointcloud.io.types import NonFinite, PointCloud, check_finite
 from visrep.errors import DataError
 
-__all__ = ["describe_npz", "npz_splits", "read_npy", "read_npz"]
+__all__ = ["NpzArchive", "describe_npz", "npz_splits", "read_npy", "read_npz"]
 
 
 def _load(path: Path) -> Any:
@@ -23,8 +23,47 @@ def _load(path: Path) -> Any:
     try:
         return np.load(path, allow_pickle=False)
     except Exception as e:  # BadZipFile, ValueError (pickled objects), EOFError ...
-        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-        raise DataError(f"{path}: cannot read as a numpy array file: {reason}") from None
+        raise DataError(f"{path}: cannot read as a numpy array file: {_reason(e)}") from None
+
+
+def _reason(e: Exception) -> str:
+    return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+
+
+class NpzArchive:
+    """An ``.npz`` archive opened for reading (a context manager): ``files`` (the member names)
+    and ``archive[key]`` (a member's array), every read error - a file that is not a zip, a
+    truncated member, a pickled object array - a one-line :class:`~visrep.errors.DataError`
+    naming the file and the member.
+
+    Args:
+        path: the ``.npz`` file.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._z = _load(self.path)
+        if not isinstance(self._z, np.lib.npyio.NpzFile):
+            raise DataError(f"{self.path}: not an .npz archive (a single array: use .npy)")
+        self.files: list[str] = list(self._z.files)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        try:
+            return self._z[key]
+        except Exception as e:  # ValueError (object arrays), BadZipFile, EOFError, zlib.error
+            raise DataError(f"{self.path}: cannot read array {key!r}: {_reason(e)}") from None
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.files
+
+    def close(self) -> None:
+        self._z.close()
+
+    def __enter__(self) -> NpzArchive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _cloud(
@@ -83,6 +122,9 @@ def read_npy(
     """
     path = Path(path)
     arr = _load(path)
+    if not isinstance(arr, np.ndarray):
+        arr.close()
+        raise DataError(f"{path}: an .npz archive, not a single array: use the .npz suffix")
     fmt = "npy"
     if arr.ndim == 3:
         i = _index(index, len(arr), path, f"the array {arr.shape}")
@@ -112,8 +154,8 @@ def read_npz(
     ``label`` and its class name and source name in ``meta``.
     """
     path = Path(path)
-    with _load(path) as z:
-        files = list(z.files)
+    with NpzArchive(path) as z:
+        files = z.files
         key = next((k for k in ("points", "xyz") if k in files), None)
         if key is not None:
             lab_key = next((k for k in ("point_labels", "labels") if k in files), None)
@@ -135,7 +177,12 @@ def read_npz(
         if x.ndim != 3:
             raise DataError(f"{path}: x_{split} must be (S, N, D), got {x.shape}")
         i = _index(index, len(x), path, f"split {split!r}")
-        label = int(z[f"y_{split}"][i])
+        y = z[f"y_{split}"]
+        if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
+            raise DataError(
+                f"{path}: y_{split} must be integer ({len(x)},) like x_{split}, got {y.shape} {y.dtype}"
+            )
+        label = int(y[i])
         meta: dict[str, Any] = {"format": f"npz data set (split {split}, cloud {i} of {len(x)})"}
         if "classes" in files and 0 <= label < len(z["classes"]):
             meta["class_name"] = str(z["classes"][label])
@@ -150,8 +197,8 @@ def describe_npz(path: str | Path) -> dict[str, Any]:
     """What a ModelNet-layout archive holds: per split the number of clouds, points per cloud,
     columns and clouds per class; the class names."""
     path = Path(path)
-    with _load(path) as z:
-        files = list(z.files)
+    with NpzArchive(path) as z:
+        files = z.files
         splits = npz_splits(files)
         if not splits:
             raise DataError(
@@ -161,6 +208,12 @@ def describe_npz(path: str | Path) -> dict[str, Any]:
         out: dict[str, Any] = {"format": "npz data set", "classes": classes, "splits": {}}
         for s in splits:
             x, y = z[f"x_{s}"], z[f"y_{s}"]
+            if not np.issubdtype(x.dtype, np.number) or x.ndim < 1:
+                raise DataError(f"{path}: x_{s} must be a numeric array, got {x.shape} {x.dtype}")
+            if y.shape != x.shape[:1] or not np.issubdtype(y.dtype, np.integer):
+                raise DataError(
+                    f"{path}: y_{s} must be integer ({len(x)},) like x_{s}, got {y.shape} {y.dtype}"
+                )
             values, counts = np.unique(y, return_counts=True)
             per_class = {
                 (classes[v] if 0 <= v < len(classes) else int(v)): int(c)

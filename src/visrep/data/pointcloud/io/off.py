@@ -120,6 +120,6 @@ def read_off_points(
         nonfinite: kept for a uniform reader interface; vertices are always checked.
     """
     mesh = read_off(path)
-    pts = sample_mesh_surface(mesh.vertices, mesh.faces, num_points, generator)
+    pts = sample_mesh_surface(mesh.vertices, mesh.faces, num_points, generator, str(path))
     meta = dict(mesh.meta, sampled_from=f"{len(mesh.faces)} triangles")
     return check_finite(PointCloud(pts.numpy(), meta=meta), nonfinite, str(path))

@@ -162,6 +162,11 @@ def _binary_element(
             raise DataError(
                 f"{path}: element {el.name!r} record {el.count - rows_left}: negative list length {length}"
             )
+        item = np.dtype(end + lp.dtype).itemsize
+        if length * item > len(data) - pos - head.itemsize:
+            raise DataError(
+                f"{path}: fewer {el.name} records than declared: record {el.count - rows_left}'s list of {length} items needs {length * item} bytes, the file has {len(data) - pos - head.itemsize} left"
+            )
         rec = record(length)
         m = min(rows_left, chunk, (len(data) - pos) // rec.itemsize)
         if m == 0:
@@ -234,6 +239,12 @@ def _ascii_element(
         )
     at = lists[0]
     start, length = rows.start[sl], rows.length[sl]
+    short = length <= at
+    if short.any():
+        r = int(np.flatnonzero(short)[0])
+        raise DataError(
+            f"{path}: line {int(rows.line[first + r])}: {el.name} line has {int(length[r])} values, expected at least {at + 1} (up to its list length)"
+        )
     n_len = rows.values[start + at]
     bad = (n_len != np.round(n_len)) | (n_len < 0) | (length != len(el.props) + n_len)
     if bad.any():
