@@ -172,3 +172,29 @@ def test_mean_class_accuracy_skips_classes_only_predicted(monkeypatch) -> None:
     cm = torch.tensor([[5, 1, 0], [0, 0, 0], [2, 0, 2]])
     assert float(mean_class_accuracy(cm)) == pytest.approx((5 / 6 + 2 / 4) / 2)
     assert float(mean_class_accuracy(torch.zeros(3, 3))) == 0.0
+
+
+def test_prediction_files_of_one_name_in_two_folders_do_not_overwrite(tmp_path: Path) -> None:
+    task = PointSegmentationTask(net={"class_path": "pointnet_seg", "init_args": {"width": 8}})
+    task.setup_spec(DataSpec(family="pointcloud_segmentation", keys=(POINTS, POINT_LABELS),
+                             num_classes=2, class_names=("a", "b"), point_dim=3))  # fmt: skip
+
+    class Run:
+        root = tmp_path
+
+        @staticmethod
+        def write_bytes(path: Path, data: bytes) -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+
+    files = [str(tmp_path / "d" / s / "000001.bin") for s in ("train", "test")]
+    out = {
+        "file": files,
+        "index": [torch.tensor([1, 0]), torch.tensor([0, 1, 2])],
+        "point_labels": [torch.tensor([0, 1]), torch.tensor([1, 1, 0])],
+        "xyz": [torch.zeros(2, 3), torch.zeros(3, 3)],
+    }
+    rows = task.write_prediction_files(Run, [out], ["x", "y"])  # type: ignore[arg-type]
+    assert rows == ["predictions/train/000001.npz", "predictions/test/000001.npz"]
+    train, test = (np.load(tmp_path / r) for r in rows)
+    assert train["point_labels"].tolist() == [1, 0] and test["point_labels"].tolist() == [1, 1, 0]

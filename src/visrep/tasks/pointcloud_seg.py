@@ -14,6 +14,7 @@ the classes present (``val/miou`` picks ``best.ckpt``).
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,29 @@ def mean_class_accuracy(confmat: Tensor) -> Tensor:
     if not bool(true.any()):
         return cm.new_zeros(())
     return (cm.diagonal()[true] / rows[true]).mean()
+
+
+def _prediction_names(files: list[str]) -> dict[str, str]:
+    """A distinct name per source file: its path below the folder the files share, without its
+    suffix (with it, dots as ``_``, where two files differ only by suffix); ``cloud`` for none.
+
+    >>> _prediction_names(["d/train/1.bin", "d/test/1.bin", "d/test/2.bin"])
+    {'d/train/1.bin': 'train/1', 'd/test/1.bin': 'test/1', 'd/test/2.bin': 'test/2'}
+    """
+    paths = {f: Path(f) for f in files if f}
+    try:
+        common = os.path.commonpath([str(p.parent) for p in paths.values()]) if paths else ""
+    except ValueError:  # absolute and relative paths mixed
+        common = ""
+    rel = {}
+    for f, p in paths.items():
+        r = p.relative_to(common) if common else p
+        rel[f] = Path(*[x for x in r.parts if x != r.anchor])
+    out = {f: str(r.parent / r.name.split(".")[0]) for f, r in rel.items()}
+    if len(set(out.values())) < len(out):
+        out = {f: str(r).replace(".", "_") for f, r in rel.items()}
+    out = {f: n.replace("..", "__") for f, n in out.items()}
+    return {f: out.get(f) or "cloud" for f in files}
 
 
 class PointSegmentationTask(Task):
@@ -294,15 +318,19 @@ class PointSegmentationTask(Task):
     def write_prediction_files(
         self, run: RunDir, outputs: list[dict[str, Any]], names: list[str]
     ) -> list[str]:
-        """Per source file, ``predictions/<stem>.npz``: ``index`` (the predicted points' indices
-        in the file, sorted), ``point_labels`` (their predicted classes), ``points`` (their x,
-        y, z) and ``class_names`` (``visrep points show`` draws it). Each sample's row names its
-        file's ``.npz``."""
+        """Per source file, ``predictions/<path>.npz``: ``index`` (the predicted points'
+        indices in the file, sorted), ``point_labels`` (their predicted classes), ``points``
+        (their x, y, z) and ``class_names`` (``visrep points show`` draws it). ``<path>`` is the
+        file's path below the folder all predicted files share, without its suffix
+        (``test/000001``, ``train/000001``: files of one name in two folders do not overwrite
+        each other). Each sample's row names its file's ``.npz``."""
+        by_file = self._by_file(outputs)
+        names = _prediction_names(list(by_file))
         paths: dict[str, str] = {}
-        for f, parts in self._by_file(outputs).items():
+        for f, parts in by_file.items():
             idx, lab, xyz = (torch.cat(t) for t in zip(*parts, strict=True))
             order = torch.argsort(idx)
-            rel = Path("predictions") / f"{Path(f).name.split('.')[0] or 'cloud'}.npz"
+            rel = Path("predictions") / f"{names[f]}.npz"
             buf = io.BytesIO()
             np.savez(
                 buf,
