@@ -74,6 +74,25 @@ def test_points_in_boxes_against_a_brute_force_reference() -> None:
     want = np.array([[_inside_brute_force(p, b) for b in boxes] for p in pts])
     assert got.shape == (1500, 7) and got.sum() > 100
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(points_in_boxes(pts, boxes), want)  # chunk sized from B
+
+
+def test_points_in_boxes_memory_is_bounded_by_max_bytes() -> None:
+    import tracemalloc
+
+    rng = np.random.default_rng(1)
+    boxes = np.c_[rng.uniform(-3, 3, (100, 3)), rng.uniform(0.5, 2, (100, 3)), np.zeros(100)]
+    pts = rng.uniform(-5, 5, (40_000, 3))
+    budget = 1 << 22
+    tracemalloc.start()
+    try:
+        out = points_in_boxes(pts, boxes, max_bytes=budget)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # the (N, B) answer, the float64 points and about one step (a fixed 65,536-point chunk
+    # took 40 x 65,536 x 100 bytes = 262 MB here)
+    assert peak < out.nbytes + pts.nbytes + 2 * budget, peak
 
 
 def test_label_points_takes_the_first_box_and_ignores_unkept_classes() -> None:

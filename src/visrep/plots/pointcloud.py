@@ -94,8 +94,11 @@ def plot_point_cloud(
             raise ShapeError(f"plot_point_cloud: labels must be ({len(p)},), got {lab.shape}")
         values = np.unique(lab)
         cmap = plt.get_cmap("tab10" if len(values) <= 10 else "tab20")
-        colour_of = {v: cmap(i % cmap.N) for i, v in enumerate(values.tolist())}
-        ax.scatter(*p[idx].T, c=[colour_of[v] for v in lab[idx].tolist()], s=size, depthshade=False)
+        palette = np.array([cmap(i % cmap.N) for i in range(len(values))])  # (V, 4) RGBA
+        colour_of = dict(zip(values.tolist(), palette, strict=True))
+        ax.scatter(
+            *p[idx].T, c=palette[np.searchsorted(values, lab[idx])], s=size, depthshade=False
+        )
         handles = [
             Line2D([], [], marker="o", ls="", color=colour_of[v],
                    label=class_names[v] if 0 <= v < len(class_names) else str(v))

@@ -24,13 +24,22 @@ __all__ = ["BoxLabels", "label_points_in_boxes", "points_in_boxes"]
 IGNORE_LABEL = 255  # points of boxes whose class is not kept: no loss, no metric
 
 
-def points_in_boxes(xyz: np.ndarray, boxes: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+STEP_BYTES = 1 << 27  # default working memory of one vectorised step of points_in_boxes
+_BYTES_PER_PAIR = 40  # float64 offsets (24) and two rotated coordinates (16) per point-box pair
+
+
+def points_in_boxes(
+    xyz: np.ndarray, boxes: np.ndarray, chunk: int | None = None, max_bytes: int = STEP_BYTES
+) -> np.ndarray:
     """Whether each point lies inside each rotated box.
 
     Args:
         xyz: ``(N, >=3)`` points (columns 0..2 used).
         boxes: ``(B, 7)`` ``(x, y, z_bottom, dx, dy, dz, yaw)``.
-        chunk: points per vectorised step (bounds memory to ``chunk x B`` per step).
+        chunk: points per vectorised step; a step holds about ``40 chunk B`` bytes of float64
+            temporaries (the offsets ``(chunk, B, 3)`` and the rotated ``u``, ``v``). None:
+            sized from ``B`` so that this stays under ``max_bytes``.
+        max_bytes: the working memory of one step when ``chunk`` is None.
 
     Returns:
         ``(N, B)`` bool.
@@ -48,6 +57,8 @@ def points_in_boxes(xyz: np.ndarray, boxes: np.ndarray, chunk: int = 1 << 16) ->
     out = np.zeros((len(p), len(b)), dtype=bool)
     if not len(b):
         return out
+    if chunk is None:
+        chunk = max(1, max_bytes // (_BYTES_PER_PAIR * len(b)))
     c, s = np.cos(b[:, 6]), np.sin(b[:, 6])
     half = b[:, 3:5] / 2
     for start in range(0, len(p), chunk):
