@@ -54,6 +54,12 @@ def test_normalize_unit_sphere_centroid_and_radius():
     # one point, or all points coinciding: only centred
     one = NormalizeUnitSphere()({"points": torch.tensor([[1.0, 2.0, 3.0]])})
     assert one["points"].tolist() == [[0.0, 0.0, 0.0]]
+    # the transform is the batched function on one cloud; an empty cloud stays empty
+    from visrep.data.pointcloud.modelnet import normalize_unit_sphere
+
+    assert torch.equal(out["points"], normalize_unit_sphere(s["points"][None])[0])
+    empty = NormalizeUnitSphere()({"points": torch.zeros(0, 4)})["points"]
+    assert empty.shape == (0, 4)
 
 
 @pytest.mark.parametrize("axis", [0, 1, 2])

@@ -33,28 +33,12 @@ from visrep.data.pointcloud.transforms import (
     RandomRotateUp,
     RandomScale,
     RandomTranslate,
+    normalize_unit_sphere,
 )
 from visrep.data.samples import LABEL, POINTS
 from visrep.errors import ConfigError, DataError
 
 __all__ = ["ModelNetDataModule", "PointAugmentConfig", "PointCloudDataset", "normalize_unit_sphere"]
-
-
-def normalize_unit_sphere(points: Tensor) -> Tensor:
-    """Every cloud of ``(S, N, D)`` centred at its centroid and scaled so its farthest point has
-    norm 1 (x, y, z only; further columns kept): the batched form of
-    :class:`~visrep.data.pointcloud.NormalizeUnitSphere`. Clouds of coinciding points are only
-    centred.
-
-    >>> p = normalize_unit_sphere(torch.tensor([[[0.0, 0, 0], [4, 0, 0]]]))
-    >>> p.tolist()
-    [[[-1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]]
-    """
-    xyz = points[..., :3].double()
-    xyz = xyz - xyz.mean(-2, keepdim=True)
-    radius = xyz.norm(dim=-1).amax(-1, keepdim=True)[..., None]
-    xyz = xyz / torch.where(radius > 0, radius, torch.ones_like(radius))
-    return torch.cat([xyz.to(points.dtype), points[..., 3:]], -1)
 
 
 @dataclass(frozen=True)
@@ -65,8 +49,11 @@ class PointAugmentConfig:
         rotate: a uniform random rotation about ``up_axis`` (PointNet's ModelNet training; off
             by default because ModelNet's shapes are aligned, so the test set is too).
         up_axis: 0, 1 or 2 (ModelNet: 2, z up).
-        scale: anisotropic scaling, each axis by a factor uniform in ``[scale_low, scale_high]``
-            (the PointNet++ / DGCNN recipe); 1 and 1 turn it off.
+        scale: anisotropic scaling, each axis by its own factor uniform in ``[scale_low,
+            scale_high]``; 1 and 1 turn it off. The default range is PointNet++'s (its
+            ``provider.random_scale_point_cloud``: 0.8 to 1.25, but ONE factor per cloud,
+            isotropic); DGCNN scales each axis, by 2/3 to 3/2. So the default here is neither
+            recipe exactly.
         translate: a random shift of the whole cloud, uniform in ``[-translate, translate]`` per
             axis; 0 turns it off.
         jitter: per-point Gaussian noise of this standard deviation, clipped at ``jitter_clip``

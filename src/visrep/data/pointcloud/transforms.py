@@ -9,9 +9,10 @@ torch's global generator (seed it with ``torch.manual_seed`` for repeatable runs
 
 The augmentations are PointNet's (Qi et al. 2017, sec. 5.1: "randomly rotating the object along
 the up-axis and jitter the position of each points by a Gaussian noise with zero mean and 0.01
-standard deviation", clipped at 0.05 in the authors' ``provider.py``), the anisotropic scaling
-and translation of later PointNet training recipes, and PointNet++'s random input dropout (Qi et
-al. 2017b, sec. 3.3).
+standard deviation", clipped at 0.05 in the authors' ``provider.py``), random scaling (PointNet++'s
+``provider.py``: one factor in [0.8, 1.25] per cloud, isotropic; DGCNN's training: one factor
+in [2/3, 3/2] per axis, anisotropic, and a shift in [-0.2, 0.2] per axis) and translation, and
+PointNet++'s random input dropout (Qi et al. 2017b, sec. 3.3).
 
 =========================  ===================================================================
 transform                  what it does
@@ -54,6 +55,7 @@ __all__ = [
     "RandomRotateUp",
     "RandomScale",
     "RandomTranslate",
+    "normalize_unit_sphere",
 ]
 
 PointTransform = Callable[[dict, torch.Generator | None], dict]
@@ -116,22 +118,38 @@ def _number(value: object, name: str, low: float, high: float = math.inf) -> flo
 
 
 # -- transforms ----------------------------------------------------------------------------------
+def normalize_unit_sphere(points: Tensor) -> Tensor:
+    """Every cloud of ``(S, N, D)`` centred at its centroid and scaled so its farthest point has
+    norm 1 (x, y, z only; further columns kept): the batched form of
+    :class:`NormalizeUnitSphere`. Clouds of coinciding points are only centred.
+
+    >>> p = normalize_unit_sphere(torch.tensor([[[0.0, 0, 0], [4, 0, 0]]]))
+    >>> p.tolist()
+    [[[-1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]]
+    """
+    if points.shape[-2] == 0:
+        return points.clone()
+    xyz = points[..., :3].double()
+    xyz = xyz - xyz.mean(-2, keepdim=True)
+    radius = xyz.norm(dim=-1).amax(-1, keepdim=True)[..., None]
+    xyz = xyz / torch.where(radius > 0, radius, torch.ones_like(radius))
+    return torch.cat([xyz.to(points.dtype), points[..., 3:]], -1)
+
+
 @dataclass(frozen=True)
 class NormalizeUnitSphere:
     """Centre x, y, z at their centroid and scale so the farthest point has norm 1.
 
     The normalisation of PointNet's ModelNet data ("normalized into a unit sphere", Qi et al.
-    2017, sec. 5.1). A cloud whose points all coincide is only centred.
+    2017, sec. 5.1): :func:`normalize_unit_sphere` on one cloud. A cloud whose points all
+    coincide is only centred.
     """
 
     def __call__(self, sample: dict, generator: torch.Generator | None = None) -> dict:
         p = _points(sample, self)
-        xyz = p[:, :3].double()
-        xyz = xyz - xyz.mean(dim=0, keepdim=True)
-        radius = xyz.norm(dim=1).max() if len(xyz) else xyz.new_zeros(())
-        if radius > 0:
-            xyz = xyz / radius
-        return _with_xyz(sample, p, xyz)
+        out = dict(sample)
+        out[POINTS] = normalize_unit_sphere(p[None])[0]
+        return out
 
 
 @dataclass(frozen=True)
