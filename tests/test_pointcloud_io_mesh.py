@@ -301,3 +301,44 @@ def test_ply_ascii_integers_in_range_are_kept(tmp_path):
     p.write_text(ASCII_INT.format(a=255, b=0, face="3 0 1 1"))
     cloud = read_ply(p)
     assert cloud.features[:, 0].tolist() == [255.0, 0.0]
+
+
+def test_ply_binary_lists_of_mixed_lengths_across_windows(tmp_path, monkeypatch):
+    import struct
+    import time
+
+    from visrep.data.pointcloud.io import ply as ply_module
+
+    rng = np.random.default_rng(5)
+    n_faces = 300
+    k = rng.choice([3, 4, 5], n_faces)
+    head = (
+        "ply\nformat binary_big_endian 1.0\nelement vertex 6\nproperty float x\nproperty float y\n"
+        "property float z\nelement face {n}\nproperty short tag\nproperty list uchar int "
+        "vertex_indices\nproperty uchar flag\nelement extra 1\nproperty int z\nend_header\n"
+    )
+    verts = rng.random((6, 3)).astype(">f4").tobytes()
+    rows = [
+        (int(rng.integers(-9, 9)), rng.integers(0, 6, int(m)), int(rng.integers(0, 255))) for m in k
+    ]
+    body = b"".join(
+        struct.pack(">hB", t, len(f)) + f.astype(">i4").tobytes() + struct.pack(">B", g)
+        for t, f, g in rows
+    )
+    p = tmp_path / "mixed.ply"
+    p.write_bytes(head.format(n=n_faces).encode() + verts + body + struct.pack(">i", 7))
+    monkeypatch.setattr(ply_module._list_rows, "__defaults__", (64,))  # many small windows
+    tri = read_ply_mesh(p).faces
+    want = triangulate_fan([f[None] for _, f, _ in rows])
+    assert np.array_equal(tri, want)
+    monkeypatch.undo()
+    # 100,000 alternating triangles and quads: one vectorised pass, not one run per length
+    n_faces = 100_000
+    quad = struct.pack(">hB", 1, 4) + np.arange(4, dtype=">i4").tobytes() + b"\x00"
+    tri3 = struct.pack(">hB", 1, 3) + np.arange(3, dtype=">i4").tobytes() + b"\x00"
+    p.write_bytes(
+        head.format(n=n_faces).encode() + verts + (tri3 + quad) * (n_faces // 2) + b"\0\0\0\7"
+    )
+    t0 = time.perf_counter()
+    faces = read_ply_mesh(p).faces
+    assert len(faces) == 3 * n_faces // 2 and time.perf_counter() - t0 < 1.0

@@ -124,19 +124,8 @@ def _binary_element(
             f"{path}: line {el.line}: element {el.name!r} has {len(lists)} list properties; only one is supported"
         )
 
-    def record(length: int | None) -> np.dtype:
-        fields: list[tuple] = []
-        for p in el.props:
-            if p.count_dtype is None:
-                fields.append((p.name, end + p.dtype))
-            else:
-                fields.append(("__len", end + p.count_dtype))
-                if length:
-                    fields.append((p.name, end + p.dtype, (length,)))
-        return np.dtype(fields)
-
     if not lists:
-        rec = record(None)
+        rec = np.dtype([(p.name, end + p.dtype) for p in el.props])
         need = el.count * rec.itemsize
         if len(data) - offset < need:
             raise DataError(
@@ -144,53 +133,106 @@ def _binary_element(
             )
         arr = np.frombuffer(data, dtype=rec, count=el.count, offset=offset)
         return {p.name: arr[p.name] for p in el.props}, [], offset + need
-    # one list property: read runs of rows that share a list length as fixed-size records
+    # one list property: every row's start by pointer doubling over the bytes, then gathers
     lp = el.props[lists[0]]
-    head = record(0)
-    len_at = head.fields["__len"][1]
+    sizes = [np.dtype(p.dtype).itemsize for p in el.props]
+    before = sum(sizes[: lists[0]])  # bytes of the scalars before the list
+    after = sum(sizes[lists[0] + 1 :])
     len_dtype = np.dtype(end + lp.count_dtype)
-    rows_left, pos = el.count, offset
-    parts: list[tuple[int, np.ndarray, np.ndarray]] = []
-    chunk = 64
-    while rows_left:
-        if len(data) - pos < head.itemsize:
-            raise DataError(
-                f"{path}: fewer {el.name} records than declared: element {el.name} {el.count}, data ends after {el.count - rows_left}"
-            )
-        length = int(np.frombuffer(data, dtype=len_dtype, count=1, offset=pos + len_at)[0])
-        if length < 0:
-            raise DataError(
-                f"{path}: element {el.name!r} record {el.count - rows_left}: negative list length {length}"
-            )
-        item = np.dtype(end + lp.dtype).itemsize
-        if length * item > len(data) - pos - head.itemsize:
-            raise DataError(
-                f"{path}: fewer {el.name} records than declared: record {el.count - rows_left}'s list of {length} items needs {length * item} bytes, the file has {len(data) - pos - head.itemsize} left"
-            )
-        rec = record(length)
-        m = min(rows_left, chunk, (len(data) - pos) // rec.itemsize)
-        if m == 0:
-            raise DataError(
-                f"{path}: fewer {el.name} records than declared: element {el.name} {el.count}, data ends after {el.count - rows_left}"
-            )
-        arr = np.frombuffer(data, dtype=rec, count=m, offset=pos)
-        same = arr["__len"] == length
-        k = m if same.all() else int(np.argmin(same))
-        parts.append((length, arr[:k]))
-        pos += k * rec.itemsize
-        rows_left -= k
-        chunk = chunk * 2 if k == m else 64
-    scalars = {
-        p.name: np.concatenate([a[p.name] for _, a in parts])
-        for p in el.props
-        if p.count_dtype is None
-    }
-    groups, at = [], 0
-    for length, a in parts:  # runs in file order: their rows are at, at + 1, ...
-        items = a[lp.name].reshape(len(a), length) if length else np.zeros((len(a), 0))
-        groups.append((length, items, np.arange(at, at + len(a))))
-        at += len(a)
+    item = np.dtype(end + lp.dtype)
+    u = np.frombuffer(data, dtype=np.uint8)
+    starts, lengths, pos = _list_rows(u, offset, el, before, len_dtype, item.itemsize, after, path)
+    list_at = starts + before + len_dtype.itemsize
+    scalars: dict[str, np.ndarray] = {}
+    at = 0
+    for p, size in zip(el.props, sizes, strict=True):
+        if p.count_dtype is None:
+            base = starts + at if at < before else list_at + lengths * item.itemsize + at - before
+            scalars[p.name] = _gather(u, base, np.dtype(end + p.dtype), 1)[:, 0]
+        at += size if p.count_dtype is None else 0
+    groups = []
+    for length in np.unique(lengths).tolist():
+        sel = np.flatnonzero(lengths == length)
+        groups.append((int(length), _gather(u, list_at[sel], item, int(length)), sel))
     return scalars, groups, pos
+
+
+def _gather(u: np.ndarray, base: np.ndarray, dtype: np.dtype, count: int) -> np.ndarray:
+    """``(R, count)`` values of ``dtype`` stored from byte ``base[r]`` of ``u`` on."""
+    width = dtype.itemsize * count
+    raw = u[base[:, None] + np.arange(width)] if width else np.zeros((len(base), 0), np.uint8)
+    return np.ascontiguousarray(raw).view(dtype).reshape(len(base), count)
+
+
+def _list_rows(
+    u: np.ndarray,
+    offset: int,
+    el: _Element,
+    before: int,
+    len_dtype: np.dtype,
+    item_size: int,
+    after: int,
+    path: Path,
+    window: int = 1 << 22,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Byte offsets and list lengths of the ``el.count`` records of an element with one list
+    property, from ``offset`` on, and the offset after them.
+
+    A record's end depends on its list length, so the starts form a chain; as in
+    :func:`~visrep.data.pointcloud.io.lzf.lzf_decompress`, every byte of a window is read as a
+    possible record start (its length, hence the next start) and the chain from the window's
+    first start is found by pointer doubling. Windows of ``window`` bytes bound the memory.
+    """
+    n = len(u)
+    k = len_dtype.itemsize
+    starts, lengths = [], []
+    left, pos = el.count, offset
+    while left:
+        hi = min(n, pos + window)
+        if pos >= hi:
+            raise DataError(
+                f"{path}: fewer {el.name} records than declared: element {el.name} {el.count}, data ends after {el.count - left}"
+            )
+        j = np.arange(pos, hi, dtype=np.int64)
+        readable = j + before + k <= n
+        length = _gather(u, np.where(readable, j + before, 0), len_dtype, 1)[:, 0].astype(np.int64)
+        nxt = j + before + k + length * item_size + after
+        valid = readable & (length >= 0) & (nxt <= n)
+        w = len(j)
+        rel = np.where(valid, np.minimum(nxt - pos, w), w + 1)
+        jump = np.concatenate([rel, [w, w + 1]])
+        reached = np.zeros(w + 2, dtype=bool)
+        reached[0] = True
+        while True:  # reached: the chain's first 2^s records; jump: 2^s records ahead
+            reached[jump[reached]] = True
+            jump = jump[jump]
+            if jump[0] >= w:
+                reached[jump[reached]] = True
+                break
+        chain = np.flatnonzero(reached[:w])[:left]
+        bad = ~valid[chain]
+        if bad.any():
+            r = int(chain[np.argmax(bad)])
+            done = el.count - left + int(np.argmax(bad))
+            if readable[r] and length[r] < 0:
+                raise DataError(
+                    f"{path}: element {el.name!r} record {done}: negative list length {int(length[r])}"
+                )
+            why = (
+                f" (its list of {int(length[r])} items needs {int(nxt[r] - j[r])} bytes, {n - int(j[r])} left)"
+                if readable[r]
+                else ""
+            )
+            raise DataError(
+                f"{path}: fewer {el.name} records than declared: element {el.name} {el.count}, data ends in record {done}{why}"
+            )
+        starts.append(j[chain])
+        lengths.append(length[chain])
+        left -= len(chain)
+        pos = int(nxt[chain[-1]])
+    if not starts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), offset
+    return np.concatenate(starts), np.concatenate(lengths), pos
 
 
 # -- ascii --------------------------------------------------------------------------------------
