@@ -117,13 +117,13 @@ def test_bad_npz_files_give_one_line_errors(tmp_path: Path) -> None:
 
 
 def test_fit_and_test_from_the_cli(tmp_path: Path) -> None:
-    f = _write(tmp_path / "shapes.npz", n_train=48, n_test=16)
+    f = _write(tmp_path / "shapes.npz", n_train=96, n_test=16)
     run = tmp_path / "run"
     rc = main(
         [
             "fit", "--config", "modelnet10_pointnet", "--data.root", str(f),
             "--run_dir", str(run), "--trainer.max_epochs", "8", "--trainer.precision", "32-true",
-            "--data.loader.batch_size", "4", "--data.split.val_fraction", "0.25",
+            "--data.loader.batch_size", "8", "--data.split.val_fraction", "0.25",
             "--trainer.enable_progress_bar", "false",
         ]
     )  # fmt: skip
