@@ -105,12 +105,11 @@ class PointCloudClassificationTask(ClassificationTask):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         super().test_step(batch, batch_idx)
         x, y = batch[self.input_key], batch[LABEL]
-        self._features.append(self.net.embed(x).float().cpu())
+        features, winners = self.net.embed_with_critical(x)  # winners: (B, width) point indices
+        self._features.append(features.float().cpu())
         self._labels.append(torch.as_tensor(y).cpu())
-        critical = getattr(self.net, "critical_points", None)
-        if critical is None:
+        if winners is None:
             return
-        winners = critical(x)  # (B, width) point index per max-pool channel
         self._critical_sizes.append(critical_set_sizes(winners).cpu())
         # one example cloud per class, the first met, for the critical-point figure
         seen = {c for _, _, c in self._critical_examples}

@@ -53,6 +53,11 @@ class PointCloudNet(nn.Module):
         """One representation vector per cloud, ``(B, F)`` (what t-SNE and k-NN read)."""
         raise NotImplementedError
 
+    def embed_with_critical(self, points: Points) -> tuple[Tensor, Tensor | None]:
+        """:meth:`embed` and, for max-pooling networks, the ``(B, F)`` index of the point that
+        wins each pooled channel (its critical points), from one pass; None for others."""
+        return self.embed(points), None
+
 
 POINT_NETS: Registry[PointCloudNet] = Registry(
     "point-cloud network", PointCloudNet, leading=("point_dim", "num_classes")
@@ -133,10 +138,11 @@ class pointnet(PointCloudNet):  # noqa: N801 (the registered, user-facing name)
     def forward(self, points: Points) -> Tensor:
         return self.head(self.embed(points))
 
-    def critical_points(self, points: Points) -> Tensor:
-        """``(B, width)`` index of the point that wins each max-pool channel (see
-        :func:`~visrep.models.pointcloud.critical_point_indices`)."""
-        return self.encoder(as_point_batch(points, self.point_dim)).critical
+    def embed_with_critical(self, points: Points) -> tuple[Tensor, Tensor | None]:
+        """The global feature and the ``(B, width)`` index of the point that wins each max-pool
+        channel (see :func:`~visrep.models.pointcloud.critical_point_indices`)."""
+        f = self.encoder(as_point_batch(points, self.point_dim))
+        return f.global_feature, f.critical
 
 
 @POINT_NETS.register
