@@ -91,8 +91,39 @@ def _check(dropout: float, reg_weight: float) -> None:
         raise ConfigError(f"model.net.reg_weight must be >= 0, got {reg_weight}")
 
 
+class _PointNetBody(PointCloudNet):
+    """What the PointNet classification and segmentation networks share: the encoder, its
+    global feature as the embedding, and the weighted regulariser (not registered)."""
+
+    def _build_encoder(
+        self,
+        point_dim: int,
+        input_transform: bool,
+        feature_transform: bool,
+        width: int,
+        dropout: float,
+        reg_weight: float,
+    ) -> None:
+        _check(dropout, reg_weight)
+        self.point_dim, self.reg_weight = point_dim, reg_weight
+        self.encoder = PointNet(point_dim, input_transform, feature_transform, width)
+
+    def encode(self, points: Points) -> PointNetFeatures:
+        """The encoder's outputs for a ``(B, N, D)`` tensor or a list of clouds."""
+        return self.encoder(as_point_batch(points, self.point_dim))
+
+    def embed(self, points: Points) -> Tensor:
+        return self.encode(points).global_feature
+
+    def embed_with_critical(self, points: Points) -> tuple[Tensor, Tensor | None]:
+        """The global feature and the ``(B, width)`` index of the point that wins each max-pool
+        channel (see :func:`~visrep.models.pointcloud.critical_point_indices`)."""
+        f = self.encode(points)
+        return f.global_feature, f.critical
+
+
 @POINT_NETS.register
-class pointnet(PointCloudNet):  # noqa: N801 (the registered, user-facing name)
+class pointnet(_PointNetBody):  # noqa: N801 (the registered, user-facing name)
     """PointNet classification network (the paper's Fig. 2, top).
 
     Encoder (:class:`~visrep.models.pointcloud.PointNet`), then fully connected (512, 256) with
@@ -123,30 +154,21 @@ class pointnet(PointCloudNet):  # noqa: N801 (the registered, user-facing name)
         reg_weight: float = 0.001,
     ) -> None:
         super().__init__()
-        _check(dropout, reg_weight)
-        self.point_dim, self.reg_weight = point_dim, reg_weight
-        self.encoder = PointNet(point_dim, input_transform, feature_transform, width)
+        self._build_encoder(
+            point_dim, input_transform, feature_transform, width, dropout, reg_weight
+        )
         self.head = _head((width, 512, 256), num_classes, dropout)
 
-    def embed(self, points: Points) -> Tensor:
-        return self.encoder(as_point_batch(points, self.point_dim)).global_feature
-
     def forward_with_aux(self, points: Points) -> tuple[Tensor, Tensor | None]:
-        f = self.encoder(as_point_batch(points, self.point_dim))
+        f = self.encode(points)
         return self.head(f.global_feature), _regulariser(f, self.reg_weight)
 
     def forward(self, points: Points) -> Tensor:
         return self.head(self.embed(points))
 
-    def embed_with_critical(self, points: Points) -> tuple[Tensor, Tensor | None]:
-        """The global feature and the ``(B, width)`` index of the point that wins each max-pool
-        channel (see :func:`~visrep.models.pointcloud.critical_point_indices`)."""
-        f = self.encoder(as_point_batch(points, self.point_dim))
-        return f.global_feature, f.critical
-
 
 @POINT_NETS.register
-class pointnet_seg(PointCloudNet):  # noqa: N801
+class pointnet_seg(_PointNetBody):  # noqa: N801
     """PointNet segmentation network (the paper's Fig. 2, bottom): each point's 64-d feature
     (after the feature transform) concatenated with the global feature, shared MLP
     (512, 256, 128), shared MLP (128), then per-point class scores.
@@ -168,18 +190,15 @@ class pointnet_seg(PointCloudNet):  # noqa: N801
         reg_weight: float = 0.001,
     ) -> None:
         super().__init__()
-        _check(dropout, reg_weight)
-        self.point_dim, self.reg_weight = point_dim, reg_weight
-        self.encoder = PointNet(point_dim, input_transform, feature_transform, width)
+        self._build_encoder(
+            point_dim, input_transform, feature_transform, width, dropout, reg_weight
+        )
         self.mlp = SharedMLP((64 + width, 512, 256, 128, 128))
         self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
         self.out = nn.Linear(128, num_classes)
 
-    def embed(self, points: Points) -> Tensor:
-        return self.encoder(as_point_batch(points, self.point_dim)).global_feature
-
     def forward_with_aux(self, points: Points) -> tuple[Tensor, Tensor | None]:
-        f = self.encoder(as_point_batch(points, self.point_dim))
+        f = self.encode(points)
         p = f.point_features
         x = torch.cat([p.x, p.broadcast(f.global_feature)], -1)
         return self.out(self.drop(self.mlp(x))), _regulariser(f, self.reg_weight)
