@@ -48,6 +48,12 @@ class DataSpec:
             frequency balancing), or None.
         point_dim: the dimension ``D`` of vector samples (``point``, ``(D,)``) or of the points
             of a point set (``points``, ``(N, D)``); None for other data.
+        num_frames: the frames ``T`` of a video clip (``video``, ``(T, C, H, W)``); None for
+            data that is not video.
+        future_frames: the frames a forecasting sample asks to predict (``future``,
+            ``(T_out, C, H, W)``); None for other data.
+        flow_frames: the flow fields of a clip's ``flow`` (``(L, 2, H, W)``, two-stream
+            models); None when the data gives no flow.
     """
 
     family: str
@@ -63,6 +69,9 @@ class DataSpec:
     class_colors: tuple[tuple[int, int, int], ...] = ()
     class_weights: tuple[float, ...] | None = None
     point_dim: int | None = None
+    num_frames: int | None = None
+    future_frames: int | None = None
+    flow_frames: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values only (lists, numbers, strings): what a checkpoint stores."""
