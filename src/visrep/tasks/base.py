@@ -292,3 +292,25 @@ def write_confusion_matrix(run: RunDir, names: list[str], cm: list[list[int]]) -
 def _scalar(v: Tensor) -> float | int:
     x = v.item()
     return round(x, 6) if isinstance(x, float) and math.isfinite(x) else x
+
+
+def mean_class_accuracy(confmat: Tensor) -> Tensor:
+    """Per-class recall ``C_kk / sum_j C_kj`` averaged over the classes present in the truth
+    (rows with samples or points): a class only predicted, never true, has no recall and does not count
+    (torchmetrics' macro accuracy counts it as 0).
+
+    Args:
+        confmat: ``(K, K)`` counts, rows the true class, columns the predicted one.
+
+    Returns:
+        ``()`` float; 0 when no row has points.
+
+    >>> round(float(mean_class_accuracy(torch.tensor([[2, 0, 1], [0, 2, 0], [0, 0, 0]]))), 4)
+    0.8333
+    """
+    cm = confmat.double()
+    rows = cm.sum(1)
+    true = rows > 0
+    if not bool(true.any()):
+        return cm.new_zeros(())
+    return (cm.diagonal()[true] / rows[true]).mean()

@@ -98,16 +98,25 @@ class ClassificationTask(Task):
         return self.net(x)
 
     # -- steps -----------------------------------------------------------------------------------
+    def batch_input(self, batch: Batch) -> Any:
+        """What the model reads from a batch: the ``input_key`` entry (a video task adds the
+        clip's optical flow)."""
+        return batch[self.input_key]
+
+    def net_logits(self, x: Any) -> Tensor:
+        """The class logits of a batch input (a video task averages a video's clips)."""
+        return self.net(x)
+
     def forward_train(self, x: Any) -> tuple[Tensor, Tensor | None]:
         """A training batch's logits and the model's own weighted regularisation loss (None
         when it has none, e.g. PointNet's feature-transform regulariser)."""
-        return self.net(x), None
+        return self.net_logits(x), None
 
     def _loss(self, logits: Tensor, y: Tensor) -> Tensor:
         return F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        x, y = batch[self.input_key], batch[LABEL]
+        x, y = self.batch_input(batch), batch[LABEL]
         if self.adversarial is not None:
             x = adversarial_examples(self.net, x, y, self.adversarial)
         logits, reg = self.forward_train(x)
@@ -130,8 +139,8 @@ class ClassificationTask(Task):
         return loss
 
     def _eval_step(self, batch: Batch, stage: str) -> tuple[Tensor, Tensor]:
-        x, y = batch[self.input_key], batch[LABEL]
-        logits = self.net(x)
+        x, y = self.batch_input(batch), batch[LABEL]
+        logits = self.net_logits(x)
         n = len(y)
         self.log(
             f"{stage}/loss",
@@ -165,7 +174,7 @@ class ClassificationTask(Task):
         stride, per = max(1, batches // 32), max(1, math.ceil(32 / batches))
         k = min(per, 32 - sum(len(s[1]) for s in self._samples))
         if k > 0 and batch_idx % stride == 0:
-            images = self.sample_images(batch[self.input_key], k)
+            images = self.sample_images(self.batch_input(batch), k)
             self._samples.append((images.cpu(), y[:k].cpu(), logits[:k].softmax(-1).cpu()))
 
     def on_test_epoch_end(self) -> None:
@@ -179,7 +188,7 @@ class ClassificationTask(Task):
         self.test_confmat.reset()
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
-        probs = self.net(batch[self.input_key]).softmax(-1)
+        probs = self.net_logits(self.batch_input(batch)).softmax(-1)
         conf, pred = probs.max(-1)
         return {"pred": pred, "prob": conf}
 

@@ -20,7 +20,7 @@ from visrep.models.pointcloud import POINT_NETS, PointCloudNet, PointNetFactory,
 from visrep.plots.embedding import plot_embedding
 from visrep.plots.pointcloud import plot_critical_points, plot_point_cloud_grid
 from visrep.runs import RunDir
-from visrep.tasks.base import write_confusion_matrix
+from visrep.tasks.base import mean_class_accuracy, write_confusion_matrix
 from visrep.tasks.classification import ClassificationTask
 from visrep.tasks.optim import OptimConfig
 from visrep.utils.embedding import subsample, tsne
@@ -135,7 +135,9 @@ class PointCloudClassificationTask(ClassificationTask):
         plot_point_cloud_grid(clouds, targets, probs, names, run.plots / "test_predictions.png")
         out: dict[str, Any] = {
             "test/acc_per_class": dict(zip(names, results["per_class_acc"], strict=True)),
-            "test/acc_mean_class": mean_class_accuracy(torch.tensor(results["confusion_matrix"])),
+            "test/acc_mean_class": float(
+                mean_class_accuracy(torch.tensor(results["confusion_matrix"]))
+            ),
         }
         feats, labels = torch.cat(self._features), torch.cat(self._labels)
         if len(feats) >= 4:
@@ -159,19 +161,6 @@ class PointCloudClassificationTask(ClassificationTask):
             )
         self._features, self._labels, self._critical_sizes, self._critical_examples = [], [], [], []
         return out
-
-
-def mean_class_accuracy(confusion: Tensor) -> float:
-    """The mean over classes of per-class recall (PointNet's "avg. class accuracy"), from a
-    ``(K, K)`` confusion matrix (rows: true classes); classes with no sample do not count.
-
-    >>> mean_class_accuracy(torch.tensor([[2, 1, 0], [0, 2, 0], [0, 0, 0]]))  # (2/3 + 1) / 2
-    0.8333333333333333
-    """
-    c = confusion.double()
-    total = c.sum(1)
-    present = total > 0
-    return float((c.diagonal()[present] / total[present]).mean())
 
 
 def critical_set_sizes(winners: Tensor) -> Tensor:

@@ -36,7 +36,7 @@ from visrep.models.pointcloud import POINT_NETS, PointNetFactory, pointnet_seg
 from visrep.plots.pointcloud import plot_point_segmentations
 from visrep.plots.segmentation import plot_class_iou
 from visrep.runs import RunDir
-from visrep.tasks.base import Task, write_confusion_matrix
+from visrep.tasks.base import Task, mean_class_accuracy, write_confusion_matrix
 from visrep.tasks.optim import OptimConfig
 
 __all__ = ["PointSegmentationTask", "mean_class_accuracy", "point_cross_entropy"]
@@ -75,28 +75,6 @@ def point_cross_entropy(
     if not bool((y != ignore).any()):
         return x.sum() * 0.0
     return F.cross_entropy(x.float(), y.to(x.device), weight=weight, ignore_index=ignore)
-
-
-def mean_class_accuracy(confmat: Tensor) -> Tensor:
-    """Per-class recall ``C_kk / sum_j C_kj`` averaged over the classes present in the truth
-    (rows with points): a class only predicted, never true, has no recall and does not count
-    (torchmetrics' macro accuracy counts it as 0).
-
-    Args:
-        confmat: ``(K, K)`` counts, rows the true class, columns the predicted one.
-
-    Returns:
-        ``()`` float; 0 when no row has points.
-
-    >>> round(float(mean_class_accuracy(torch.tensor([[2, 0, 1], [0, 2, 0], [0, 0, 0]]))), 4)
-    0.8333
-    """
-    cm = confmat.double()
-    rows = cm.sum(1)
-    true = rows > 0
-    if not bool(true.any()):
-        return cm.new_zeros(())
-    return (cm.diagonal()[true] / rows[true]).mean()
 
 
 def _prediction_names(files: list[str]) -> dict[str, str]:
