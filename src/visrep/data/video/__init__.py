@@ -2,26 +2,46 @@
 
 from visrep.data.video.clips import clip_indices, clip_span, resample_indices
 from visrep.data.video.flow import FlowCache, compute_flow, flow_between
+from visrep.data.video.folder import ClipSampling, VideoClipDataset, VideoFolderDataModule
 from visrep.data.video.io import (
     VideoInfo,
+    iter_video_frames,
     list_frames,
     read_frame_folder,
     read_video_frames,
     to_clip,
     video_info,
 )
+from visrep.data.video.lists import (
+    read_class_index,
+    read_kinetics_csv,
+    read_ucf_list,
+    scan_video_tree,
+)
+from visrep.data.video.transforms import FlowField, clip_augment, video_transform
 
 __all__ = [
+    "ClipSampling",
     "FlowCache",
+    "FlowField",
+    "VideoClipDataset",
+    "VideoFolderDataModule",
     "VideoInfo",
+    "clip_augment",
     "clip_indices",
     "clip_span",
     "compute_flow",
     "flow_between",
+    "iter_video_frames",
     "list_frames",
+    "read_class_index",
     "read_frame_folder",
+    "read_kinetics_csv",
+    "read_ucf_list",
     "read_video_frames",
     "resample_indices",
+    "scan_video_tree",
     "to_clip",
     "video_info",
+    "video_transform",
 ]

@@ -192,6 +192,7 @@ class FlowCache:
         try:
             with os.fdopen(fd, "wb") as f:
                 np.save(f, flow)
+            os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the cache from other users
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

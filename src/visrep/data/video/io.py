@@ -220,6 +220,44 @@ def read_video_frames(path: str | Path, indices: Sequence[int] | Tensor) -> Tens
     return torch.from_numpy(stack[where])
 
 
+def iter_video_frames(path: str | Path, chunk: int = 64) -> Iterator[Tensor]:
+    """A sequential decode of a whole video file, in chunks of at most ``chunk`` frames.
+
+    Yields:
+        ``(n, H, W, 3)`` uint8 RGB, frames ``0, 1, ...`` in order (the same frames as
+        :func:`read_video_frames` gives for those indices), without holding the video whole.
+
+    Raises:
+        DataError: missing, undecodable or truncated file.
+    """
+    p = Path(path)
+    n = _index(p).info.num_frames
+    container = _open(p)
+    got = 0
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        buf: list[np.ndarray] = []
+        for frame in container.decode(stream):
+            buf.append(frame.to_ndarray(format="rgb24"))
+            if len(buf) == chunk:
+                got += len(buf)
+                yield torch.from_numpy(np.stack(buf))
+                buf = []
+        if buf:
+            got += len(buf)
+            yield torch.from_numpy(np.stack(buf))
+    except av.FFmpegError as e:
+        raise DataError(f"{p}: cannot decode the video ({e})") from None
+    finally:
+        container.close()
+    if got < n:
+        raise DataError(
+            f"{p}: the stream ends at frame {got} of the {n} its packets announce "
+            "(truncated or corrupt file?)"
+        )
+
+
 def _natural_key(path: Path) -> list[int | str]:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
 
