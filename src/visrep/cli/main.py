@@ -110,6 +110,7 @@ TOOL_COMMANDS: dict[str, tuple[str, str]] = {
         "visrep.commands.points",
         "point-cloud files: info, show a 3-D scatter, label a scan from 3-D boxes, baselines",
     ),
+    "video": ("visrep.commands.video", "video files: info, show a clip as a frame strip or GIF"),
 }
 
 

@@ -33,6 +33,7 @@ def plot_clip_strips(
     path: str | Path,
     max_frames: int = 8,
     correct: Sequence[bool] | None = None,
+    frame_ids: Sequence[int] | None = None,
 ) -> Path:
     """One row of frames per clip, its title on the left; rows of wrong predictions in red.
 
@@ -42,6 +43,7 @@ def plot_clip_strips(
         path: the image file written.
         max_frames: frames shown per row (evenly spread over the clip, first and last kept).
         correct: per clip, whether the prediction was right (black) or wrong (red); None: black.
+        frame_ids: the frame number to print above each of the ``T`` columns (None: 0..T-1).
     """
     _check(clips, "clips", 5)
     n, t = clips.shape[:2]
@@ -56,7 +58,8 @@ def plot_clip_strips(
         color = "black" if correct is None or correct[i] else "red"
         for j, f in enumerate(cols):
             ax = axes[i, j]
-            show_image(ax, clips[i, f], f"t={f}" if i == 0 else "")
+            label = f if frame_ids is None else int(frame_ids[f])
+            show_image(ax, clips[i, f], f"t={label}" if i == 0 else "")
             if j == 0:
                 ax.set_ylabel(titles[i], fontsize=7, color=color, rotation=0, ha="right")
     return save(fig, path)

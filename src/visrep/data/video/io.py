@@ -135,6 +135,11 @@ def video_info(path: str | Path) -> VideoInfo:
     return _index(path).info
 
 
+def seek_points(path: str | Path) -> list[int]:
+    """Frame indices of a video's keyframes (where a seek lands; empty: no usable timestamps)."""
+    return list(_index(path).key_rank)
+
+
 def _frames_from(
     container: av.container.InputContainer, stream: av.VideoStream, idx: _Index, k: int
 ) -> tuple[Iterator[av.VideoFrame], int]:
