@@ -16,10 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import torch  # noqa: F401  (doctest)
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from visrep.errors import ConfigError, ShapeError
+from visrep.models.interface import Backbone, BackboneFactory
 from visrep.models.layers import Normalize
 from visrep.models.registry import NestedRegistry
 
@@ -28,9 +30,12 @@ __all__ = [
     "VideoClassifier",
     "VideoNet",
     "VideoNetFactory",
+    "average_softmax",
+    "build_2d",
     "check_clip",
     "check_flow",
     "check_video_args",
+    "dry_run",
     "fold_frames",
 ]
 
@@ -139,6 +144,64 @@ def fold_frames(video: Tensor) -> Tensor:
     torch.Size([6, 1, 4, 4])
     """
     return video.flatten(0, 1)
+
+
+def average_softmax(logits: Tensor, dim: int = 1, weights: Tensor | None = None) -> Tensor:
+    """Late fusion of class scores: the log of the (weighted) mean of the softmax scores over
+    ``dim``, so that ``softmax`` of the result is that mean and cross-entropy reads it directly.
+
+    This is how frame scores (Karpathy et al. 2014, Sec. 4.1: "averaging individual clip
+    predictions"), the two streams of Simonyan & Zisserman 2014 (Sec. 6, fusion by averaging)
+    and the K clips of a video are combined. Computed as a log-sum-exp, so it never underflows.
+
+    Args:
+        logits: scores with the items to average along ``dim``.
+        dim: the dimension averaged out.
+        weights: optional non-negative weights ``(N,)`` of the items (normalised here).
+
+    Shape: ``(B, N, K) -> (B, K)`` for ``dim=1``.
+
+    >>> x = torch.tensor([[[0.0, 0.0], [2.0, 0.0]]])
+    >>> average_softmax(x).exp()
+    tensor([[0.6904, 0.3096]])
+    """
+    logp = F.log_softmax(logits, dim=-1)
+    n = logits.shape[dim]
+    if weights is None:
+        return torch.logsumexp(logp, dim=dim) - torch.log(torch.tensor(float(n)))
+    w = torch.as_tensor(weights, dtype=logp.dtype, device=logp.device)
+    if w.shape != (n,) or bool((w < 0).any()) or float(w.sum()) <= 0:
+        raise ConfigError(f"average_softmax: weights must be {n} non-negative numbers, got {w}")
+    shape = [1] * logp.dim()
+    shape[dim] = n
+    return torch.logsumexp(logp + torch.log(w / w.sum()).view(shape), dim=dim)
+
+
+def build_2d(
+    factory: BackboneFactory,
+    in_chans: int,
+    num_classes: int,
+    img_size: tuple[int, int],
+    option: str = "backbone",
+) -> Backbone:
+    """The 2D backbone ``factory(in_chans, num_classes, img_size)``, checked to be a Backbone."""
+    net = factory(in_chans, num_classes, img_size)
+    if not isinstance(net, Backbone):
+        raise ConfigError(f"model.net.{option} must build a Backbone, got {type(net).__name__}")
+    return net
+
+
+def dry_run(module: nn.Module, fn: Callable[..., Tensor], *inputs: Tensor) -> Tensor:
+    """``fn(*inputs)`` in eval mode without gradients (to learn shapes at construction); the
+    module's train / eval flags are restored."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        with torch.no_grad():
+            return fn(*inputs)
+    finally:
+        for m, mode in modes:
+            m.training = mode
 
 
 class VideoClassifier(nn.Module):
