@@ -13,7 +13,7 @@ from visrep.models.backbones.cnn import small_cnn
 from visrep.models.layers import convlstm_cell
 from visrep.models.video import VIDEO_NETS, cnn_lstm, convlstm
 
-TINY = partial(small_cnn, channels=(8,), convs_per_stage=1)
+TINY = partial(small_cnn, channels=(8,), convs_per_stage=1)  # with batch norm
 # (the convlstm with a per-position peephole checks the feature-map size computed from img_size)
 NETS = {
     "cnn_lstm": dict(backbone=TINY, feature_dim=16, hidden_size=8),
@@ -59,6 +59,14 @@ def test_shapes_gradients_and_reset(key):
     net.reset_classifier(0)
     assert net(x).shape == (2, net.num_features)
     assert net(torch.rand(2, 9, 1, 12, 12)).shape == (2, net.num_features)  # any clip length
+
+
+@pytest.mark.parametrize("key", ["cnn_lstm", "convlstm"])
+def test_shape_probe_at_construction_leaves_batch_norm_statistics_alone(key):
+    net = _build(key)  # both probe the backbone's feature-map size from img_size
+    bn = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bn and all(int(m.num_batches_tracked) == 0 for m in bn)
+    assert all(m.training for m in net.modules())
 
 
 def test_registered_and_built_from_a_spec_with_a_nested_backbone():

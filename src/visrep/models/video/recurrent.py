@@ -51,6 +51,19 @@ def _frame_encoder(
     return enc
 
 
+def _map_shape(enc: Backbone, in_chans: int, size: tuple[int, int]) -> torch.Size:
+    """The shape of ``enc.forward_features`` on one frame, run in eval mode without gradients
+    (batch-norm running statistics untouched); the train / eval flags are restored."""
+    modes = [(m, m.training) for m in enc.modules()]
+    enc.eval()
+    try:
+        with torch.no_grad():
+            return enc.forward_features(torch.zeros(1, in_chans, *size)).shape
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
 def _check_dropout(name: str, dropout: float) -> None:
     if not 0 <= dropout < 1:
         raise ConfigError(f"{name}: dropout must be in [0, 1), got {dropout}")
@@ -114,8 +127,7 @@ class cnn_lstm(VideoNet):  # noqa: N801 (the registered, user-facing name)
         self.frame_mode = frame_features
         self.backbone = _frame_encoder("cnn_lstm", backbone, in_chans, size)
         if frame_features == "flatten":
-            with torch.no_grad():
-                flat = self.backbone.forward_features(torch.zeros(1, in_chans, *size)).numel()
+            flat = _map_shape(self.backbone, in_chans, size).numel()
             self.fc: nn.Module = nn.Sequential(nn.Linear(flat, feature_dim), nn.ReLU())
             width = feature_dim
         else:
@@ -192,10 +204,7 @@ class convlstm(VideoNet):  # noqa: N801
         self.backbone = _frame_encoder("convlstm", backbone, in_chans, size)
         peephole_size = None
         if peephole:  # the paper's per-position peepholes need the feature map's size
-            with torch.no_grad():
-                peephole_size = tuple(
-                    self.backbone.forward_features(torch.zeros(1, in_chans, *size)).shape[-2:]
-                )
+            peephole_size = tuple(_map_shape(self.backbone, in_chans, size)[-2:])
         self.rnn = ConvLSTM(
             self.backbone.num_features,
             tuple(hidden_dims),
