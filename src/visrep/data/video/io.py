@@ -17,6 +17,7 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -261,6 +262,52 @@ def iter_video_frames(path: str | Path, chunk: int = 64) -> Iterator[Tensor]:
             f"{p}: the stream ends at frame {got} of the {n} its packets announce "
             "(truncated or corrupt file?)"
         )
+
+
+def write_video(
+    path: str | Path,
+    frames: Tensor,
+    fps: float = 25.0,
+    codec: str = "libx264",
+    gop: int = 12,
+    b_frames: int = 2,
+    quality: int | None = None,
+) -> Path:
+    """Encode ``(T, H, W, 3)`` uint8 RGB frames into a video file with PyAV (FFmpeg).
+
+    Args:
+        path: the file; its suffix picks the container (``.mp4``, ``.avi``, ``.mkv`` ...).
+        frames: the frames (``H`` and ``W`` even for the YUV 4:2:0 codecs).
+        fps: frame rate.
+        codec: an FFmpeg encoder (``libx264``, ``mpeg4``, ``msmpeg4v3``, ``mjpeg`` ...).
+        gop: frames between keyframes.
+        b_frames: consecutive B-frames (0: none).
+        quality: the encoder's constant quality (``crf`` of libx264, ``qscale`` otherwise);
+            None: the encoder's default.
+
+    Returns:
+        ``path``.
+    """
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
+        raise ShapeError(f"write_video expects (T, H, W, 3) uint8, got {tuple(frames.shape)}")
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    rate = Fraction(fps).limit_denominator(1001)
+    with av.open(str(p), mode="w") as container:
+        options = {"crf": str(quality)} if quality is not None and codec == "libx264" else {}
+        stream = container.add_stream(codec, rate=rate, options=options)
+        stream.width, stream.height = int(frames.shape[2]), int(frames.shape[1])
+        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+        stream.codec_context.gop_size = gop
+        stream.codec_context.max_b_frames = b_frames
+        if quality is not None and codec != "libx264":
+            stream.codec_context.qscale = quality
+        for frame in frames.numpy():
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return p
 
 
 def _natural_key(path: Path) -> list[int | str]:
