@@ -25,6 +25,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils import skip_init
 
 from visrep.errors import ConfigError, ShapeError
 from visrep.models.backbones.cnn import small_cnn
@@ -62,7 +63,7 @@ TimeRule = Callable[[int, nn.Module], tuple[int, int, int]]
 def inflate_weight(weight: Tensor, time: int, init: Init = "mean") -> Tensor:
     """A 2D kernel ``(O, I, kh, kw)`` as a 3D one ``(O, I, time, kh, kw)``.
 
-    ``"mean"``: repeated ``time`` times and divided by ``time`` (Carreira & Zisserman 2017,
+    ``"mean"``: repeated ``time`` times and divided by ``time`` (a broadcast view) (Carreira & Zisserman 2017,
     Sec. 2.4); ``"center"``: the 2D kernel at the central time step, zeros elsewhere. Both give a
     static clip the 2D response.
 
@@ -74,8 +75,8 @@ def inflate_weight(weight: Tensor, time: int, init: Init = "mean") -> Tensor:
             f"inflate_weight: need a (O, I, kh, kw) kernel and time >= 1, got "
             f"{tuple(weight.shape)} and {time}"
         )
-    if init == "mean":
-        return weight.unsqueeze(2).expand(-1, -1, time, -1, -1) / time
+    if init == "mean":  # a broadcast view: divided once, copied once by the caller
+        return (weight / time).unsqueeze(2).expand(-1, -1, time, -1, -1)
     if init == "center":
         out = weight.new_zeros(*weight.shape[:2], time, *weight.shape[2:])
         out[:, :, (time - 1) // 2] = weight
@@ -144,7 +145,8 @@ def _inflate_conv(
         raise ConfigError(f"cannot inflate a Conv2d with padding={conv.padding!r}")
     replicate = padding == "replicate"
     cls = InflatedConv3d if replicate else nn.Conv3d
-    out = cls(
+    out = skip_init(  # no random init: the weights are copied below
+        cls,
         conv.in_channels,
         conv.out_channels,
         (kt, *_pair(conv.kernel_size)),
@@ -154,7 +156,9 @@ def _inflate_conv(
         groups=conv.groups,
         bias=conv.bias is not None,
         padding_mode=conv.padding_mode,
-    ).to(conv.weight.device, conv.weight.dtype)
+        device=conv.weight.device,
+        dtype=conv.weight.dtype,
+    )
     if replicate:
         out.time_pad = pt
     with torch.no_grad():
