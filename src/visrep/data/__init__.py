@@ -134,3 +134,11 @@ from visrep.data.pointcloud import (  # noqa: E402 (appended: issue 17, point se
 )
 
 __all__ += ["BlockConfig", "PointSegmentationDataModule", "RegionSplit"]
+
+from visrep.data.video import (  # noqa: E402 (appended: issue 15, moving digits and forecasting)
+    FramesForecastDataModule,
+    MovingDigitsDataModule,
+    MovingDigitsForecastDataModule,
+)
+
+__all__ += ["FramesForecastDataModule", "MovingDigitsDataModule", "MovingDigitsForecastDataModule"]

@@ -45,3 +45,41 @@ __all__ = [
     "video_info",
     "video_transform",
 ]
+
+from visrep.data.video.frames_forecast import (  # appended: moving digits, forecasting
+    FrameSequence,
+    FramesForecastDataModule,
+    find_sequences,
+    prepare_frames,
+)
+from visrep.data.video.motion import (
+    MotionClipDataset,
+    MovingDigitsDataModule,
+    MovingDigitsForecastDataModule,
+    MovingSequenceDataset,
+)
+from visrep.data.video.moving_digits import (
+    DigitPool,
+    MotionClass,
+    load_digit_pool,
+    motion_classes,
+    render_digits,
+    trajectories,
+)
+
+__all__ += [
+    "DigitPool",
+    "FrameSequence",
+    "FramesForecastDataModule",
+    "MotionClass",
+    "MotionClipDataset",
+    "MovingDigitsDataModule",
+    "MovingDigitsForecastDataModule",
+    "MovingSequenceDataset",
+    "find_sequences",
+    "load_digit_pool",
+    "motion_classes",
+    "prepare_frames",
+    "render_digits",
+    "trajectories",
+]
