@@ -135,6 +135,12 @@ def test_plots(tmp_path: Path) -> None:
     )
     w, h = _png(path)
     assert w > 2 * h * 0.8  # one row of three clouds
+    # scores of a bf16-autocast test (numpy has no bfloat16)
+    _png(
+        plot_point_cloud_grid(
+            clouds, torch.tensor([0, 0, 1]), probs.bfloat16(), ["a", "b"], tmp_path / "b.png"
+        )
+    )
     xyz = torch.randn(200, 3, generator=g)
     mask = torch.zeros(200, dtype=torch.bool)
     mask[:30] = True

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from matplotlib.lines import Line2D
 from torch import Tensor
 
@@ -25,7 +26,10 @@ MAX_POINTS = 60_000  # more makes a 3-D scatter slow and no clearer
 
 
 def _array(a: np.ndarray | Tensor) -> np.ndarray:
-    return a.detach().cpu().numpy() if isinstance(a, Tensor) else np.asarray(a)
+    if isinstance(a, Tensor):  # bfloat16 (autocast) has no numpy type
+        a = a.detach().cpu()
+        return (a.float() if a.dtype == torch.bfloat16 else a).numpy()
+    return np.asarray(a)
 
 
 def _xyz(xyz: np.ndarray | Tensor, who: str) -> np.ndarray:

@@ -175,7 +175,7 @@ class ClassificationTask(Task):
         k = min(per, 32 - sum(len(s[1]) for s in self._samples))
         if k > 0 and batch_idx % stride == 0:
             images = self.sample_images(self.batch_input(batch), k)
-            self._samples.append((images.cpu(), y[:k].cpu(), logits[:k].softmax(-1).cpu()))
+            self._samples.append((images.cpu(), y[:k].cpu(), logits[:k].float().softmax(-1).cpu()))
 
     def on_test_epoch_end(self) -> None:
         images, targets, probs = (torch.cat(t)[:32] for t in zip(*self._samples, strict=True))
