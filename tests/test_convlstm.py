@@ -247,6 +247,20 @@ def test_bad_input_raises():
         net(torch.zeros(1, 3, 1, 4, 4))
     with pytest.raises(ShapeError, match="one \\(h, c\\) per layer"):
         net(torch.zeros(1, 3, 2, 4, 4), [(torch.zeros(1, 4, 4, 4),) * 2])
+    with pytest.raises(ShapeError, match=r"layer 1 state must be \(h, c\) of shape \(1, 4, 4, 4\)"):
+        net(
+            torch.zeros(1, 3, 2, 4, 4),
+            [(torch.zeros(1, 4, 4, 4),) * 2, (torch.zeros(1, 4, 5, 4),) * 2],
+        )
+    with pytest.raises(ShapeError, match="layer 0 state"):
+        ConvLSTM(0, 4)(None, [(torch.zeros(1, 3, 4, 4),) * 2], steps=2)
+    with pytest.raises(ShapeError, match="the state's B, H, W"):
+        convlstm_cell(
+            torch.zeros(1, 1, 5, 4),
+            torch.zeros(1, 2, 4, 4),
+            torch.zeros(1, 2, 4, 4),
+            torch.zeros(8, 3, 3, 3),
+        )
     with pytest.raises(ShapeError, match="output channels"):
         convlstm_cell(
             torch.zeros(1, 1, 4, 4),

@@ -115,6 +115,11 @@ def convlstm_cell(
     >>> h1.shape, float(c1[0, 0, 0, 0])  # all gates 0.5, candidate 0: C_t = 0.5 * C_{t-1}
     (torch.Size([2, 4, 8, 8]), 0.5)
     """
+    if x is not None and (x.dim() != 4 or x.shape[0] != h.shape[0] or x.shape[-2:] != h.shape[-2:]):
+        raise ShapeError(
+            f"convlstm: x must be (B, Cx, H, W) with the state's B, H, W, got {tuple(x.shape)} "
+            f"for a state of {tuple(h.shape)}"
+        )
     if weight_h is None:
         if weight is None:
             raise ShapeError("convlstm: weight is None and no weight_h: no state-to-state kernels")
@@ -415,6 +420,15 @@ class ConvLSTM(nn.Module):
         if states is None:
             b, _, _, hgt, wid = x.shape  # type: ignore[union-attr]
             states = [cell.init_state(b, (hgt, wid), x.device, x.dtype) for cell in self.cells]
+        else:
+            b, hgt, wid = (x.shape[0], *x.shape[-2:]) if x is not None else (None, None, None)
+            for i, ((h, c), cell) in enumerate(zip(states, self.cells, strict=True)):
+                want = (b or h.shape[0], cell.hidden_dim, hgt or h.shape[-2], wid or h.shape[-1])
+                if tuple(h.shape) != want or tuple(c.shape) != want:
+                    raise ShapeError(
+                        f"ConvLSTM: layer {i} state must be (h, c) of shape {want}, got "
+                        f"{tuple(h.shape)} and {tuple(c.shape)}"
+                    )
         t_len = x.shape[1] if x is not None else int(steps)  # type: ignore[arg-type]
         layer_in, outputs, final = x, [], []
         # Layer-major order (equal to step-major): a layer's input-to-state convolution runs once
