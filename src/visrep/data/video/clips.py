@@ -75,7 +75,9 @@ def clip_indices(
         if num_clips == 1:
             starts = torch.tensor([last // 2])
         else:
-            starts = torch.round(torch.linspace(0, last, num_clips, dtype=torch.float64)).long()
+            starts = torch.floor(
+                torch.linspace(0, last, num_clips, dtype=torch.float64) + 0.5
+            ).long()
     elif mode == "uniform":
         # centre of segment k of K equal parts of the start range [0, last]
         k = torch.arange(num_clips, dtype=torch.float64)
