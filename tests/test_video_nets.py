@@ -274,3 +274,48 @@ def test_video_classifier_normalises_and_folds_clips_per_video():
         model(xs, f)
     with pytest.raises(ConfigError, match="flow_scale"):
         VideoClassifier(net, mean, std, flow_scale=0.0)
+
+
+# -- learning motion -------------------------------------------------------------------------------
+
+
+def _moving_squares(n: int, g: torch.Generator, frames: int = 6, size: int = 12):
+    """A 3x3 square moving one pixel per frame to the left (class 0) or right (class 1),
+    wrapping, from a uniform start: every single frame has the same distribution in both
+    classes, only the motion tells them apart."""
+    y = torch.randint(0, 2, (n,), generator=g)
+    pos = torch.randint(0, size, (n, 2), generator=g)
+    c = (pos[:, None, 1] + (2 * y[:, None] - 1) * torch.arange(frames)) % size
+    ar = torch.arange(size)
+    rows = ((ar - pos[:, None, 0, None]) % size < 3).float().expand(-1, frames, -1)
+    cols = ((ar - c[..., None]) % size < 3).float()
+    return (rows[..., :, None] * cols[..., None, :])[:, :, None], y
+
+
+@pytest.mark.parametrize(
+    "key,at_least,at_most",
+    [
+        ("single_frame", 0.0, 0.65),
+        ("early_fusion", 0.95, 1.0),
+        ("slow_fusion", 0.95, 1.0),
+        ("i3d", 0.95, 1.0),
+    ],
+)
+def test_only_models_that_fuse_time_learn_the_direction_of_motion(key, at_least, at_most):
+    tiny = partial(small_cnn, channels=(8, 8), convs_per_stage=1)
+    opts = {"slow_fusion": dict(hidden=(16,), time_kernels=(2, 2), time_strides=(1, 1))}
+    torch.manual_seed(0)
+    net = NETS[key][0](1, 2, 6, (12, 12), backbone=tiny, **opts.get(key, {}))
+    g = torch.Generator().manual_seed(0)
+    x, y = _moving_squares(256, g)
+    x_test, y_test = _moving_squares(256, g)
+    opt = torch.optim.Adam(net.parameters(), 1e-2)
+    for _ in range(60):
+        i = torch.randint(0, 256, (32,), generator=g)
+        loss = F.cross_entropy(net(x[i]), y[i])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        acc = (net.eval()(x_test).argmax(1) == y_test).float().mean().item()
+    assert at_least <= acc <= at_most

@@ -50,3 +50,7 @@ __all__ += [
     "weighted_dlt",
     "weighted_eight_point",
 ]
+
+from visrep.models.video import VIDEO_NETS, VideoClassifier, VideoNet  # noqa: E402 (issue 15)
+
+__all__ += ["VIDEO_NETS", "VideoClassifier", "VideoNet"]

@@ -14,6 +14,7 @@ pixels in ``[0, 1]`` (as :class:`~visrep.models.ImageClassifier` does for images
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -168,7 +169,7 @@ def average_softmax(logits: Tensor, dim: int = 1, weights: Tensor | None = None)
     logp = F.log_softmax(logits, dim=-1)
     n = logits.shape[dim]
     if weights is None:
-        return torch.logsumexp(logp, dim=dim) - torch.log(torch.tensor(float(n)))
+        return torch.logsumexp(logp, dim=dim) - math.log(n)
     w = torch.as_tensor(weights, dtype=logp.dtype, device=logp.device)
     if w.shape != (n,) or bool((w < 0).any()) or float(w.sum()) <= 0:
         raise ConfigError(f"average_softmax: weights must be {n} non-negative numbers, got {w}")
