@@ -47,6 +47,23 @@ __all__ = [
     "two_stream",
 ]
 
-from visrep.models.video.recurrent import cnn_lstm, convlstm  # issue 15, recurrent nets
+from visrep.models.video.forecast import (  # issue 15, recurrent and forecasting nets
+    FORECAST_NETS,
+    ForecastNet,
+    ForecastNetFactory,
+    convlstm_forecaster,
+    depth_to_space,
+    space_to_depth,
+)
+from visrep.models.video.recurrent import cnn_lstm, convlstm
 
-__all__ += ["cnn_lstm", "convlstm"]
+__all__ += [
+    "FORECAST_NETS",
+    "ForecastNet",
+    "ForecastNetFactory",
+    "cnn_lstm",
+    "convlstm",
+    "convlstm_forecaster",
+    "depth_to_space",
+    "space_to_depth",
+]
