@@ -308,3 +308,16 @@ def test_bad_options_raise_config_error(kwargs: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match) as e:
         MovingDigitsDataModule(**kwargs)
     assert "\n" not in str(e.value)
+
+
+def test_flow_cache_equals_computed_flow(tmp_path) -> None:
+    kw = {"factors": ("direction",), "speeds": (1.0,), "flow": True, "train_clips": 6}
+    cached = MovingDigitsDataModule(cache_dir=str(tmp_path), val_clips=0, test_clips=2, **kw)
+    cached.setup()
+    assert len(list(tmp_path.glob("*-flow-farneback.npy"))) == 2  # train and test
+    fresh = MovingDigitsDataModule(val_clips=0, test_clips=2, **kw)
+    fresh.setup()
+    for i in range(2):
+        a, b = cached.test_set[i][FLOW], fresh.test_set[i][FLOW]
+        assert a.dtype == torch.float32 and a.shape == (15, 2, 32, 32)
+        torch.testing.assert_close(a, b, atol=1e-2, rtol=1e-3)  # float16 on disk

@@ -11,29 +11,23 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
-from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from visrep.data.base import DataSpec, LoaderConfig, SplitConfig, SplitDataModule, Splits
 from visrep.data.samples import FLOW, FUTURE, LABEL, META, VIDEO
-from visrep.data.video.flow import compute_flow
+from visrep.data.video.flow import FlowMethod
 from visrep.data.video.moving_digits import (
+    ClipParams,
     DigitPool,
+    GeneratedClips,
     MotionClass,
     load_digit_pool,
     motion_classes,
-    quantize,
-    render_digits,
     sample_seed,
-    trajectories,
 )
 from visrep.errors import ConfigError
 
@@ -44,98 +38,8 @@ __all__ = [
     "MovingSequenceDataset",
 ]
 
-_CHUNK = 256  # clips rendered per grid_sample call when a split is written to disk
 
-
-@dataclass(frozen=True)
-class _Params:
-    """What one clip is made of (drawn from its own generator)."""
-
-    label: int
-    digits: Tensor  # (D,) pool indices
-    start: Tensor  # (D, 2) unfolded start, pixels
-    velocity: Tensor  # (D, 2) pixels per frame
-    angle0: Tensor  # (D,) radians
-    omega: Tensor  # (D,) radians per frame
-    bounce: bool
-    integer: bool = False
-
-
-class _GeneratedClips(Dataset):
-    """Clips ``(N, T, H, W)`` rendered from per-index parameters; optionally cached on disk."""
-
-    def __init__(
-        self,
-        pool: DigitPool,
-        split: str,
-        length: int,
-        seed: int,
-        num_frames: int,
-        size: tuple[int, int],
-        cache_dir: str | None,
-        cache_key: str,
-    ) -> None:
-        self.pool, self.split, self.length, self.seed = pool, split, length, seed
-        self.num_frames, self.size = num_frames, size
-        self.array: np.ndarray | None = None
-        if cache_dir is not None:
-            self.array = self._cached(Path(cache_dir), cache_key)
-
-    def __len__(self) -> int:
-        return self.length
-
-    def params(self, index: int) -> _Params:
-        raise NotImplementedError
-
-    def render(self, params: list[_Params]) -> Tensor:
-        """``(N, T, H, W)`` frames of the given clips, 8-bit levels in [0, 1]."""
-        digits = torch.stack([p.digits for p in params])  # (N, D)
-        start = torch.stack([p.start for p in params]).double()
-        velocity = torch.stack([p.velocity for p in params]).double()
-        bounce = torch.tensor([p.bounce for p in params])[:, None]
-        s = self.pool.images.shape[-1]
-        extent = torch.tensor([self.size[1] - s, self.size[0] - s], dtype=torch.float64)
-        pos = trajectories(start, velocity, self.num_frames, extent, bounce)  # (N, D, T, 2)
-        if params[0].integer:
-            pos = pos.floor()  # the reference data handler's int32 cast of its positions
-        t = torch.arange(self.num_frames, dtype=torch.float64)
-        angle0 = torch.stack([p.angle0 for p in params]).double()
-        omega = torch.stack([p.omega for p in params]).double()
-        angles = None
-        if bool((angle0 != 0).any() or (omega != 0).any()):
-            angles = (angle0[..., None] + omega[..., None] * t).float()
-        frames = render_digits(self.pool.images[digits], pos.float(), angles, self.size)
-        return quantize(frames)
-
-    def frames(self, index: int) -> Tensor:
-        """``(T, 1, H, W)`` float32 in [0, 1]."""
-        if not 0 <= index < self.length:
-            raise IndexError(f"clip {index} of a {self.split} set of {self.length}")
-        if self.array is not None:
-            return torch.from_numpy(np.asarray(self.array[index], dtype=np.float32) / 255.0)[
-                :, None
-            ]
-        return self.render([self.params(index)])[0][:, None]
-
-    def _cached(self, root: Path, key: str) -> np.ndarray:
-        path = root / f"{key}-{self.split}.npy"
-        if not path.is_file():
-            root.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
-            out = np.lib.format.open_memmap(
-                tmp, mode="w+", dtype=np.uint8, shape=(self.length, self.num_frames, *self.size)
-            )
-            for lo in range(0, self.length, _CHUNK):
-                idx = range(lo, min(lo + _CHUNK, self.length))
-                clips = self.render([self.params(i) for i in idx])
-                out[lo : lo + len(idx)] = clips.mul(255).round().to(torch.uint8).numpy()
-            out.flush()
-            del out
-            os.replace(tmp, path)
-        return np.load(path, mmap_mode="r")
-
-
-class MotionClipDataset(_GeneratedClips):
+class MotionClipDataset(GeneratedClips):
     """Motion-labelled clips: ``{"video": Video (T, 1, H, W), "label": int, "meta": dict}``
     (and ``"flow"`` ``(T - 1, 2, H, W)`` with ``flow=True``).
 
@@ -157,21 +61,21 @@ class MotionClipDataset(_GeneratedClips):
         speeds: tuple[float, ...],
         rotations: tuple[float, ...],
         boundaries: tuple[str, ...],
-        flow: bool = False,
-        flow_method: str = "farneback",
+        with_flow: bool = False,
+        flow_method: FlowMethod = "farneback",
         cache_dir: str | None = None,
         cache_key: str = "",
     ) -> None:
         self.classes, self.num_digits, self.directions = classes, num_digits, directions
         self.speeds, self.rotations, self.boundaries = speeds, rotations, boundaries
-        self.flow, self.flow_method = flow, flow_method
+        self.with_flow, self.flow_method = with_flow, flow_method
         super().__init__(pool, split, length, seed, num_frames, size, cache_dir, cache_key)
 
     @property
     def targets(self) -> np.ndarray:
         return np.arange(self.length) % len(self.classes)
 
-    def params(self, index: int) -> _Params:
+    def params(self, index: int) -> ClipParams:
         g = torch.Generator().manual_seed(sample_seed(self.seed, self.split, index))
         label = index % len(self.classes)
         c = self.classes[label]
@@ -202,7 +106,7 @@ class MotionClipDataset(_GeneratedClips):
         turns = any(r != 0 for r in self.rotations)
         angle0 = torch.rand(d, generator=g, dtype=torch.float64) * 2 * math.pi
         velocity = torch.tensor(direction, dtype=torch.float64).expand(d, 2) * speed
-        return _Params(
+        return ClipParams(
             label=label,
             digits=digits,
             start=start,
@@ -226,12 +130,12 @@ class MotionClipDataset(_GeneratedClips):
                 "digits": self.pool.labels[p.digits].tolist(),
             },
         }
-        if self.flow:
-            sample[FLOW] = compute_flow(clip, self.flow_method)
+        if self.with_flow:
+            sample[FLOW] = self.flow(index, self.flow_method)
         return sample
 
 
-class MovingSequenceDataset(_GeneratedClips):
+class MovingSequenceDataset(GeneratedClips):
     """Moving-MNIST sequences split into ``{"video": (T_in, 1, H, W), "future": (T_out, 1, H, W),
     "meta": dict}``: digits start uniformly in the free range, move in a direction uniform on
     the circle at a speed uniform in ``speed``, and bounce off the edges (Srivastava et al.
@@ -259,7 +163,7 @@ class MovingSequenceDataset(_GeneratedClips):
             pool, split, length, seed, input_frames + future_frames, size, cache_dir, cache_key
         )
 
-    def params(self, index: int) -> _Params:
+    def params(self, index: int) -> ClipParams:
         g = torch.Generator().manual_seed(sample_seed(self.seed, self.split, index))
         d = self.num_digits
         s = self.pool.images.shape[-1]
@@ -271,7 +175,7 @@ class MovingSequenceDataset(_GeneratedClips):
         speed = lo + (hi - lo) * torch.rand(d, generator=g, dtype=torch.float64)
         velocity = torch.stack((theta.cos(), theta.sin()), dim=-1) * speed[:, None]
         zeros = torch.zeros(d, dtype=torch.float64)
-        return _Params(0, digits, start, velocity, zeros, zeros, True, not self.subpixel)
+        return ClipParams(0, digits, start, velocity, zeros, zeros, True, not self.subpixel)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         clip = self.frames(index)
@@ -332,8 +236,9 @@ class MovingDigitsDataModule(SplitDataModule):
         seed: the data set's seed (sample ``i`` of a split is a function of seed, split, ``i``).
         flow: add Farneback flow ``(T - 1, 2, H, W)`` per clip (two-stream models).
         flow_method: ``farneback`` or ``tvl1``.
-        cache_dir: write each split once as an 8-bit ``.npy`` here and memory-map it; None
-            renders clips when they are asked for.
+        cache_dir: write each split once as an 8-bit ``.npy`` here and memory-map it (with
+            ``flow``, its flow too, float16, computed at setup); None renders clips (and computes
+            flow) when they are asked for.
         loader, split: as in :class:`~visrep.data.base.SplitDataModule` (``split.train_samples``
             takes a class-balanced subset; the fractions are unused: the splits are generated).
     """
@@ -355,7 +260,7 @@ class MovingDigitsDataModule(SplitDataModule):
         test_clips: int = 1000,
         seed: int = 0,
         flow: bool = False,
-        flow_method: str = "farneback",
+        flow_method: FlowMethod = "farneback",
         cache_dir: str | None = None,
         loader: LoaderConfig | None = None,
         split: SplitConfig | None = None,
@@ -454,6 +359,10 @@ class MovingDigitsDataModule(SplitDataModule):
         train = self._dataset("train")
         val = self._dataset("val") if self.sizes["val"] else None
         test = self._dataset("test")
+        if self.flow and self.cache_dir is not None:
+            for ds in (train, val, test):  # fill the flow caches here, not in loader workers
+                if ds is not None:
+                    ds.flow(0, self.flow_method)
         return Splits(train, train.targets, [c.name for c in self.classes], test=test, val=val)
 
     def on_splits_ready(self) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,13 +34,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.data import Dataset
 
 from visrep.data.classification.idx import find_idx, read_idx
+from visrep.data.video.flow import FlowMethod, compute_flow
 from visrep.errors import ConfigError, DataError, ShapeError
 
 __all__ = [
     "FACTORS",
+    "ClipParams",
     "DigitPool",
+    "GeneratedClips",
     "MotionClass",
     "direction_name",
     "load_digit_pool",
@@ -287,6 +292,122 @@ def render_digits(
         align_corners=False,
     )
     return out.view(n, d, t, h, w).amax(dim=1)
+
+
+# ----------------------------------------------------------------------------- clip sets
+_CHUNK = 256  # clips rendered per grid_sample call when a split is written to disk
+
+
+@dataclass(frozen=True)
+class ClipParams:
+    """What one clip is made of (drawn from its own generator); ``integer`` truncates positions
+    to whole pixels (the reference Moving-MNIST handler's int32 cast)."""
+
+    label: int
+    digits: Tensor  # (D,) pool indices
+    start: Tensor  # (D, 2) unfolded start, pixels
+    velocity: Tensor  # (D, 2) pixels per frame
+    angle0: Tensor  # (D,) radians
+    omega: Tensor  # (D,) radians per frame
+    bounce: bool
+    integer: bool = False
+
+
+class GeneratedClips(Dataset):
+    """Clips ``(N, T, H, W)`` rendered from per-index parameters (:meth:`params`, drawn from the
+    clip's own generator), or read from an 8-bit ``.npy`` written once under ``cache_dir``
+    (memory-mapped; the same frames, since rendered frames are rounded to 8 bits too).
+
+    Subclasses implement :meth:`params` and ``__getitem__``.
+    """
+
+    def __init__(
+        self,
+        pool: DigitPool,
+        split: str,
+        length: int,
+        seed: int,
+        num_frames: int,
+        size: tuple[int, int],
+        cache_dir: str | None,
+        cache_key: str,
+    ) -> None:
+        self.pool, self.split, self.length, self.seed = pool, split, length, seed
+        self.num_frames, self.size = num_frames, size
+        self.cache_dir, self.cache_key = cache_dir, cache_key
+        self.array: np.ndarray | None = None
+        self.flow_arrays: dict[str, np.ndarray] = {}
+        if cache_dir is not None:
+            self.array = self._cached(Path(cache_dir) / f"{cache_key}-{split}.npy", "frames")
+
+    def __len__(self) -> int:
+        return self.length
+
+    def params(self, index: int) -> ClipParams:
+        raise NotImplementedError
+
+    def render(self, params: list[ClipParams]) -> Tensor:
+        """``(N, T, H, W)`` frames of the given clips, 8-bit levels in [0, 1]."""
+        digits = torch.stack([p.digits for p in params])  # (N, D)
+        start = torch.stack([p.start for p in params]).double()
+        velocity = torch.stack([p.velocity for p in params]).double()
+        bounce = torch.tensor([p.bounce for p in params])[:, None]
+        s = self.pool.images.shape[-1]
+        extent = torch.tensor([self.size[1] - s, self.size[0] - s], dtype=torch.float64)
+        pos = trajectories(start, velocity, self.num_frames, extent, bounce)  # (N, D, T, 2)
+        if params[0].integer:
+            pos = pos.floor()  # the reference data handler's int32 cast of its positions
+        t = torch.arange(self.num_frames, dtype=torch.float64)
+        angle0 = torch.stack([p.angle0 for p in params]).double()
+        omega = torch.stack([p.omega for p in params]).double()
+        angles = None
+        if bool((angle0 != 0).any() or (omega != 0).any()):
+            angles = (angle0[..., None] + omega[..., None] * t).float()
+        frames = render_digits(self.pool.images[digits], pos.float(), angles, self.size)
+        return quantize(frames)
+
+    def frames(self, index: int) -> Tensor:
+        """``(T, 1, H, W)`` float32 in [0, 1]."""
+        if not 0 <= index < self.length:
+            raise IndexError(f"clip {index} of a {self.split} set of {self.length}")
+        if self.array is not None:
+            return torch.from_numpy(np.asarray(self.array[index], dtype=np.float32) / 255.0)[
+                :, None
+            ]
+        return self.render([self.params(index)])[0][:, None]
+
+    def flow(self, index: int, method: FlowMethod = "farneback") -> Tensor:
+        """``(T - 1, 2, H, W)`` optical flow of clip ``index`` (:func:`compute_flow`); with a
+        ``cache_dir`` computed once for the whole split and kept as float16 (memory-mapped)."""
+        if self.cache_dir is None:
+            return compute_flow(self.frames(index), method)
+        if method not in self.flow_arrays:
+            path = Path(self.cache_dir) / f"{self.cache_key}-{self.split}-flow-{method}.npy"
+            self.flow_arrays[method] = self._cached(path, method)
+        return torch.from_numpy(np.asarray(self.flow_arrays[method][index], dtype=np.float32))
+
+    def _cached(self, path: Path, what: str) -> np.ndarray:
+        """Read ``path`` memory-mapped, writing it first (atomically) if it is not there."""
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            t, (h, w) = self.num_frames, self.size
+            shape, dtype = (self.length, t, h, w), np.uint8
+            if what != "frames":
+                shape, dtype = (self.length, t - 1, 2, h, w), np.float16
+            tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+            for lo in range(0, self.length, _CHUNK):
+                idx = range(lo, min(lo + _CHUNK, self.length))
+                if what == "frames":
+                    clips = self.render([self.params(i) for i in idx])
+                    out[lo : lo + len(idx)] = clips.mul(255).round().to(torch.uint8).numpy()
+                else:
+                    for i in idx:  # one OpenCV call per frame pair (vectorised over pixels)
+                        out[i] = compute_flow(self.frames(i), what).numpy()
+            out.flush()
+            del out
+            os.replace(tmp, path)
+        return np.load(path, mmap_mode="r")
 
 
 # ----------------------------------------------------------------------------- motion classes
