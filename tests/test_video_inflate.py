@@ -237,3 +237,24 @@ def test_early_fusion_inflate_from_a_2d_checkpoint(tmp_path):
             backbone=partial(_factory, "small_cnn"),
             inflate_from=str(tmp_path / "grey.pt"),
         )
+
+
+def test_time_length_rule_matches_pytorch():
+    """The time length inflate_backbone expects (to catch residual sums that broadcast) is
+    PyTorch's, for every kernel, stride, padding, ceil mode and padding kind."""
+    import itertools
+
+    from visrep.models.video.inflate import InflatedMaxPool3d, _time_out
+
+    for t, k, s, p, ceil, mode in itertools.product(
+        range(1, 10), range(1, 5), range(1, 4), range(3), (False, True), ("replicate", "zeros")
+    ):
+        if p > k // 2 or (t + 2 * p < k):
+            continue
+        if mode == "replicate":
+            pool = InflatedMaxPool3d((k, 1, 1), (s, 1, 1), 0, ceil_mode=ceil)
+            pool.time_pad = p
+        else:
+            pool = torch.nn.MaxPool3d((k, 1, 1), (s, 1, 1), (p, 0, 0), ceil_mode=ceil)
+        out = pool(torch.zeros(1, 1, t, 1, 1)).shape[2]
+        assert out == _time_out(t, k, s, p, ceil, mode), (t, k, s, p, ceil, mode)

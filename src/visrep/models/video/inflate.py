@@ -287,11 +287,11 @@ def inflate_backbone(
         if type(m) is nn.Conv2d:
             rule = conv_rule(convs, m)
             new = _inflate_conv(m, rule, time_padding, init)
-            t, convs = _time_out(t, *rule, ceil=False), convs + 1
+            t, convs = _time_out(t, *rule, False, time_padding), convs + 1
         elif type(m) in (nn.MaxPool2d, nn.AvgPool2d):
             rule = pool_rule(pools, m)
             new = _inflate_pool(m, rule, time_padding)
-            t, pools = _time_out(t, *rule, ceil=m.ceil_mode), pools + 1
+            t, pools = _time_out(t, *rule, m.ceil_mode, time_padding), pools + 1
         elif type(m) is nn.BatchNorm2d:
             new = _inflate_bn(m)
         elif type(m) in (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d):
@@ -332,8 +332,11 @@ def inflate_backbone(
     return model
 
 
-def _time_out(t: int, kernel: int, stride: int, pad: int, ceil: bool) -> int:
-    # PyTorch's output size along time (ceil mode: a last window must start inside the input).
+def _time_out(t: int, kernel: int, stride: int, pad: int, ceil: bool, padding: str) -> int:
+    # PyTorch's output size along time (ceil mode: a last window must start inside the input
+    # or its left padding); replicated frames are part of the input, zeros are padding.
+    if padding == "replicate":
+        t, pad = t + 2 * pad, 0
     span = t + 2 * pad - kernel
     out = (-(-span // stride) if ceil else span // stride) + 1
     return out - 1 if ceil and (out - 1) * stride >= t + pad else out
