@@ -36,6 +36,7 @@ from visrep.models.video.nets import (
     VideoNet,
     check_clip,
     check_video_args,
+    dry_run,
     fold_frames,
 )
 
@@ -52,16 +53,9 @@ def _frame_encoder(
 
 
 def _map_shape(enc: Backbone, in_chans: int, size: tuple[int, int]) -> torch.Size:
-    """The shape of ``enc.forward_features`` on one frame, run in eval mode without gradients
-    (batch-norm running statistics untouched); the train / eval flags are restored."""
-    modes = [(m, m.training) for m in enc.modules()]
-    enc.eval()
-    try:
-        with torch.no_grad():
-            return enc.forward_features(torch.zeros(1, in_chans, *size)).shape
-    finally:
-        for m, mode in modes:
-            m.training = mode
+    """The shape of ``enc.forward_features`` on one frame (a :func:`dry_run`: eval mode, no
+    gradients, batch-norm running statistics untouched)."""
+    return dry_run(enc, enc.forward_features, torch.zeros(1, in_chans, *size)).shape
 
 
 def _check_dropout(name: str, dropout: float) -> None:
