@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -321,3 +322,24 @@ def test_flow_cache_equals_computed_flow(tmp_path) -> None:
         a, b = cached.test_set[i][FLOW], fresh.test_set[i][FLOW]
         assert a.dtype == torch.float32 and a.shape == (15, 2, 32, 32)
         torch.testing.assert_close(a, b, atol=1e-2, rtol=1e-3)  # float16 on disk
+
+
+KMNIST = (
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "data"
+    / "kmnist"
+    / "KMNIST"
+    / "kmnist-test-imgs.npz"
+)
+
+
+@pytest.mark.skipif(not KMNIST.is_file(), reason="shared KMNIST absent")
+def test_kmnist_npz_as_the_digit_source() -> None:
+    train, test = (load_digit_pool(str(KMNIST), s, 20) for s in ("train", "test"))
+    assert (len(train), len(test)) == (8000, 2000) and train.images.shape[1:] == (20, 20)
+    dm = MovingDigitsDataModule(
+        source=str(KMNIST), digit_size=20, train_clips=8, val_clips=0, test_clips=2
+    )
+    clip = dm._dataset("test")[0][VIDEO]
+    assert clip.shape == (16, 1, 32, 32) and float(clip.max()) > 0.5
