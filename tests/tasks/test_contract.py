@@ -38,6 +38,7 @@ from visrep.data.detection import VOCDetectionDataModule
 from visrep.data.generative import GaussianMixtureDataModule, UnpairedImageDataModule
 from visrep.data.pointcloud import ModelNetDataModule, PointSegmentationDataModule
 from visrep.data.samples import image_sample
+from visrep.data.video import MovingDigitsDataModule, MovingDigitsForecastDataModule
 from visrep.events import EventDataModule, EventStreamDataset
 from visrep.runs import RunDir
 from visrep.tasks import (
@@ -49,12 +50,14 @@ from visrep.tasks import (
     DetectionTask,
     EmbeddingTask,
     EventClassificationTask,
+    FramePredictionTask,
     GANTask,
     PointCloudClassificationTask,
     PointSegmentationTask,
     SegmentationTask,
     Task,
     VAETask,
+    VideoClassificationTask,
     task_classes,
 )
 from visrep.tasks.checkpoint import read_task_checkpoint
@@ -217,6 +220,40 @@ DATA: dict[type[Task], Callable[[], tuple[Task, L.LightningDataModule]]] = {
             loader=LoaderConfig(batch_size=4),
         ),
     ),
+    VideoClassificationTask: lambda: (
+        VideoClassificationTask(
+            net={"class_path": "early_fusion", "init_args": {"backbone": _SMALL}}
+        ),
+        MovingDigitsDataModule(
+            num_frames=4,
+            image_size=(16, 16),
+            digit_size=8,
+            speeds=(1.0, 2.0),
+            train_clips=32,
+            val_clips=16,
+            test_clips=16,
+            loader=_LOADER,
+        ),
+    ),
+    FramePredictionTask: lambda: (
+        FramePredictionTask(
+            net={
+                "class_path": "convlstm_forecaster",
+                "init_args": {"hidden_dims": [4], "kernel_size": 3, "patch_size": 2},
+            }
+        ),
+        MovingDigitsForecastDataModule(
+            input_frames=3,
+            future_frames=2,
+            image_size=(16, 16),
+            digit_size=8,
+            speed=(1.5, 1.5),
+            train_sequences=32,
+            val_sequences=16,
+            test_sequences=16,
+            loader=_LOADER,
+        ),
+    ),
 }
 
 
@@ -316,6 +353,7 @@ def test_the_hooks_say_what_the_net_gives(cls: type[Task]):
         DetectionTask: (False, False), SegmentationTask: (False, False),
         ColorizationTask: (False, False), GANTask: (False, False), CycleGANTask: (False, False),
         PointCloudClassificationTask: (False, True), CorrespondenceTask: (False, False),
-        PointSegmentationTask: (False, False),
+        PointSegmentationTask: (False, False), VideoClassificationTask: (False, True),
+        FramePredictionTask: (False, False),
     }  # fmt: skip
     assert (cls.class_scores, cls.embeds) == expected[cls]

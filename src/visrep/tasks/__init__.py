@@ -46,3 +46,8 @@ __all__ += ["CorrespondenceTask"]
 from visrep.tasks.pointcloud_seg import PointSegmentationTask  # noqa: E402 (appended: issue 17)
 
 __all__ += ["PointSegmentationTask"]
+
+from visrep.tasks.forecast import FramePredictionTask  # noqa: E402 (appended: issue 15)
+from visrep.tasks.video import VideoClassificationTask  # noqa: E402 (appended: issue 15)
+
+__all__ += ["FramePredictionTask", "VideoClassificationTask"]
