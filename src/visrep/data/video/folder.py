@@ -132,9 +132,9 @@ class VideoClipDataset(Dataset):
     def _all_frames(self, src: Path, timeline: Tensor) -> Tensor:
         """Every frame of the timeline, resized, as uint8 ``(M, h, w, C)`` (the flow cache)."""
         if src.is_dir():
+            n = len(list_frames(src))
             chunks = (
-                read_frame_folder(src, torch.arange(i, min(i + 64, len(list_frames(src)))))
-                for i in range(0, len(list_frames(src)), 64)
+                read_frame_folder(src, torch.arange(i, min(i + 64, n))) for i in range(0, n, 64)
             )
         else:
             chunks = iter_video_frames(src)
