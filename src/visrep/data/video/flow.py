@@ -95,6 +95,11 @@ def _solver(method: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     raise ConfigError(f"flow method must be one of {FLOW_METHODS}, got {method!r}")
 
 
+def check_flow_method(method: str) -> None:
+    """Raise the ``ConfigError`` of an unknown method, or of ``tvl1`` without opencv-contrib."""
+    _solver(method)
+
+
 def flow_between(first: Tensor, second: Tensor, method: FlowMethod = "farneback") -> Tensor:
     """Flow from each frame of ``first`` to the frame at the same place in ``second``.
 
@@ -151,7 +156,7 @@ class FlowCache:
     """
 
     def __init__(self, cache_dir: str | Path, method: FlowMethod = "farneback") -> None:
-        _solver(method)  # refuse an unknown or unavailable method at once
+        check_flow_method(method)  # refuse an unknown or unavailable method at once
         self.cache_dir = Path(cache_dir)
         self.method = method
 

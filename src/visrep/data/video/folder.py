@@ -23,7 +23,7 @@ from torchvision.transforms.v2 import functional as F
 from visrep.data.base import DataSpec, LoaderConfig, SplitConfig, SplitDataModule, Splits
 from visrep.data.samples import FLOW, LABEL, META, VIDEO
 from visrep.data.video.clips import clip_indices, resample_indices
-from visrep.data.video.flow import FlowCache, FlowMethod, _solver, flow_between
+from visrep.data.video.flow import FlowCache, FlowMethod, check_flow_method, flow_between
 from visrep.data.video.io import (
     iter_video_frames,
     list_frames,
@@ -281,7 +281,7 @@ class VideoFolderDataModule(SplitDataModule):
         if test_list is not None and train_list is None:
             raise ConfigError("data.test_list needs data.train_list")
         if flow:
-            _solver(flow_method)  # unknown method / tvl1 without opencv-contrib: fail now
+            check_flow_method(flow_method)  # unknown / tvl1 without opencv-contrib: fail now
         short_side(tuple(image_size), resize)
         self.root = Path(root)
         self.train_list, self.test_list, self.class_index = train_list, test_list, class_index

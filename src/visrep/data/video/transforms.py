@@ -77,6 +77,18 @@ def _resize_field(y: Tensor, size: Sequence[int], antialias: bool | None) -> Ten
     return _scale(out, out.shape[-1] / w, out.shape[-2] / h)
 
 
+def _resized_hw(h: int, w: int, size: list[int] | None, max_size: int | None) -> list[int]:
+    """The output ``[H, W]`` of ``v2.Resize(size, max_size=...)`` (torchvision's rule)."""
+    if size is not None and len(size) == 2:
+        return [int(size[0]), int(size[1])]
+    short, long = (h, w) if h <= w else (w, h)
+    new_short = int(size[0]) if size else int(max_size)
+    new_long = int(new_short * long / short)
+    if max_size is not None and new_long > max_size:
+        new_short, new_long = int(max_size * new_short / new_long), max_size
+    return [new_short, new_long] if h <= w else [new_long, new_short]
+
+
 @F.register_kernel(F.resize, FlowField)
 def _resize_flow(
     flow: FlowField,
@@ -86,8 +98,7 @@ def _resize_flow(
     antialias: bool | None = True,
 ) -> FlowField:
     h, w = flow.shape[-2:]
-    out_hw = F._geometry._compute_resized_output_size((h, w), size=size, max_size=max_size)
-    return _wrap(_resize_field(_plain(flow), out_hw, antialias), flow)
+    return _wrap(_resize_field(_plain(flow), _resized_hw(h, w, size, max_size), antialias), flow)
 
 
 @F.register_kernel(F.resized_crop, FlowField)
