@@ -127,7 +127,7 @@ def test_ucf_lists(tree: Path, tmp_path: Path) -> None:
     (tmp_path / "classInd.txt").write_text("1 Archery\n2 Biking\n3 Diving\n")
     (tmp_path / "trainlist01.txt").write_text(
         "".join(f"{c}/v_{c}_g02_c01.avi {i}\n" for i, c in enumerate(("Archery", "Biking", "Diving"), 1))
-        + "".join(f"{c}/v_{c}_g03_c01 {i}\n" for i, c in enumerate(("Archery", "Biking", "Diving"), 1))
+        + "".join(f"{c}/v_{c}_g03_c01.avi {i}\n" for i, c in enumerate(("Archery", "Biking", "Diving"), 1))
     )  # fmt: skip
     (tmp_path / "testlist01.txt").write_text(
         "".join(f"{c}/v_{c}_g01_c01.mp4\n" for c in ("Archery", "Biking", "Diving"))
@@ -142,6 +142,9 @@ def test_ucf_lists(tree: Path, tmp_path: Path) -> None:
     assert len(dm.test_set) == 3 and len(dm.train_set) + len(dm.val_set) == 6
     assert [Path(f).name for f, _ in dm.test_set.entries] == [f"v_{c}_g01_c01.mp4" for c in dm.class_names]  # fmt: skip
     assert [c for _, c in dm.test_set.entries] == [0, 1, 2]
+    folders = [f for f, _ in dm.train_set.dataset.entries if f.is_dir()]
+    assert sorted(f.name for f in folders) == [f"v_{c}_g03_c01" for c in dm.class_names]  # the
+    # listed .avi is a folder of its extracted frames
     (tmp_path / "bad.txt").write_text(
         "Archery/v_Archery_g09_c01.avi 1\nArchery/v_Archery_g02_c01.avi 1\n"
     )

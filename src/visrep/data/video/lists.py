@@ -7,7 +7,8 @@ file or a folder of frame images; nothing is decoded here.
 * UCF101 (Soomro et al. 2012): ``classInd.txt`` (``1 ApplyEyeMakeup``), ``trainlist01.txt``
   (``ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1``, 1-based class) and ``testlist01.txt``
   (``ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi``, the class from the folder); paths are
-  relative to the root. The official lists keep a group's clips (``gNN``) on one side.
+  relative to the root (a listed ``.avi`` may also be a folder of its extracted frames named
+  without the suffix). The official lists keep a group's clips (``gNN``) on one side.
 * Kinetics (Kay et al. 2017): CSV ``label,youtube_id,time_start,time_end,split``; a clip is the
   file ``<youtube_id>_<start:06d>_<end:06d>.<ext>`` (the downloader's name) or
   ``<youtube_id>.<ext>``, anywhere below the root (class folders, split folders or flat).
@@ -95,6 +96,8 @@ def read_ucf_list(
         else:
             raise DataError(f"{p}:{n}: class folder {folder!r} is not in the class index")
         f = r / rel
+        if not f.exists() and _is_frame_folder(f.with_suffix("")):
+            f = f.with_suffix("")  # frames extracted to a folder named after the video
         if not f.exists():
             missing.append(rel)
             continue
