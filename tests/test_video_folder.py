@@ -142,9 +142,9 @@ def test_ucf_lists(tree: Path, tmp_path: Path) -> None:
     assert len(dm.test_set) == 3 and len(dm.train_set) + len(dm.val_set) == 6
     assert [Path(f).name for f, _ in dm.test_set.entries] == [f"v_{c}_g01_c01.mp4" for c in dm.class_names]  # fmt: skip
     assert [c for _, c in dm.test_set.entries] == [0, 1, 2]
+    # the listed v_*_g03_c01.avi files are folders of their extracted frames
     folders = [f for f, _ in dm.train_set.dataset.entries if f.is_dir()]
-    assert sorted(f.name for f in folders) == [f"v_{c}_g03_c01" for c in dm.class_names]  # the
-    # listed .avi is a folder of its extracted frames
+    assert sorted(f.name for f in folders) == [f"v_{c}_g03_c01" for c in dm.class_names]
     (tmp_path / "bad.txt").write_text(
         "Archery/v_Archery_g09_c01.avi 1\nArchery/v_Archery_g02_c01.avi 1\n"
     )
