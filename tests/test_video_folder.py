@@ -80,6 +80,17 @@ def test_tree_datamodule(tree: Path) -> None:
     assert b["video"].shape == (2, 8, 3, 24, 32) and b["label"].shape == (2,)
 
 
+def test_wide_crop_fits(tree: Path) -> None:
+    """A crop wider than the short-side resize allows: frames are scaled up to fit it."""
+    src = tree / "Diving" / "v_Diving_g01_c01.mp4"  # 36 x 48
+    for train in (True, False):
+        ds = VideoClipDataset(
+            [(src, 2)], ClipSampling(clip_len=4, image_size=(24, 60), train=train)
+        )
+        assert ds[0]["video"].shape == (4, 3, 24, 60)
+    assert ds._size(36, 48) == [45, 60] and ds._size(480, 854) == [34, 60]
+
+
 def test_clip_frames_are_the_decoded_frames(tree: Path) -> None:
     """The sampled clip holds frames ``start, start + stride, ...`` of the file, in order."""
     src = tree / "Biking" / "v_Biking_g02_c01.avi"
@@ -107,8 +118,8 @@ def test_flow_and_cache(tree: Path, tmp_path: Path) -> None:
     assert dm.spec().keys == ("video", "label", "flow") and dm.spec().flow_frames == 7
     s = dm.train_set[0]
     assert s["flow"].shape == (7, 2, 24, 32) and type(s["flow"]) is torch.Tensor
-    # the texture slides +1 px a frame; stride 2 and a resize of 48 -> 37 wide: ~1.54 px
-    assert float(s["flow"][:, 0].median()) == pytest.approx(2 * 37 / 48, abs=0.25)
+    # the texture slides +1 px a frame; stride 2 and 36 x 48 frames resized to 27 x 36: 1.5 px
+    assert float(s["flow"][:, 0].median()) == pytest.approx(2 * 36 / 48, abs=0.2)
     assert abs(float(s["flow"][:, 1].median())) < 0.2
     assert len(list((tmp_path / "flow").glob("*.npy"))) == 1
     fixed = dm.train_set.dataset.with_sampling(train=False)  # centre crop: deterministic

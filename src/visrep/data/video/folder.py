@@ -127,7 +127,13 @@ class VideoClipDataset(Dataset):
 
     def _read(self, src: Path, ids: Tensor) -> Tensor:
         frames = read_frame_folder(src, ids) if src.is_dir() else read_video_frames(src, ids)
-        return F.resize(to_clip(frames), self.short, antialias=True)
+        return F.resize(to_clip(frames), self._size(*frames.shape[1:3]), antialias=True)
+
+    def _size(self, h: int, w: int) -> list[int]:
+        """Frames of ``h x w`` resized: short side ``self.short``, never below the crop."""
+        ch, cw = self.sampling.image_size
+        scale = max(self.short / min(h, w), ch / h, cw / w)
+        return [max(ch, round(h * scale)), max(cw, round(w * scale))]
 
     def _all_frames(self, src: Path, timeline: Tensor) -> Tensor:
         """Every frame of the timeline, resized, as uint8 ``(M, h, w, C)`` (the flow cache)."""
@@ -139,7 +145,8 @@ class VideoClipDataset(Dataset):
         else:
             chunks = iter_video_frames(src)
         small = [
-            F.resize(c.permute(0, 3, 1, 2).contiguous(), self.short, antialias=True) for c in chunks
+            F.resize(c.permute(0, 3, 1, 2), self._size(*c.shape[1:3]), antialias=True)
+            for c in chunks
         ]
         return torch.cat(small)[timeline].permute(0, 2, 3, 1)
 
@@ -178,7 +185,10 @@ class VideoClipDataset(Dataset):
         s = self.sampling
         k, t = clips.shape
         if self.cache is not None:
-            tag = f"short={self.short}|fps={s.target_fps}|folder_fps={s.folder_fps}"
+            tag = (
+                f"short={self.short}|crop={s.image_size}|fps={s.target_fps}"
+                f"|folder_fps={s.folder_fps}"
+            )
             cached = self.cache.get(
                 src, lambda: self._all_frames(src, timeline), gap=s.stride, tag=tag
             )
