@@ -56,7 +56,8 @@ class ClipSampling:
         mode: ``"random"``, ``"uniform"`` or ``"dense"`` (see :func:`clip_indices`).
         num_clips: clips per sample ``K`` (``K > 1``: ``video`` is ``(K, T, C, H, W)``).
         image_size: the crop ``(H, W)``.
-        resize: the short side before cropping (None: ``8/7`` of the crop, C3D's 128 for 112).
+        resize: the short side before cropping (None: ``8/7`` of the crop, C3D's 128 for 112);
+            frames are scaled up further where the crop would not fit.
         train: random crop and flip (else the centre crop).
         flip: random horizontal flips when training.
         flow: also give ``flow`` ``(T - 1, 2, H, W)`` (``(K, T - 1, ...)``).
