@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 
+from visrep.cli import main
 from visrep.data.base import LoaderConfig, SplitConfig
 from visrep.data.samples import FUTURE, LABEL, VIDEO
 from visrep.data.video import (
@@ -140,3 +142,34 @@ def test_forecast_metrics_per_step_and_copy_last() -> None:
     assert results["per_step"]["test/mse"].shape == (2,)
     with pytest.raises(ConfigError, match=r"model\.loss"):
         FramePredictionTask(loss="huber")
+
+
+VIDEO_CONFIGS = [
+    *(f"motion_{n}" for n in ("single_frame", "early_fusion", "late_fusion", "slow_fusion")),
+    *(f"motion_{n}" for n in ("c3d", "i3d", "tcc", "two_stream", "cnn_lstm", "convlstm")),
+    "movingdigits_convlstm",
+    "davis_convlstm",
+]
+
+
+def test_video_configs_resolve(capsys) -> None:
+    for name in VIDEO_CONFIGS:
+        with pytest.raises(SystemExit) as e:
+            main(["fit", "--config", name, "--print_config"])
+        assert e.value.code in (0, None), name
+        assert "class_path: visrep.tasks." in capsys.readouterr().out, name
+
+
+def test_two_stream_config_trains_from_the_cli(tmp_path: Path) -> None:
+    """Flow computed once into the cache, the two streams trained and tested from the CLI."""
+    run = tmp_path / "run"
+    argv = ["fit", "--config", "motion_two_stream", "--run_dir", str(run)]
+    argv += ["--data.train_clips", "32", "--data.val_clips", "8", "--data.test_clips", "8"]
+    argv += ["--data.num_frames", "4", "--data.image_size", "[16, 16]", "--data.digit_size", "8"]
+    argv += ["--data.cache_dir", str(tmp_path / "cache"), "--trainer.max_epochs", "1"]
+    argv += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    assert main(argv) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"test/acc", "test/clip_acc", "test/acc_mean_class"} <= set(metrics)
+    assert (run / "plots" / "test_predictions.png").is_file()
+    assert any((tmp_path / "cache").rglob("*.npy"))
