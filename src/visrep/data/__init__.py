@@ -139,6 +139,12 @@ from visrep.data.video import (  # noqa: E402 (appended: issue 15, moving digits
     FramesForecastDataModule,
     MovingDigitsDataModule,
     MovingDigitsForecastDataModule,
+    VideoFolderDataModule,
 )
 
-__all__ += ["FramesForecastDataModule", "MovingDigitsDataModule", "MovingDigitsForecastDataModule"]
+__all__ += [
+    "FramesForecastDataModule",
+    "MovingDigitsDataModule",
+    "MovingDigitsForecastDataModule",
+    "VideoFolderDataModule",
+]
