@@ -44,23 +44,25 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from visrep.cli import main as cli_main  # before Lightning: the CLI's environment on both sides
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# first: it imports visrep.cli before Lightning (the CLI's environment on both sides)
+from _fit_timing import Epochs, adam, compare, fit_epochs, time_epochs
+
 from visrep.data.pointcloud import farthest_point_sample
 
 FPS_CASES = ("32x1024x512", "1x120000x16384")
 CONFIG = "modelnet10_pointnet"
-Epochs = list[tuple[float, float, int]]  # (wall s, CPU s, clouds) of each epoch's training
 
 
 # -- train: visrep fit against a plain loop ---------------------------------------------------------
@@ -80,53 +82,9 @@ def write_clouds(path: Path, n: int, points: int = 1024, classes: int = 10) -> P
     return path
 
 
-_EPOCHS: Epochs = []
-
-
-def _timer() -> type:
-    import lightning as L
-
-    class EpochTimer(L.Callback):
-        """visrep's side: wall and CPU seconds of each epoch's training batches."""
-
-        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-            self.t0, self.c0, self.n = time.perf_counter(), time.process_time(), 0
-
-        def on_train_batch_end(
-            self, trainer: Any, module: Any, outputs: Any, batch: Any, i: int
-        ) -> None:
-            self.n += len(batch["label"])
-            self.t, self.c = time.perf_counter(), time.process_time()
-
-        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-            _EPOCHS.append((self.t - self.t0, self.c - self.c0, self.n))
-
-    return EpochTimer
-
-
-EpochTimer = _timer()
-
-
-def _rates(epochs: Epochs) -> tuple[float, float]:
-    """Clouds per wall second and per CPU second over the epochs after the first."""
-    wall, cpu, n = (sum(e[i] for e in epochs[1:]) for i in range(3))
-    return n / wall, n / cpu
-
-
 def visrep_fit(npz: Path, epochs: int, precision: str) -> Epochs:
     """``visrep fit --config modelnet10_pointnet`` on ``npz`` in this process."""
-    _EPOCHS.clear()
-    with tempfile.TemporaryDirectory() as d:
-        code = cli_main([
-            "fit", "--config", CONFIG, "--data.root", str(npz), "--trainer.max_epochs", str(epochs),
-            "--trainer.accelerator", "cpu", "--trainer.precision", precision,
-            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-            "--trainer.callbacks", f"{__name__}.EpochTimer", "--test_after_fit", "false",
-            "--run_dir", f"{d}/run",
-        ])  # fmt: skip
-    if code != 0:
-        raise SystemExit(f"visrep fit failed with exit code {code}")
-    return list(_EPOCHS)
+    return fit_epochs(CONFIG, ["--data.root", str(npz), "--trainer.precision", precision], epochs)
 
 
 def plain_loop(npz: Path, epochs: int, precision: str) -> Epochs:
@@ -147,20 +105,17 @@ def plain_loop(npz: Path, epochs: int, precision: str) -> Epochs:
     dm = ModelNetDataModule(str(npz), augment=PointAugmentConfig(**data["augment"]))
     dm.setup()
     net = POINT_NETS.build(hp["net"], dm.spec().point_dim, dm.spec().num_classes)
-    opt = torch.optim.Adam(
-        net.parameters(), lr=hp["optim"]["lr"], weight_decay=hp["optim"]["weight_decay"]
-    )
+    opt = adam(net, hp["optim"])
     bs = data["loader"]["batch_size"]
     sampler = EpochShuffleSampler(dm.train_set, torch.initial_seed())
     loader = DataLoader(
         dm.train_set, batch_size=bs, sampler=sampler, drop_last=True, collate_fn=collate
     )
     bf16 = precision == "bf16-mixed"
-    out: Epochs = []
-    net.train()
-    for epoch in range(epochs):
+
+    def run_epoch(epoch: int) -> int:
         sampler.set_epoch(epoch)
-        t0, c0, n = time.perf_counter(), time.process_time(), 0
+        n = 0
         for batch in loader:
             x, y = batch[POINTS], batch[LABEL]
             with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext():
@@ -170,8 +125,10 @@ def plain_loop(npz: Path, epochs: int, precision: str) -> Epochs:
             loss.backward()
             opt.step()
             n += len(y)
-        out.append((time.perf_counter() - t0, time.process_time() - c0, n))
-    return out
+        return n
+
+    net.train()
+    return time_epochs(epochs, run_epoch)
 
 
 def bench_train(args: argparse.Namespace) -> None:
@@ -182,33 +139,10 @@ def bench_train(args: argparse.Namespace) -> None:
         f"precision {args.train_precision}; {args.train_epochs} epochs, the first not timed; "
         f"{args.rounds} rounds, ABBA) =="
     )
-    res: dict[str, list[tuple[float, float]]] = {"plain": [], "visrep": []}
     with tempfile.TemporaryDirectory() as d:
         npz = write_clouds(Path(d) / "clouds.npz", args.train_clouds)
-        for r in range(args.rounds):
-            order = ("plain", "visrep") if r % 2 == 0 else ("visrep", "plain")
-            for side in order:
-                run = plain_loop if side == "plain" else visrep_fit
-                res[side].append(_rates(run(npz, args.train_epochs, args.train_precision)))
-            (pw, pc), (vw, vc) = res["plain"][-1], res["visrep"][-1]
-            print(
-                f"  round {r}: plain {pw:.2f} clouds/s wall, {pc:.2f} per CPU s; visrep "
-                f"{vw:.2f} wall, {vc:.2f} per CPU s"
-            )
-
-    def median(side: str, i: int) -> float:
-        return statistics.median(r[i] for r in res[side])
-
-    pw, pc, vw, vc = (
-        median("plain", 0),
-        median("plain", 1),
-        median("visrep", 0),
-        median("visrep", 1),
-    )
-    print(
-        f"  medians: visrep / plain = {vw / pw:.4f} wall ({(1 - vw / pw) * 100:.2f}% overhead), "
-        f"{vc / pc:.4f} CPU ({(1 - vc / pc) * 100:.2f}% overhead)"
-    )
+        e, p = args.train_epochs, args.train_precision
+        compare(args.rounds, lambda: plain_loop(npz, e, p), lambda: visrep_fit(npz, e, p), "clouds")
 
 
 # -- fps: farthest-point sampling against the common implementations ---------------------------
