@@ -14,9 +14,12 @@ from PIL import Image
 
 from tests.conftest import SHARED_DATA
 from visrep.data.video.io import (
+    count_frames,
+    iter_frames,
     iter_video_frames,
     list_frames,
     read_frame_folder,
+    read_frames,
     read_video_frames,
     seek_points,
     to_clip,
@@ -86,6 +89,8 @@ def test_synthetic_seek_equals_sequential_decode(synthetic, name: str) -> None:
     idx = [47, 3, 17, 17, 0, 25, 8, 9, 7, 40]
     assert torch.equal(read_video_frames(path, idx), full[idx])
     assert torch.equal(read_video_frames(path, torch.tensor([16, 24, 32])), full[[16, 24, 32]])
+    assert count_frames(path) == 48 and torch.equal(read_frames(path, [5, 2]), full[[5, 2]])
+    assert torch.equal(torch.cat(list(iter_frames(path, chunk=20))), full)
     # decoded frame i is the encoded frame i (lossy, but far closer to it than to any other)
     err = (full.float()[:, None] - x.float()[None]).abs().mean((2, 3, 4))
     assert torch.equal(err.argmin(1), torch.arange(48))
@@ -192,9 +197,14 @@ def test_frame_folder(tmp_path: Path) -> None:
     assert files[10].name == "frame10.png"  # natural order, not frame1, frame10, frame11, frame2
     assert torch.equal(read_frame_folder(tmp_path), x)
     assert torch.equal(read_frame_folder(tmp_path, [11, 2, 2]), x[[11, 2, 2]])
+    assert count_frames(tmp_path) == 12 and torch.equal(read_frames(tmp_path, [3, 1]), x[[3, 1]])
+    assert torch.equal(torch.cat(list(iter_frames(tmp_path, chunk=5))), x)
     Image.fromarray(np.zeros((9, 14, 3), np.uint8)).save(tmp_path / "frame12.png")
     with pytest.raises(DataError, match=r"frame12.png: frame size \(9, 14\) differs"):
         read_frame_folder(tmp_path)
+    # frame 12 is alone in the last chunk of 4: the size is carried across chunks
+    with pytest.raises(DataError, match=r"frame12.png: frame size \(9, 14\) differs from \(10, 14\) of frame0\.png"):  # fmt: skip
+        list(iter_frames(tmp_path, chunk=4))
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="holds no"):
         list_frames(tmp_path / "empty")

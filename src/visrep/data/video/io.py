@@ -167,6 +167,21 @@ def _chain(first: av.VideoFrame, rest: Iterator[av.VideoFrame]) -> Iterator[av.V
     yield from rest
 
 
+def _rgb(
+    rgb: VideoReformatter, frame: av.VideoFrame, p: Path, i: int, first: list[tuple[int, int, int]]
+) -> np.ndarray:
+    """Frame ``i`` as ``(H, W, 3)`` uint8 RGB, refused when its size is not that of ``first``
+    (``[(index, H, W)]`` of the first frame decoded; filled by the first call)."""
+    if not first:
+        first.append((i, frame.height, frame.width))
+    elif (frame.height, frame.width) != first[0][1:]:
+        raise DataError(
+            f"{p}: frame {i} size {(frame.height, frame.width)} differs from {first[0][1:]} of "
+            f"frame {first[0][0]} (the frame size changes within the video)"
+        )
+    return rgb.reformat(frame, format="rgb24").to_ndarray()
+
+
 def read_video_frames(path: str | Path, indices: Sequence[int] | Tensor) -> Tensor:
     """The frames at ``indices`` of a video file, decoded with PyAV (FFmpeg).
 
@@ -204,6 +219,7 @@ def read_video_frames(path: str | Path, indices: Sequence[int] | Tensor) -> Tens
         frames: Iterator[av.VideoFrame] | None = None
         # one scaler context for all frames: to_ndarray() builds one per frame, 2-3x slower
         rgb = VideoReformatter()
+        first: list[tuple[int, int, int]] = []
         pos = 0
         for i in wanted.tolist():
             k = bisect.bisect_right(idx.key_rank, i) - 1
@@ -218,7 +234,7 @@ def read_video_frames(path: str | Path, indices: Sequence[int] | Tensor) -> Tens
                         f"of the {n} its packets announce (truncated or corrupt file?)"
                     )
                 if pos == i:
-                    got[i] = rgb.reformat(frame, format="rgb24").to_ndarray()
+                    got[i] = _rgb(rgb, frame, p, i, first)
                 pos += 1
     except av.FFmpegError as e:
         raise DataError(f"{p}: cannot decode the video ({e})") from None
@@ -248,8 +264,9 @@ def iter_video_frames(path: str | Path, chunk: int = 64) -> Iterator[Tensor]:
         stream.thread_type = "AUTO"
         buf: list[np.ndarray] = []
         rgb = VideoReformatter()
+        first: list[tuple[int, int, int]] = []
         for frame in container.decode(stream):
-            buf.append(rgb.reformat(frame, format="rgb24").to_ndarray())
+            buf.append(_rgb(rgb, frame, p, got + len(buf), first))
             if len(buf) == chunk:
                 got += len(buf)
                 yield torch.from_numpy(np.stack(buf))
@@ -335,6 +352,32 @@ def list_frames(folder: str | Path) -> list[Path]:
     return sorted(files, key=_natural_key)
 
 
+def _decode_images(
+    folder: str | Path, files: list[Path], ids: list[int], like: tuple[str, tuple] | None
+) -> tuple[Tensor, tuple[str, tuple]]:
+    """``files[ids]`` decoded to ``(n, 3, H, W)`` uint8, all of one size (``like``'s if given).
+
+    ``like`` is ``(name, (H, W))`` of the frame the others must match; the one used is returned.
+    """
+    frames: list[Tensor] = []
+    for i in ids:
+        try:
+            img = decode_image(str(files[i]), mode=ImageReadMode.RGB)
+        except (RuntimeError, OSError) as e:
+            raise DataError(f"{files[i]}: not a readable image ({e})") from None
+        if like is None:
+            like = (files[i].name, tuple(img.shape[1:]))
+        elif tuple(img.shape[1:]) != like[1]:
+            raise DataError(
+                f"{files[i]}: frame size {tuple(img.shape[1:])} differs from {like[1]} of "
+                f"{like[0]} in the same folder {str(folder)!r}"
+            )
+        frames.append(img)
+    if not frames:
+        return torch.zeros(0, 3, 0, 0, dtype=torch.uint8), like  # type: ignore[return-value]
+    return torch.stack(frames), like  # type: ignore[return-value]
+
+
 def read_frame_folder(folder: str | Path, indices: Sequence[int] | Tensor | None = None) -> Tensor:
     """Frames of a frame folder (one image per frame, natural order) as one RGB tensor.
 
@@ -361,22 +404,55 @@ def read_frame_folder(folder: str | Path, indices: Sequence[int] | Tensor | None
             f"got {int(want.min())}..{int(want.max())}"
         )
     wanted = np.unique(want)
-    frames: list[Tensor] = []
-    for i in wanted.tolist():
-        try:
-            img = decode_image(str(files[i]), mode=ImageReadMode.RGB)
-        except (RuntimeError, OSError) as e:
-            raise DataError(f"{files[i]}: not a readable image ({e})") from None
-        if frames and img.shape != frames[0].shape:
-            raise DataError(
-                f"{files[i]}: frame size {tuple(img.shape[1:])} differs from "
-                f"{tuple(frames[0].shape[1:])} of {files[wanted[0]].name} in the same folder"
-            )
-        frames.append(img)
-    if not frames:
+    if wanted.size == 0:
         return torch.zeros(0, 0, 0, 3, dtype=torch.uint8)
-    stack = torch.stack(frames).permute(0, 2, 3, 1)
+    stack, _ = _decode_images(folder, files, wanted.tolist(), None)
+    stack = stack.permute(0, 2, 3, 1)
     return stack[torch.from_numpy(np.searchsorted(wanted, want))].contiguous()
+
+
+def count_frames(source: str | Path) -> int:
+    """Frames of a video file (demuxed, :func:`video_info`) or a frame folder (its images).
+
+    Raises:
+        DataError: a missing source, an unreadable file, an empty folder.
+    """
+    p = Path(source)
+    return len(list_frames(p)) if p.is_dir() else video_info(p).num_frames
+
+
+def read_frames(source: str | Path, indices: Sequence[int] | Tensor) -> Tensor:
+    """The frames at ``indices`` of a video file or a frame folder, ``(T, H, W, 3)`` uint8 RGB.
+
+    :func:`read_video_frames` for a file, :func:`read_frame_folder` for a folder.
+    """
+    p = Path(source)
+    return read_frame_folder(p, indices) if p.is_dir() else read_video_frames(p, indices)
+
+
+def iter_frames(source: str | Path, chunk: int = 64) -> Iterator[Tensor]:
+    """Every frame of a video file or a frame folder, in order, ``chunk`` frames at a time.
+
+    All frames have the first frame's size, across chunks too: a source whose frame size
+    changes raises instead of giving chunks that cannot be stacked.
+
+    Yields:
+        ``(n, H, W, 3)`` uint8 RGB, ``n <= chunk``.
+
+    Raises:
+        DataError: a missing or unreadable source, or frames of different sizes.
+    """
+    if chunk < 1:
+        raise ShapeError(f"iter_frames chunk must be >= 1, got {chunk}")
+    p = Path(source)
+    if not p.is_dir():
+        yield from iter_video_frames(p, chunk)
+        return
+    files = list_frames(p)
+    like: tuple[str, tuple] | None = None
+    for lo in range(0, len(files), chunk):
+        x, like = _decode_images(p, files, list(range(lo, min(lo + chunk, len(files)))), like)
+        yield x.permute(0, 2, 3, 1).contiguous()
 
 
 def to_clip(frames_uint8: Tensor) -> tv_tensors.Video:
