@@ -27,6 +27,7 @@ from visrep.models.video import (
     tcc_embedder,
     two_stream,
 )
+from visrep.models.video.nets import check_dropout, mixture_log_weights
 
 TINY = partial(small_cnn, channels=(4, 6), convs_per_stage=1)
 C, T, S = 2, 10, 12  # channels, frames (Karpathy's 10), frame size
@@ -112,12 +113,29 @@ def test_average_softmax():
     torch.testing.assert_close(average_softmax(logits).exp(), expected)
     w = torch.tensor([1.0, 0.0, 3.0, 0.0])
     expected = (F.softmax(logits, -1) * (w / w.sum())[None, :, None]).sum(1)
-    torch.testing.assert_close(average_softmax(logits, weights=w).exp(), expected)
+    log_w = mixture_log_weights(w, 4)
+    torch.testing.assert_close(log_w.exp(), w / w.sum())
+    torch.testing.assert_close(average_softmax(logits, log_weights=log_w).exp(), expected)
+    # zero weights contribute nothing, not NaN, to the value and the gradient
+    x = logits.clone().requires_grad_()
+    average_softmax(x, log_weights=log_w).sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad[:, [1, 3]].abs().max() == 0
     # no underflow for huge logits
     big = torch.tensor([[[1000.0, 0.0], [0.0, 1000.0]]])
     torch.testing.assert_close(average_softmax(big).exp(), torch.tensor([[0.5, 0.5]]))
-    with pytest.raises(ConfigError, match="weights"):
-        average_softmax(logits, weights=torch.tensor([1.0, -1.0, 0.0, 0.0]))
+    for bad in ([1.0, -1.0, 0.0, 0.0], [0.0] * 4, [1.0] * 3):
+        with pytest.raises(ConfigError, match=r"opt must be 4 non-negative"):
+            mixture_log_weights(bad, 4, "opt")
+    with pytest.raises(ShapeError, match="log_weights"):
+        average_softmax(logits, log_weights=log_w[:3])
+
+
+def test_check_dropout():
+    check_dropout("net", 0.0)
+    check_dropout("net", 0.5)
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ConfigError, match=r"net: model\.net\.dropout"):
+            check_dropout("net", bad)
 
 
 # -- the fusion models ---------------------------------------------------------------------------
@@ -246,6 +264,8 @@ def test_two_stream_late_fusion_of_softmax_scores():
     only_rgb = two_stream(C, 3, T, (S, S), backbone=TINY, stream_weights=(1.0, 0.0)).eval()
     only_rgb.load_state_dict(net.state_dict())
     torch.testing.assert_close(only_rgb(x, f), rgb)
+    with pytest.raises(ConfigError, match="stream_weights"):
+        two_stream(C, 3, T, (S, S), backbone=TINY, stream_weights=(1.0, -1.0))
     with pytest.raises(ShapeError, match="flow"):
         net(x)
     with pytest.raises(ShapeError, match="built for 9"):

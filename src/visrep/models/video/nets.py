@@ -34,10 +34,12 @@ __all__ = [
     "average_softmax",
     "build_2d",
     "check_clip",
+    "check_dropout",
     "check_flow",
     "check_video_args",
     "dry_run",
     "fold_frames",
+    "mixture_log_weights",
 ]
 
 
@@ -147,18 +149,41 @@ def fold_frames(video: Tensor) -> Tensor:
     return video.flatten(0, 1)
 
 
-def average_softmax(logits: Tensor, dim: int = 1, weights: Tensor | None = None) -> Tensor:
+def mixture_log_weights(
+    weights: Sequence[float] | Tensor, n: int, option: str = "weights"
+) -> Tensor:
+    """Check ``n`` non-negative weights, not all zero, and return ``log(w / sum(w))`` ``(n,)``.
+
+    The check reads the values on the host, so it belongs at construction; the result goes to
+    :func:`average_softmax` (``log_weights``), which then never syncs with the device.
+
+    Raises:
+        ConfigError: not ``n`` numbers, a negative one, or all zero (``option`` names them).
+
+    >>> mixture_log_weights([1.0, 3.0], 2).exp()
+    tensor([0.2500, 0.7500])
+    """
+    w = [float(v) for v in (weights.tolist() if isinstance(weights, Tensor) else weights)]
+    if len(w) != n or min(w) < 0 or sum(w) <= 0:
+        raise ConfigError(f"{option} must be {n} non-negative numbers, not all 0, got {w}")
+    total = sum(w)
+    return torch.tensor([math.log(v / total) if v > 0 else -math.inf for v in w])
+
+
+def average_softmax(logits: Tensor, dim: int = 1, log_weights: Tensor | None = None) -> Tensor:
     """Late fusion of class scores: the log of the (weighted) mean of the softmax scores over
     ``dim``, so that ``softmax`` of the result is that mean and cross-entropy reads it directly.
 
     This is how frame scores (Karpathy et al. 2014, Sec. 4.1: "averaging individual clip
     predictions"), the two streams of Simonyan & Zisserman 2014 (Sec. 6, fusion by averaging)
-    and the K clips of a video are combined. Computed as a log-sum-exp, so it never underflows.
+    and the K clips of a video are combined. Computed as a log-sum-exp, so it never underflows:
+    ``log sum_n w_n softmax(l_n) = logsumexp_n(log softmax(l_n) + log w_n)``.
 
     Args:
         logits: scores with the items to average along ``dim``.
         dim: the dimension averaged out.
-        weights: optional non-negative weights ``(N,)`` of the items (normalised here).
+        log_weights: optional ``log`` of normalised weights ``(N,)`` of the items, from
+            :func:`mixture_log_weights` (checked there, once; None: the plain mean).
 
     Shape: ``(B, N, K) -> (B, K)`` for ``dim=1``.
 
@@ -168,14 +193,21 @@ def average_softmax(logits: Tensor, dim: int = 1, weights: Tensor | None = None)
     """
     logp = F.log_softmax(logits, dim=-1)
     n = logits.shape[dim]
-    if weights is None:
+    if log_weights is None:
         return torch.logsumexp(logp, dim=dim) - math.log(n)
-    w = torch.as_tensor(weights, dtype=logp.dtype, device=logp.device)
-    if w.shape != (n,) or bool((w < 0).any()) or float(w.sum()) <= 0:
-        raise ConfigError(f"average_softmax: weights must be {n} non-negative numbers, got {w}")
+    if log_weights.shape != (n,):
+        raise ShapeError(
+            f"average_softmax: log_weights has shape {tuple(log_weights.shape)}, expected ({n},)"
+        )
     shape = [1] * logp.dim()
     shape[dim] = n
-    return torch.logsumexp(logp + torch.log(w / w.sum()).view(shape), dim=dim)
+    return torch.logsumexp(logp + log_weights.to(logp.dtype).view(shape), dim=dim)
+
+
+def check_dropout(name: str, dropout: float) -> None:
+    """Raise a ``ConfigError`` unless ``0 <= dropout < 1`` (``name``: the network)."""
+    if not 0 <= dropout < 1:
+        raise ConfigError(f"{name}: model.net.dropout must be in [0, 1), got {dropout}")
 
 
 def build_2d(

@@ -29,6 +29,7 @@ from visrep.models.video.nets import (
     check_flow,
     check_video_args,
     fold_frames,
+    mixture_log_weights,
 )
 
 __all__ = ["stack_flow", "two_stream"]
@@ -92,16 +93,13 @@ class two_stream(VideoNet):  # noqa: N801 (the registered, user-facing name)
                 f"two_stream: flow_frames must be >= 1 (None needs num_frames >= 2), got "
                 f"flow_frames={flow_frames}, num_frames={num_frames}"
             )
-        w = [float(v) for v in stream_weights]
-        if len(w) != 2 or min(w) < 0 or sum(w) <= 0:
-            raise ConfigError(
-                f"two_stream: stream_weights must be two non-negative numbers, not both 0, got {w}"
-            )
         self.rgb = build_2d(backbone, in_chans, num_classes, size)
         self.flow = build_2d(
             flow_backbone or backbone, 2 * n_flow, num_classes, size, "flow_backbone"
         )
-        self.register_buffer("stream_weights", torch.tensor(w), persistent=False)
+        # log(w / sum w), checked once here: forward adds it inside the log-sum-exp, no sync
+        log_w = mixture_log_weights(stream_weights, 2, "two_stream: model.net.stream_weights")
+        self.register_buffer("log_stream_weights", log_w, persistent=False)
         self.in_chans, self.num_frames, self.flow_frames = in_chans, num_frames, n_flow
         self.subtract_mean_flow = subtract_mean_flow
         self.num_features = self.rgb.num_features + self.flow.num_features
@@ -126,7 +124,9 @@ class two_stream(VideoNet):  # noqa: N801 (the registered, user-facing name)
         if not self.num_classes:  # no classifier: the representation
             return self.embed(video, flow)
         rgb, mot = self.forward_streams(video, flow)
-        return average_softmax(torch.stack([rgb, mot], 1), dim=1, weights=self.stream_weights)
+        return average_softmax(
+            torch.stack([rgb, mot], 1), dim=1, log_weights=self.log_stream_weights
+        )
 
     def embed(self, video: Tensor, flow: Tensor | None = None) -> Tensor:
         """The spatial stream's frame-averaged pooled features, then the temporal stream's."""
