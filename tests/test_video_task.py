@@ -19,10 +19,10 @@ from visrep.data.video import (
     VideoFolderDataModule,
 )
 from visrep.data.video.io import write_video
-from visrep.errors import ConfigError
+from visrep.errors import ConfigError, DataError
 from visrep.models.video import average_softmax
 from visrep.tasks import FramePredictionTask, VideoClassificationTask
-from visrep.tasks.forecast import frame_errors
+from visrep.tasks.forecast import frame_errors, ssim_frames
 
 _SMALL = {"class_path": "small_cnn", "init_args": {"channels": [4, 8], "convs_per_stage": 1}}
 
@@ -105,6 +105,7 @@ def test_frame_errors_analytic() -> None:
     same = frame_errors(truth, truth)
     assert same["mse"].abs().max() == 0 and same["psnr"].min() == pytest.approx(100.0)
     assert torch.allclose(same["ssim"], torch.ones(2, 3))
+    assert torch.allclose(same["ssim_openstl"], torch.ones(2, 3))
     pred = (truth + 0.1).clamp(0, 1)
     e = frame_errors(pred, truth)
     d = (pred - truth).flatten(2)
@@ -173,3 +174,23 @@ def test_two_stream_config_trains_from_the_cli(tmp_path: Path) -> None:
     assert {"test/acc", "test/clip_acc", "test/acc_mean_class"} <= set(metrics)
     assert (run / "plots" / "test_predictions.png").is_file()
     assert any((tmp_path / "cache").rglob("*.npy"))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_ssim_equals_scikit_image(channels: int) -> None:
+    """``ssim`` is scikit-image's ``structural_similarity`` with data range 1, ``ssim_openstl``
+    with data range 2 (OpenSTL's float frames under scikit-image < 0.20)."""
+    from skimage.metrics import structural_similarity
+
+    g = torch.Generator().manual_seed(1)
+    truth = torch.rand(3, channels, 13, 17, generator=g, dtype=torch.float64)
+    pred = (truth + 0.2 * torch.randn(truth.shape, generator=g, dtype=torch.float64)).clamp(0, 1)
+    for data_range in (1.0, 2.0):
+        got = ssim_frames(pred, truth, data_range)
+        want = [
+            structural_similarity(p.numpy(), t.numpy(), data_range=data_range, channel_axis=0)
+            for p, t in zip(pred, truth, strict=True)
+        ]
+        assert torch.allclose(got, torch.tensor(want, dtype=torch.float64), atol=1e-12)
+    with pytest.raises(DataError, match="H, W >= 7"):
+        ssim_frames(pred[..., :6], truth[..., :6])

@@ -137,12 +137,16 @@ class Task(L.LightningModule):
             )
 
     def _options_text(self) -> str:
-        """The task's backbone and its options, as a message names them."""
-        spec = self.hparams.get("backbone") if hasattr(self, "hparams") else None
-        if isinstance(spec, dict) and isinstance(spec.get("init_args"), dict):
-            name = str(spec.get("class_path", "")).rsplit(".", 1)[-1]
-            args = ", ".join(f"{k}={v!r}" for k, v in spec["init_args"].items() if v is not None)
-            return f"of {type(self).__name__} (--model.backbone {name}: {args})"
+        """The task's backbone or network and its options, as a message names them."""
+        hp = self.hparams if hasattr(self, "hparams") else {}
+        for key in ("backbone", "net"):
+            spec = hp.get(key)
+            if isinstance(spec, dict) and isinstance(spec.get("init_args"), dict):
+                name = str(spec.get("class_path", "")).rsplit(".", 1)[-1]
+                args = ", ".join(
+                    f"{k}={v!r}" for k, v in spec["init_args"].items() if v is not None
+                )
+                return f"of {type(self).__name__} (--model.{key} {name}: {args})"
         return f"of {type(self).__name__}"
 
     def configure_model(self) -> None:

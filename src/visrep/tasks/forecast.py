@@ -1,11 +1,15 @@
 """Video frame prediction (seed 004: ConvLSTM, Shi et al. 2015): given ``T_in`` frames, forecast
 the next ``T_out``; scored per predicted step against the copy-last-frame baseline.
 
-Metrics follow OpenSTL's conventions (Tan et al. 2023, whose Moving-MNIST tables the README
-quotes): ``mse`` and ``mae`` are per frame, summed over the pixels of a frame with values in
-[0, 1] and averaged over frames and sequences; ``mse_pixel`` is the plain per-pixel mean;
-``psnr`` is ``-10 log10(per-pixel MSE)`` of each frame (data range 1), averaged; ``ssim`` is
-torchmetrics' SSIM (Gaussian window 11, sigma 1.5, data range 1) of each frame, averaged.
+Metrics follow OpenSTL's code (Tan et al. 2023, ``openstl/core/metrics.py``, whose Moving-MNIST
+tables the README quotes): ``mse`` and ``mae`` are per frame, summed over the pixels of a frame
+with values in [0, 1] and averaged over frames and sequences; ``mse_pixel`` is the plain
+per-pixel mean; ``psnr`` is ``-10 log10(per-pixel MSE)`` of each frame (data range 1),
+averaged. ``ssim`` is scikit-image's ``structural_similarity`` (7 x 7 uniform window, sample
+covariance, the mean over the window positions inside the frame, channels averaged) with data
+range 1; ``ssim_openstl`` is the same with data range 2, which is what OpenSTL's call (float
+frames, no ``data_range``) got from scikit-image before 0.20 guessed the range of a float image
+as ``[-1, 1]``: it is the number to set beside OpenSTL's published SSIM.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric
-from torchmetrics.functional.image import structural_similarity_index_measure
 
 from visrep.data.base import DataSpec
 from visrep.data.samples import FUTURE, VIDEO
@@ -30,11 +33,53 @@ from visrep.runs import RunDir
 from visrep.tasks.base import Task
 from visrep.tasks.optim import OptimConfig
 
-__all__ = ["FORECAST_METRICS", "FramePredictionTask", "PerStepMean", "frame_errors"]
+__all__ = [
+    "FORECAST_METRICS",
+    "FramePredictionTask",
+    "PerStepMean",
+    "frame_errors",
+    "ssim_frames",
+]
 
-FORECAST_METRICS = ("mse", "mae", "mse_pixel", "psnr", "ssim")
+FORECAST_METRICS = ("mse", "mae", "mse_pixel", "psnr", "ssim", "ssim_openstl")
 FORECAST_EXAMPLES = 4  # test sequences drawn in the report
 PSNR_FLOOR = 1e-10  # per-pixel MSE floor: a perfect frame scores 100 dB, not infinity
+SSIM_WINDOW = 7  # scikit-image's default window (uniform)
+
+
+def ssim_frames(pred: Tensor, truth: Tensor, data_range: float = 1.0) -> Tensor:
+    """SSIM of each frame as scikit-image's ``structural_similarity`` computes it with its
+    defaults (Wang et al. 2004 eq. 13 with ``K1 = 0.01``, ``K2 = 0.03``; a 7 x 7 uniform window,
+    sample (co)variances, the mean over the window positions inside the frame; channels
+    averaged), vectorised over frames.
+
+    Args:
+        pred, truth: ``(N, C, H, W)`` with ``H, W >= 7``.
+        data_range: the value range ``L`` of the images (1 for [0, 1]).
+
+    Returns:
+        ``(N,)`` float64.
+
+    >>> x = torch.rand(2, 1, 9, 9, generator=torch.Generator().manual_seed(0))
+    >>> ssim_frames(x, x).tolist()
+    [1.0, 1.0]
+    """
+    if pred.shape != truth.shape or pred.dim() != 4 or min(pred.shape[-2:]) < SSIM_WINDOW:
+        raise DataError(
+            f"SSIM needs two equal (N, C, H, W) shapes with H, W >= {SSIM_WINDOW}, got "
+            f"{tuple(pred.shape)} and {tuple(truth.shape)}"
+        )
+    n, c = pred.shape[:2]
+    x = pred.double().flatten(0, 1)[:, None]
+    y = truth.double().flatten(0, 1)[:, None]
+    # one pooling pass over the five moment maps; "valid" windows are scikit-image's crop
+    m = F.avg_pool2d(torch.cat([x, y, x * x, y * y, x * y], 1), SSIM_WINDOW, stride=1)
+    ux, uy, uxx, uyy, uxy = m.unbind(1)
+    cov = SSIM_WINDOW**2 / (SSIM_WINDOW**2 - 1)  # sample covariance
+    vx, vy, vxy = cov * (uxx - ux * ux), cov * (uyy - uy * uy), cov * (uxy - ux * uy)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return s.mean((-2, -1)).view(n, c).mean(1)
 
 
 def frame_errors(pred: Tensor, truth: Tensor) -> dict[str, Tensor]:
@@ -56,15 +101,14 @@ def frame_errors(pred: Tensor, truth: Tensor) -> dict[str, Tensor]:
     p, t = pred.float(), truth.float()
     sq, ab = (p - t).square().flatten(2), (p - t).abs().flatten(2)
     mse_pixel = sq.mean(-1)
-    ssim = structural_similarity_index_measure(
-        p.flatten(0, 1), t.flatten(0, 1), data_range=1.0, reduction="none"
-    )
+    frames = p.clamp(0, 1).flatten(0, 1), t.flatten(0, 1)  # OpenSTL clips the forecast
     return {
         "mse": sq.sum(-1),
         "mae": ab.sum(-1),
         "mse_pixel": mse_pixel,
         "psnr": -10 * torch.log10(mse_pixel.clamp_min(PSNR_FLOOR)),
-        "ssim": ssim.view(p.shape[:2]),
+        "ssim": ssim_frames(*frames).float().view(p.shape[:2]),
+        "ssim_openstl": ssim_frames(*frames, data_range=2.0).float().view(p.shape[:2]),
     }
 
 
@@ -117,13 +161,15 @@ class FramePredictionTask(Task):
         self.save_hyperparameters()
         self.hparams["net"] = self.net_spec
 
-    def _options_text(self) -> str:
-        return f"{self.net_spec['class_path']} {self.net_spec.get('init_args') or {}}"
-
     def build(self, spec: DataSpec) -> None:
         if not spec.in_chans or not spec.image_size or not spec.future_frames:
             raise ConfigError(
                 "FramePredictionTask needs the data's channels, frame size and future frames"
+            )
+        if min(spec.image_size) < SSIM_WINDOW:
+            raise ConfigError(
+                f"FramePredictionTask scores SSIM on {SSIM_WINDOW}x{SSIM_WINDOW} windows: frames "
+                f"must be at least that large, got {tuple(spec.image_size)} (data.image_size)"
             )
         self.net = FORECAST_NETS.build(
             self.net_spec, spec.in_chans, spec.image_size, spec.future_frames

@@ -77,9 +77,6 @@ class PointCloudClassificationTask(ClassificationTask):
                 "use PointSegmentationTask for it"
             )
 
-    def _options_text(self) -> str:
-        return f"{self.net_spec['class_path']} {self.net_spec.get('init_args') or {}}"
-
     def build_net(self, spec: DataSpec) -> PointCloudNet:
         if not spec.point_dim or not spec.num_classes:
             raise ConfigError(

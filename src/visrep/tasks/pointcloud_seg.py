@@ -133,9 +133,6 @@ class PointSegmentationTask(Task):
         self.save_hyperparameters()
         self.hparams["net"] = self.net_spec
 
-    def _options_text(self) -> str:
-        return f"{self.net_spec['class_path']} {self.net_spec.get('init_args') or {}}"
-
     # -- model -----------------------------------------------------------------------------------
     def build(self, spec: DataSpec) -> None:
         if not spec.point_dim or not spec.num_classes:

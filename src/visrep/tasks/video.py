@@ -78,9 +78,6 @@ class VideoClassificationTask(ClassificationTask):
             getattr(VIDEO_NETS.resolve(self.net_spec["class_path"]), "uses_flow", False)
         )
 
-    def _options_text(self) -> str:
-        return f"{self.net_spec['class_path']} {self.net_spec.get('init_args') or {}}"
-
     def build(self, spec: DataSpec) -> None:
         super().build(spec)
         self.test_clip_acc = MulticlassAccuracy(spec.num_classes, average="micro")
