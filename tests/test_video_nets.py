@@ -138,6 +138,13 @@ def test_check_dropout():
             check_dropout("net", bad)
 
 
+@pytest.mark.parametrize("key", ["late_fusion", "slow_fusion", "c3d", "tcc_embedder"])
+def test_dropout_is_checked_by_every_net_that_has_it(key):
+    cls, opts = NETS[key]
+    with pytest.raises(ConfigError, match=rf"^{key}: model\.net\.dropout"):
+        cls(C, 3, T, (S, S), **{**opts, "dropout": 1.0})
+
+
 # -- the fusion models ---------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from visrep.errors import ConfigError, ShapeError
 from visrep.models.backbones.cnn import small_cnn
+from visrep.models.interface import Backbone
 from visrep.models.layers import convlstm_cell
 from visrep.models.video import VIDEO_NETS, cnn_lstm, convlstm
 
@@ -84,6 +85,31 @@ def test_registered_and_built_from_a_spec_with_a_nested_backbone():
     assert VIDEO_NETS.spec(partial(cnn_lstm, hidden_size=4))["init_args"] == {"hidden_size": 4}
 
 
+class _WideHead(Backbone):
+    """5-channel maps at half resolution, widened to 7 pooled features by a 1x1 conv in the
+    head (as MobileNetV3's conv_head): the map's channels are not ``num_features``."""
+
+    def __init__(self, in_chans: int, num_classes: int, img_size=None) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(in_chans, 5, 3, stride=2, padding=1)
+        self.widen = torch.nn.Conv2d(5, 7, 1)
+        self.feature_info = [{"num_chs": 5, "reduction": 2, "module": "conv"}]
+        self.set_classifier(7, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+    def forward_head(self, z: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return super().forward_head(self.widen(z), pre_logits)
+
+
+@pytest.mark.parametrize("peephole", [False, True])
+def test_convlstm_reads_the_map_channels_not_num_features(peephole):
+    net = convlstm(1, 3, 4, (12, 12), backbone=_WideHead, hidden_dims=(4,), peephole=peephole)
+    assert net.backbone.num_features == 7 and net.rnn.cells[0].weight.shape[1] == 5 + 4
+    assert net(torch.rand(2, 4, 1, 12, 12)).shape == (2, 3)
+
+
 def test_convlstm_embed_is_the_pooled_final_hidden_state_of_the_function():
     torch.manual_seed(1)
     net = convlstm(1, 2, 4, (12, 12), backbone=TINY, hidden_dims=(3,)).eval()
@@ -152,6 +178,10 @@ def test_bad_options_and_input():
         cnn_lstm(1, 2, 4, (8, 8), backbone=TINY, hidden_size=0)
     with pytest.raises(ConfigError, match="dropout"):
         convlstm(1, 2, 4, (8, 8), backbone=TINY, dropout=1.0)
+    with pytest.raises(ConfigError, match="dropout"):
+        cnn_lstm(1, 2, 4, (8, 8), backbone=TINY, dropout=-0.5)
+    with pytest.raises(ConfigError, match="must build a Backbone"):
+        convlstm(1, 2, 4, (8, 8), backbone=lambda *a: torch.nn.Identity())
     with pytest.raises(ConfigError, match="kernel_size"):
         convlstm(1, 2, 4, (8, 8), backbone=TINY, kernel_size=2)
     with pytest.raises(ConfigError, match="num_frames"):

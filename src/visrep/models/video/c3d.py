@@ -19,7 +19,13 @@ from torch import Tensor, nn
 
 from visrep.errors import ConfigError, ShapeError
 from visrep.models.video.inflate import frames_to_time
-from visrep.models.video.nets import VIDEO_NETS, VideoNet, check_clip, check_video_args
+from visrep.models.video.nets import (
+    VIDEO_NETS,
+    VideoNet,
+    check_clip,
+    check_dropout,
+    check_video_args,
+)
 
 __all__ = ["C3D_CHANNELS", "C3D_LAYERS", "c3d", "c3d_feature_shape"]
 
@@ -94,11 +100,9 @@ class c3d(VideoNet):  # noqa: N801 (the registered, user-facing name)
     ) -> None:
         super().__init__()
         size = check_video_args("c3d", in_chans, num_classes, num_frames, img_size)
-        if width <= 0 or fc_width < 1 or not 0 <= dropout < 1:
-            raise ConfigError(
-                f"c3d: width must be > 0, fc_width >= 1 and dropout in [0, 1), got {width}, "
-                f"{fc_width}, {dropout}"
-            )
+        if width <= 0 or fc_width < 1:
+            raise ConfigError(f"c3d: width must be > 0 and fc_width >= 1, got {width}, {fc_width}")
+        check_dropout("c3d", dropout)
         chans = [max(1, round(c * width)) for c in C3D_CHANNELS]
         layers: list[tuple[str, nn.Module]] = []
         c_in, conv = in_chans, iter(chans)

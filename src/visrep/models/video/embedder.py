@@ -22,6 +22,7 @@ from visrep.models.video.nets import (
     VideoNet,
     build_2d,
     check_clip,
+    check_dropout,
     check_video_args,
     fold_frames,
 )
@@ -106,8 +107,7 @@ class tcc_embedder(VideoNet):  # noqa: N801 (the registered, user-facing name)
                 "tcc_embedder: conv_channels, fc_width, embedding_dim must be >= 1 and "
                 f"fc_layers >= 0, got {conv_channels}, {fc_width}, {embedding_dim}, {fc_layers}"
             )
-        if not 0 <= dropout < 1:
-            raise ConfigError(f"tcc_embedder: dropout must be in [0, 1), got {dropout}")
+        check_dropout("tcc_embedder", dropout)
         self.base = build_2d(backbone, in_chans, 0, size)
         levels = len(getattr(self.base, "feature_info", []) or [])
         if base_level != -1 and not -levels <= base_level < levels:

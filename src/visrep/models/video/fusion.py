@@ -40,6 +40,7 @@ from visrep.models.video.nets import (
     average_softmax,
     build_2d,
     check_clip,
+    check_dropout,
     check_video_args,
     dry_run,
     fold_frames,
@@ -49,17 +50,20 @@ __all__ = ["early_fusion", "fusion_mlp", "late_fusion", "single_frame", "slow_fu
 
 
 def fusion_mlp(
-    in_shape: Sequence[int], hidden: Sequence[int], dropout: float, pool_to: int | None
+    in_shape: Sequence[int],
+    hidden: Sequence[int],
+    dropout: float,
+    pool_to: int | None,
+    name: str = "fusion_mlp",
 ) -> tuple[nn.Sequential, int]:
     """``[adaptive average pool to pool_to x pool_to] -> flatten -> (Linear, ReLU, Dropout) x
-    len(hidden)`` on ``(B, *in_shape)`` maps, and its output width (the embedding size)."""
-    if any(h < 1 for h in hidden) or not 0 <= dropout < 1:
-        raise ConfigError(
-            f"model.net.hidden must be positive and dropout in [0, 1), got {list(hidden)}, "
-            f"{dropout}"
-        )
+    len(hidden)`` on ``(B, *in_shape)`` maps, and its output width (the embedding size);
+    ``name`` (the network) starts the error messages."""
+    if any(h < 1 for h in hidden):
+        raise ConfigError(f"{name}: model.net.hidden must be positive widths, got {list(hidden)}")
+    check_dropout(name, dropout)
     if pool_to is not None and pool_to < 1:
-        raise ConfigError(f"model.net.pool_to must be >= 1 or None, got {pool_to}")
+        raise ConfigError(f"{name}: model.net.pool_to must be >= 1 or None, got {pool_to}")
     layers: list[nn.Module] = []
     c, *spatial = in_shape
     if pool_to is not None:
@@ -240,7 +244,7 @@ class late_fusion(VideoNet):  # noqa: N801
                 "(B, F, h, w)"
             )
         self.fuse, self.num_features = fusion_mlp(
-            (2 * z.shape[1], *z.shape[2:]), hidden, dropout, pool_to
+            (2 * z.shape[1], *z.shape[2:]), hidden, dropout, pool_to, "late_fusion"
         )
         self.reset_classifier(num_classes)
 
@@ -321,7 +325,7 @@ class slow_fusion(VideoNet):  # noqa: N801
         z = dry_run(self.backbone, self.backbone.forward_features, clip)
         self.time_steps = z.shape[2]
         self.fuse, self.num_features = fusion_mlp(
-            (z.shape[1] * z.shape[2], *z.shape[3:]), hidden, dropout, pool_to
+            (z.shape[1] * z.shape[2], *z.shape[3:]), hidden, dropout, pool_to, "slow_fusion"
         )
         self.reset_classifier(num_classes)
 

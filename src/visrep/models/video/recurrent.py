@@ -34,7 +34,9 @@ from visrep.models.layers.convlstm import ConvLSTM
 from visrep.models.video.nets import (
     VIDEO_NETS,
     VideoNet,
+    build_2d,
     check_clip,
+    check_dropout,
     check_video_args,
     dry_run,
     fold_frames,
@@ -43,24 +45,10 @@ from visrep.models.video.nets import (
 __all__ = ["cnn_lstm", "convlstm"]
 
 
-def _frame_encoder(
-    name: str, factory: BackboneFactory, in_chans: int, size: tuple[int, int]
-) -> Backbone:
-    enc = factory(in_chans, 0, size)
-    if not isinstance(enc, Backbone):
-        raise ConfigError(f"{name}: backbone must build a Backbone, got {type(enc).__name__}")
-    return enc
-
-
 def _map_shape(enc: Backbone, in_chans: int, size: tuple[int, int]) -> torch.Size:
     """The shape of ``enc.forward_features`` on one frame (a :func:`dry_run`: eval mode, no
     gradients, batch-norm running statistics untouched)."""
     return dry_run(enc, enc.forward_features, torch.zeros(1, in_chans, *size)).shape
-
-
-def _check_dropout(name: str, dropout: float) -> None:
-    if not 0 <= dropout < 1:
-        raise ConfigError(f"{name}: dropout must be in [0, 1), got {dropout}")
 
 
 @VIDEO_NETS.register
@@ -116,10 +104,10 @@ class cnn_lstm(VideoNet):  # noqa: N801 (the registered, user-facing name)
             raise ConfigError(
                 f"cnn_lstm: frame_features must be 'flatten' or 'pooled', got {frame_features!r}"
             )
-        _check_dropout("cnn_lstm", dropout)
+        check_dropout("cnn_lstm", dropout)
         self.in_chans, self.num_frames, self.readout = in_chans, num_frames, readout
         self.frame_mode = frame_features
-        self.backbone = _frame_encoder("cnn_lstm", backbone, in_chans, size)
+        self.backbone = build_2d(backbone, in_chans, 0, size)
         if frame_features == "flatten":
             flat = _map_shape(self.backbone, in_chans, size).numel()
             self.fc: nn.Module = nn.Sequential(nn.Linear(flat, feature_dim), nn.ReLU())
@@ -193,19 +181,25 @@ class convlstm(VideoNet):  # noqa: N801
         size = check_video_args("convlstm", in_chans, num_classes, num_frames, img_size)
         if pool not in ("avg", "max"):
             raise ConfigError(f"convlstm: pool must be 'avg' or 'max', got {pool!r}")
-        _check_dropout("convlstm", dropout)
+        check_dropout("convlstm", dropout)
         self.in_chans, self.num_frames = in_chans, num_frames
-        self.backbone = _frame_encoder("convlstm", backbone, in_chans, size)
-        peephole_size = None
-        if peephole:  # the paper's per-position peepholes need the feature map's size
-            peephole_size = tuple(_map_shape(self.backbone, in_chans, size)[-2:])
+        self.backbone = build_2d(backbone, in_chans, 0, size)
+        # The map's channels are not always num_features (a backbone whose head widens the
+        # pooled vector); a dry run gives them, and the map's size for per-position peepholes.
+        shape = _map_shape(self.backbone, in_chans, size)
+        if len(shape) != 4:
+            raise ConfigError(
+                f"convlstm: model.net.backbone's forward_features must give (B, C, H, W) maps, "
+                f"got shape {tuple(shape)}"
+            )
+        c, h, w = shape[1:]
         self.rnn = ConvLSTM(
-            self.backbone.num_features,
+            c,
             tuple(hidden_dims),
             kernel_size,
             hidden_kernel_size,
             peephole=peephole,
-            peephole_size=peephole_size,
+            peephole_size=(h, w) if peephole else None,
         )
         self.pool = nn.AdaptiveAvgPool2d(1) if pool == "avg" else nn.AdaptiveMaxPool2d(1)
         self.drop = nn.Dropout(dropout)
