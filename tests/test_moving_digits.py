@@ -14,8 +14,10 @@ import torchvision.transforms.v2.functional as TF
 from scipy import stats
 
 from visrep.data.samples import FLOW, LABEL, META, VIDEO
-from visrep.data.video.motion import MovingDigitsDataModule
+from visrep.data.video import moving_digits
+from visrep.data.video.motion import MovingDigitsDataModule, MovingDigitsForecastDataModule
 from visrep.data.video.moving_digits import (
+    GeneratedClips,
     load_digit_pool,
     motion_classes,
     render_digits,
@@ -322,6 +324,52 @@ def test_flow_cache_equals_computed_flow(tmp_path) -> None:
         a, b = cached.test_set[i][FLOW], fresh.test_set[i][FLOW]
         assert a.dtype == torch.float32 and a.shape == (15, 2, 32, 32)
         torch.testing.assert_close(a, b, atol=1e-2, rtol=1e-3)  # float16 on disk
+
+
+def test_prepare_data_fills_the_caches_and_setup_only_reads(tmp_path, monkeypatch) -> None:
+    # Lightning runs prepare_data on one process; every DDP rank then builds its data module
+    # and runs setup, which must only read the files (no rendering, no flow).
+    kw = {"factors": ("direction",), "speeds": (1.0,), "flow": True, "train_clips": 6}
+    kw |= {"val_clips": 2, "test_clips": 2, "cache_dir": str(tmp_path)}
+    MovingDigitsDataModule(**kw).prepare_data()
+    files = {f.name: f.stat().st_mtime_ns for f in tmp_path.glob("*.npy")}
+    assert len(files) == 6  # frames and flow of train, val, test
+    MovingDigitsForecastDataModule(
+        train_sequences=2, val_sequences=1, test_sequences=1, cache_dir=str(tmp_path / "f")
+    ).prepare_data()
+    assert len(list((tmp_path / "f").glob("*.npy"))) == 3
+
+    def no_writing(*args, **kwargs):
+        raise AssertionError("setup wrote a cache that prepare_data had written")
+
+    monkeypatch.setattr(GeneratedClips, "render", no_writing)
+    monkeypatch.setattr(moving_digits, "compute_flow", no_writing)
+    rank = MovingDigitsDataModule(**kw)
+    rank.setup()
+    s = rank.test_set[1]
+    assert s[VIDEO].shape == (16, 1, 32, 32) and s[FLOW].shape == (15, 2, 32, 32)
+    assert {f.name: f.stat().st_mtime_ns for f in tmp_path.glob("*.npy")} == files
+    MovingDigitsDataModule(**{**kw, "cache_dir": None}).prepare_data()  # nothing to write
+
+
+def test_an_item_draws_its_clip_parameters_and_renders_once(monkeypatch) -> None:
+    kw = {"factors": ("direction",), "speeds": (1.0,), "flow": True, "train_clips": 4}
+    ds = MovingDigitsDataModule(**kw, val_clips=0, test_clips=2)._dataset("test")
+    calls = {"params": 0, "render": 0}
+    params, render = ds.params, ds.render
+
+    def count(name, fn):
+        def counted(*args):
+            calls[name] += 1
+            return fn(*args)
+
+        return counted
+
+    monkeypatch.setattr(ds, "params", count("params", params))
+    monkeypatch.setattr(ds, "render", count("render", render))
+    s = ds[1]
+    assert calls == {"params": 1, "render": 1}  # the flow reads the item's own frames
+    torch.testing.assert_close(s[FLOW], moving_digits.compute_flow(s[VIDEO], "farneback"))
 
 
 KMNIST = (

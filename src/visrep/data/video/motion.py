@@ -117,8 +117,8 @@ class MotionClipDataset(GeneratedClips):
         )
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        p = self.params(index)
-        clip = self.frames(index)
+        p = self.params(index)  # once: the label and digits, and the frames when rendered
+        clip = self.frames(index, p)
         sample: dict[str, Any] = {
             VIDEO: tv_tensors.Video(clip),
             LABEL: p.label,
@@ -131,7 +131,7 @@ class MotionClipDataset(GeneratedClips):
             },
         }
         if self.with_flow:
-            sample[FLOW] = self.flow(index, self.flow_method)
+            sample[FLOW] = self.flow(index, self.flow_method, clip)
         return sample
 
 
@@ -178,8 +178,8 @@ class MovingSequenceDataset(GeneratedClips):
         return ClipParams(0, digits, start, velocity, zeros, zeros, True, not self.subpixel)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        clip = self.frames(index)
         p = self.params(index)
+        clip = self.frames(index, p)
         meta = {"index": index, "split": self.split, "digits": self.pool.labels[p.digits].tolist()}
         t = self.input_frames
         return {
@@ -237,8 +237,8 @@ class MovingDigitsDataModule(SplitDataModule):
         flow: add Farneback flow ``(T - 1, 2, H, W)`` per clip (two-stream models).
         flow_method: ``farneback`` or ``tvl1``.
         cache_dir: write each split once as an 8-bit ``.npy`` here and memory-map it (with
-            ``flow``, its flow too, float16, computed at setup); None renders clips (and computes
-            flow) when they are asked for.
+            ``flow``, its flow too, float16), in :meth:`prepare_data`; None renders clips (and
+            computes flow) when they are asked for.
         loader, split: as in :class:`~visrep.data.base.SplitDataModule` (``split.train_samples``
             takes a class-balanced subset; the fractions are unused: the splits are generated).
     """
@@ -355,20 +355,39 @@ class MovingDigitsDataModule(SplitDataModule):
             key,
         )
 
+    def _splits(self) -> list[str]:
+        return [s for s in ("train", "val", "test") if self.sizes[s]]
+
+    def prepare_data(self) -> None:
+        """Write the ``cache_dir`` files (each split's frames, and its flow with ``flow``) that
+        are missing. Lightning calls this on one process (per node) before :meth:`setup`, so
+        the processes of a distributed run only read the files; a lone process that skipped it
+        writes them in :meth:`setup`. Nothing to do without ``cache_dir``."""
+        if self.cache_dir is None:
+            return
+        for split in self._splits():
+            ds = self._dataset(split)  # writes the frames
+            if self.flow:
+                ds.flow_array(self.flow_method)
+
     def load(self) -> Splits:
-        train = self._dataset("train")
-        val = self._dataset("val") if self.sizes["val"] else None
-        test = self._dataset("test")
+        sets = {split: self._dataset(split) for split in self._splits()}
         if self.flow and self.cache_dir is not None:
-            for ds in (train, val, test):  # fill the flow caches here, not in loader workers
-                if ds is not None:
-                    ds.flow(0, self.flow_method)
-        return Splits(train, train.targets, [c.name for c in self.classes], test=test, val=val)
+            for ds in sets.values():  # open the flow caches here, not in loader workers
+                ds.flow_array(self.flow_method)
+        train = sets["train"]
+        return Splits(
+            train,
+            train.targets,
+            [c.name for c in self.classes],
+            test=sets["test"],
+            val=sets.get("val"),
+        )
 
     def on_splits_ready(self) -> None:
-        # the first (up to) 256 training clips, rendered in one call (no flow needed here)
+        # the first (up to) 256 training clips in one call (no flow needed here)
         base, kept = self.train_set.dataset, self.train_set.indices[:256]
-        x = base.render([base.params(i) for i in kept]).double()
+        x = base.batch_frames(kept).double()
         self.mean, self.std = [float(x.mean())], [float(x.std())]
 
     def spec(self) -> DataSpec:
@@ -485,6 +504,13 @@ class MovingDigitsForecastDataModule(SplitDataModule):
             self.cache_dir,
             key,
         )
+
+    def prepare_data(self) -> None:
+        """Write the missing ``cache_dir`` files of the three splits, on one process (see
+        :meth:`MovingDigitsDataModule.prepare_data`); nothing to do without ``cache_dir``."""
+        if self.cache_dir is not None:
+            for split in ("train", "val", "test"):
+                self._dataset(split)
 
     def load(self) -> Splits:
         return Splits(

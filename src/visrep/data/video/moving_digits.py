@@ -318,6 +318,10 @@ class GeneratedClips(Dataset):
     clip's own generator), or read from an 8-bit ``.npy`` written once under ``cache_dir``
     (memory-mapped; the same frames, since rendered frames are rounded to 8 bits too).
 
+    A missing cache file is written when the set is built (frames) or its flow is first asked
+    for (:meth:`flow_array`); the data modules do both in ``prepare_data``, which Lightning runs
+    on one process, so the processes of a distributed run only read them in ``setup``.
+
     Subclasses implement :meth:`params` and ``__getitem__``.
     """
 
@@ -338,10 +342,17 @@ class GeneratedClips(Dataset):
         self.array: np.ndarray | None = None
         self.flow_arrays: dict[str, np.ndarray] = {}
         if cache_dir is not None:
-            self.array = self._cached(Path(cache_dir) / f"{cache_key}-{split}.npy", "frames")
+            self.array = self._cached(self.cache_path("frames"), "frames")
 
     def __len__(self) -> int:
         return self.length
+
+    def cache_path(self, what: str) -> Path:
+        """The cache file of the frames (``what="frames"``) or of the flow by method ``what``."""
+        if self.cache_dir is None:
+            raise ConfigError(f"the {self.split} clips have no cache_dir, so no cache file")
+        tail = "" if what == "frames" else f"-flow-{what}"
+        return Path(self.cache_dir) / f"{self.cache_key}-{self.split}{tail}.npy"
 
     def params(self, index: int) -> ClipParams:
         raise NotImplementedError
@@ -366,25 +377,40 @@ class GeneratedClips(Dataset):
         frames = render_digits(self.pool.images[digits], pos.float(), angles, self.size)
         return quantize(frames)
 
-    def frames(self, index: int) -> Tensor:
-        """``(T, 1, H, W)`` float32 in [0, 1]."""
+    def frames(self, index: int, params: ClipParams | None = None) -> Tensor:
+        """``(T, 1, H, W)`` float32 in [0, 1]; ``params``: clip ``index``'s :meth:`params`, when
+        the caller has them already (read from the cache, or rendered from them)."""
         if not 0 <= index < self.length:
             raise IndexError(f"clip {index} of a {self.split} set of {self.length}")
         if self.array is not None:
             return torch.from_numpy(np.asarray(self.array[index], dtype=np.float32) / 255.0)[
                 :, None
             ]
-        return self.render([self.params(index)])[0][:, None]
+        return self.render([self.params(index) if params is None else params])[0][:, None]
 
-    def flow(self, index: int, method: FlowMethod = "farneback") -> Tensor:
+    def batch_frames(self, indices: Sequence[int]) -> Tensor:
+        """``(N, T, H, W)`` frames of several clips at once (cache read or one render call)."""
+        if self.array is not None:
+            idx = np.asarray(indices, dtype=np.int64)
+            return torch.from_numpy(self.array[idx].astype(np.float32) / 255.0)
+        return self.render([self.params(i) for i in indices])
+
+    def flow(
+        self, index: int, method: FlowMethod = "farneback", clip: Tensor | None = None
+    ) -> Tensor:
         """``(T - 1, 2, H, W)`` optical flow of clip ``index`` (:func:`compute_flow`); with a
-        ``cache_dir`` computed once for the whole split and kept as float16 (memory-mapped)."""
+        ``cache_dir`` computed once for the whole split and kept as float16 (memory-mapped).
+        ``clip``: clip ``index``'s :meth:`frames`, when the caller has them already."""
         if self.cache_dir is None:
-            return compute_flow(self.frames(index), method)
+            return compute_flow(self.frames(index) if clip is None else clip, method)
+        return torch.from_numpy(np.asarray(self.flow_array(method)[index], dtype=np.float32))
+
+    def flow_array(self, method: FlowMethod = "farneback") -> np.ndarray:
+        """The split's cached flow ``(N, T - 1, 2, H, W)`` float16 (memory-mapped), computed and
+        written first if the file is missing (needs ``cache_dir``)."""
         if method not in self.flow_arrays:
-            path = Path(self.cache_dir) / f"{self.cache_key}-{self.split}-flow-{method}.npy"
-            self.flow_arrays[method] = self._cached(path, method)
-        return torch.from_numpy(np.asarray(self.flow_arrays[method][index], dtype=np.float32))
+            self.flow_arrays[method] = self._cached(self.cache_path(method), method)
+        return self.flow_arrays[method]
 
     def _cached(self, path: Path, what: str) -> np.ndarray:
         """Read ``path`` memory-mapped, writing it first (atomically) if it is not there."""
