@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch.nn import functional as nnf
 
+from visrep.data.augment import rgb_to_luma
 from visrep.data.video.flow import FlowCache, compute_flow, flow_between
 from visrep.errors import ConfigError, DataError, ShapeError
 
@@ -62,6 +63,18 @@ def test_layouts_agree_with_opencv() -> None:
     )
     assert np.array_equal(f_u8[0].permute(1, 2, 0).numpy(), ref)
     assert torch.equal(flow_between(u8[:1], u8[1:]), f_u8)
+
+
+def test_luma_is_opencv_bt601() -> None:
+    """The one BT.601 helper (flow, forecasting frames, colour jitter) matches OpenCV's grey."""
+    x = torch.randint(0, 256, (2, 9, 11, 3), generator=torch.Generator().manual_seed(0))
+    x = x.to(torch.uint8)
+    y = rgb_to_luma(x, -1).round().to(torch.uint8)[..., 0]
+    ref = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in x.numpy()])
+    assert np.abs(y.numpy().astype(int) - ref.astype(int)).max() <= 1  # OpenCV: fixed point
+    assert (y.numpy() == ref).mean() > 0.95
+    with pytest.raises(ShapeError, match="rgb_to_luma expects 3 channels"):
+        rgb_to_luma(torch.zeros(2, 4, 5, 5))
 
 
 def test_bad_input() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -171,6 +172,18 @@ def test_frame_windows_bad_input(tmp_path: Path) -> None:
         FramesForecastDataModule(root=str(tmp_path / "missing")).setup()
     with pytest.raises(ConfigError, match=r"data\.frame_step"):
         FramesForecastDataModule(root=str(tmp_path), frame_step=0)
+    # a frame of another size alone in the second read chunk (32 frames) is refused, not resized
+    mixed = tmp_path / "mixed" / "m"
+    mixed.mkdir(parents=True)
+    for k in range(33):
+        size = (12, 18) if k == 32 else (12, 16)
+        write_png(torch.full((3, *size), k, dtype=torch.uint8), str(mixed / f"{k:05d}.png"))
+    shutil.copytree(mixed, tmp_path / "mixed" / "n")
+    with pytest.raises(DataError, match=r"00032\.png: frame size \(12, 18\) differs from \(12, 16\)"):  # fmt: skip
+        FramesForecastDataModule(
+            root=str(tmp_path / "mixed"), input_frames=2, future_frames=2, test_sequences=["n"],
+            split=SplitConfig(val_fraction=0.0),
+        ).setup()  # fmt: skip
 
 
 def test_prepare_frames_crops_resizes_and_converts_to_luma() -> None:

@@ -19,10 +19,11 @@ from visrep.commands._common import Command, run_subcommands
 from visrep.data.video.clips import clip_span
 from visrep.data.video.io import (
     VIDEO_SUFFIXES,
-    iter_video_frames,
+    count_frames,
+    iter_frames,
     list_frames,
     read_frame_folder,
-    read_video_frames,
+    read_frames,
     seek_points,
     to_clip,
     video_info,
@@ -54,7 +55,7 @@ def _info_lines(p: Path, check: bool) -> dict[str, Any]:
         lines["frames"] = f"{len(files):,} ({files[0].name} .. {files[-1].name})"
         lines["size"] = f"{first.shape[2]} x {first.shape[1]} (W x H)"
         if check:
-            read_frame_folder(p)  # every frame decodable, all of one size
+            sum(len(c) for c in iter_frames(p))  # every frame decodable, all of one size
             lines["check"] = f"all {len(files):,} frames decoded, one size"
         return lines
     info = video_info(p)
@@ -71,7 +72,7 @@ def _info_lines(p: Path, check: bool) -> dict[str, Any]:
         else "none indexed (every read decodes from the start)"
     )
     if check:
-        n = sum(len(c) for c in iter_video_frames(p))
+        n = sum(len(c) for c in iter_frames(p))
         lines["check"] = f"{n:,} frames decoded"
     return lines
 
@@ -123,11 +124,8 @@ def show(
     if fps is not None and fps <= 0:
         raise ConfigError(f"--fps must be > 0, got {fps}")
     p = _source(file)
-    if p.is_dir():
-        n, rate = len(list_frames(p)), 8.0 * stride
-    else:
-        info = video_info(p)
-        n, rate = info.num_frames, info.fps
+    n = count_frames(p)
+    rate = 8.0 * stride if p.is_dir() else video_info(p).fps
     end = start + clip_span(frames, stride)
     if end > n:
         raise DataError(
@@ -135,7 +133,7 @@ def show(
             f"{stride}) go past the last frame {n - 1}"
         )
     ids = torch.arange(start, end, stride)
-    raw = read_frame_folder(p, ids) if p.is_dir() else read_video_frames(p, ids)
+    raw = read_frames(p, ids)
     clip = to_clip(raw).as_subclass(torch.Tensor)
     if o.suffix.lower() == ".gif":
         save_gif(clip, o, fps or rate / stride)

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from visrep.errors import ShapeError
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -75,11 +77,31 @@ def random_hflip(x: Tensor, p: float = 0.5, generator: torch.Generator | None = 
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
+BT601_LUMA = (0.299, 0.587, 0.114)
+
+
+def rgb_to_luma(x: Tensor, dim: int = -3) -> Tensor:
+    """ITU-R BT.601 luma ``Y' = 0.299 R + 0.587 G + 0.114 B`` of RGB along ``dim`` (kept, size 1).
+
+    The weights of ``cv2.cvtColor(RGB2GRAY)`` and PIL's ``convert("L")`` (torchvision's
+    ``rgb_to_grayscale`` uses 0.2989 for R). Computed in ``x``'s floating dtype, unrounded.
+
+    Shape: ``(..., 3, H, W) -> (..., 1, H, W)`` for the default ``dim``.
+
+    >>> round(rgb_to_luma(torch.tensor([200.0, 100.0, 50.0]).view(3, 1, 1)).item(), 3)
+    124.2
+    """
+    if x.shape[dim] != 3:
+        raise ShapeError(f"rgb_to_luma expects 3 channels along dim {dim}, got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        x = x.float()
+    shape = [1] * x.ndim
+    shape[dim] = 3
+    return (x * x.new_tensor(BT601_LUMA).view(shape)).sum(dim, keepdim=True)
+
+
 def _grey(x: Tensor) -> Tensor:
-    if x.shape[1] != 3:
-        return x.mean(1, keepdim=True)
-    w = x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)  # ITU-R 601, as torchvision
-    return (x * w).sum(1, keepdim=True)
+    return rgb_to_luma(x, 1) if x.shape[1] == 3 else x.mean(1, keepdim=True)
 
 
 def color_jitter(

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from visrep.data.augment import rgb_to_luma
 from visrep.data.video.io import file_signature
 from visrep.errors import ConfigError, DataError, ShapeError
 
@@ -63,8 +64,7 @@ def _grey(frames: Tensor) -> np.ndarray:
         raise ShapeError(f"compute_flow expects uint8 or float frames, got {x.dtype}")
     c = x.shape[1]
     if c == 3:  # ITU-R BT.601 luma, as cv2.cvtColor(RGB2GRAY)
-        w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-        x = (x * w).sum(1)
+        x = rgb_to_luma(x, 1)[:, 0]
     elif c == 1:
         x = x[:, 0]
     else:

@@ -1,7 +1,7 @@
 """Forecasting windows from real footage: ``T_in`` frames seen, the next ``T_out`` to predict.
 
 Sequences are frame folders (DAVIS ``JPEGImages/480p/<seq>/``) or video files, read through
-:func:`~visrep.data.video.io.read_frame_folder` / :func:`~visrep.data.video.io.read_video_frames`;
+:func:`~visrep.data.video.io.read_frames` / :func:`~visrep.data.video.io.iter_frames`;
 frames are centre-cropped to the target aspect, resized (antialiased) and optionally turned to
 grey (ITU-R BT.601 luma). Train, validation and test windows come from disjoint sequences, so no
 test window shares footage with a training one.
@@ -22,15 +22,15 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
+from visrep.data.augment import rgb_to_luma
 from visrep.data.base import DataSpec, LoaderConfig, SplitConfig, SplitDataModule, Splits
 from visrep.data.samples import FUTURE, META, VIDEO
 from visrep.data.video.io import (
     FRAME_SUFFIXES,
     VIDEO_SUFFIXES,
-    list_frames,
-    read_frame_folder,
-    read_video_frames,
-    video_info,
+    count_frames,
+    iter_frames,
+    read_frames,
 )
 from visrep.errors import ConfigError, DataError
 
@@ -42,7 +42,6 @@ __all__ = [
     "prepare_frames",
 ]
 
-_LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601
 _READ_CHUNK = 32  # frames decoded at a time when a sequence is read whole
 
 
@@ -64,9 +63,7 @@ class FrameSequence:
 
     def read(self, indices: list[int]) -> Tensor:
         """``(T, H, W, 3)`` uint8 frames at ``indices``."""
-        if self.is_video:
-            return read_video_frames(self.path, indices)
-        return read_frame_folder(self.path, indices)
+        return read_frames(self.path, indices)
 
 
 def find_sequences(root: str | Path) -> list[FrameSequence]:
@@ -77,7 +74,7 @@ def find_sequences(root: str | Path) -> list[FrameSequence]:
     """
     base = Path(root)
     if base.is_file() and base.suffix.lower() in VIDEO_SUFFIXES:
-        return [FrameSequence(base.stem, base, video_info(base).num_frames, True)]
+        return [FrameSequence(base.stem, base, count_frames(base), True)]
     if not base.is_dir():
         raise DataError(f"data.root {str(root)!r} is not a folder or a video file")
     out: list[FrameSequence] = []
@@ -88,17 +85,13 @@ def find_sequences(root: str | Path) -> list[FrameSequence]:
             dirnames.clear()  # a frame folder: its images are one sequence
             name = here.relative_to(base).as_posix()
             out.append(
-                FrameSequence(
-                    name if name != "." else here.name, here, len(list_frames(here)), False
-                )
+                FrameSequence(name if name != "." else here.name, here, count_frames(here), False)
             )
             continue
         for f in sorted(filenames):
             if Path(f).suffix.lower() in VIDEO_SUFFIXES:
                 p = here / f
-                out.append(
-                    FrameSequence(p.relative_to(base).as_posix(), p, video_info(p).num_frames, True)
-                )
+                out.append(FrameSequence(p.relative_to(base).as_posix(), p, count_frames(p), True))
     if not out:
         raise DataError(
             f"data.root {str(root)!r} holds no frame folder ({', '.join(FRAME_SUFFIXES)}) and no "
@@ -136,7 +129,7 @@ def prepare_frames(frames: Tensor, size: tuple[int, int], grey: bool) -> Tensor:
         down = x.shape[-2] > th or x.shape[-1] > tw
         x = F.interpolate(x, size=(th, tw), mode="bilinear", align_corners=False, antialias=down)
     if grey:
-        x = (x * torch.tensor(_LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        x = rgb_to_luma(x, 1)
     return x.round().clamp(0, 255).to(torch.uint8)
 
 
@@ -179,13 +172,9 @@ class FrameWindowDataset(Dataset):
             self.frames = [self._read_all(s) for s in sequences]
 
     def _read_all(self, seq: FrameSequence) -> Tensor:
+        """Every frame of ``seq``, prepared, decoded a chunk at a time (one frame size)."""
         chunks = [
-            prepare_frames(
-                seq.read(list(range(lo, min(lo + _READ_CHUNK, seq.num_frames)))),
-                self.size,
-                self.grey,
-            )
-            for lo in range(0, seq.num_frames, _READ_CHUNK)
+            prepare_frames(c, self.size, self.grey) for c in iter_frames(seq.path, _READ_CHUNK)
         ]
         return torch.cat(chunks)
 
