@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
+import yaml
 from scipy import stats
 
 from visrep.data.samples import FLOW, LABEL, META, VIDEO
@@ -370,6 +371,27 @@ def test_an_item_draws_its_clip_parameters_and_renders_once(monkeypatch) -> None
     s = ds[1]
     assert calls == {"params": 1, "render": 1}  # the flow reads the item's own frames
     torch.testing.assert_close(s[FLOW], moving_digits.compute_flow(s[VIDEO], "farneback"))
+
+
+CONFIGS = Path(__file__).resolve().parents[1] / "src" / "visrep" / "configs"
+
+
+def test_motion_configs_share_the_data_and_late_fusion_sees_unwrapped_motion() -> None:
+    cfgs = {f.stem: yaml.safe_load(f.read_text()) for f in CONFIGS.glob("motion_*.yaml")}
+    assert len(cfgs) >= 10
+    extra = {"flow", "flow_method", "cache_dir"}  # what two-stream adds; not the clips
+    data = {
+        k: {o: v for o, v in c["data"]["init_args"].items() if o not in extra}
+        for k, c in cfgs.items()
+    }
+    assert all(d == data["motion_late_fusion"] for d in data.values())
+    assert len({c["trainer"]["max_epochs"] for c in cfgs.values()}) == 1
+    # A wrapping digit's position is read mod the free range: the two frames late fusion
+    # compares must be close enough for the displacement to be under half of it.
+    d = data["motion_late_fusion"]
+    free = min(d["image_size"]) - d.get("digit_size", 14)
+    gap = cfgs["motion_late_fusion"]["model"]["init_args"]["net"]["init_args"]["frame_gap"]
+    assert max(d["speeds"]) * gap < free / 2
 
 
 KMNIST = (
