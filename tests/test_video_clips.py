@@ -31,6 +31,11 @@ def test_dense_uniform_random_positions() -> None:
     assert clip_indices(100, 10, 1, "dense", 1)[0, 0] == 45  # one dense clip: the centre one
     u = clip_indices(100, 10, 1, "uniform", 1)
     assert int(u[0, 0]) == 45  # centre of the start range 0..90
+    # an odd last start (3: starts 0..3): one dense clip is the uniform centre clip, start 2
+    assert clip_indices(7, 4, 1, "dense", 1).tolist() == [[2, 3, 4, 5]]
+    assert torch.equal(clip_indices(7, 4, 1, "dense", 1), clip_indices(7, 4, 1, "uniform", 1))
+    for n in range(4, 12):  # every last start 0..7
+        assert torch.equal(clip_indices(n, 4, 1, "dense", 1), clip_indices(n, 4, 1, "uniform", 1))
     u4 = clip_indices(100, 10, 1, "uniform", 4)[:, 0]  # centres of 4 segments of 0..90
     assert u4.tolist() == [11, 34, 56, 79]  # floor((2k + 1) * 91 / 8)
     assert clip_indices(16, 16, 1, "random", 4).unique().numel() == 16  # exactly fits: start 0
@@ -101,6 +106,13 @@ def test_flow_moves_with_the_frames() -> None:
     big = v2.functional.resize(f, [12, 20])  # twice the size: twice the displacement
     assert big.shape == (2, 2, 12, 20)
     assert torch.allclose(big[:, 1], torch.full((2, 12, 20), 2.0))
+    const = FlowField(torch.stack([torch.full((h, w), 3.0), torch.full((h, w), 1.0)])[None])
+    tall = v2.functional.resize(const, [12, 10])  # rows doubled, columns kept
+    assert torch.allclose(tall[0, 0], torch.full((12, 10), 3.0))  # dx unchanged
+    assert torch.allclose(tall[0, 1], torch.full((12, 10), 2.0))  # dy doubled
+    wide = v2.functional.resize(const, [6, 30])
+    assert torch.allclose(wide[0, 0], torch.full((6, 30), 9.0))
+    assert torch.allclose(wide[0, 1], torch.full((6, 30), 1.0))
     cut = v2.functional.crop(f, 1, 2, 3, 4)
     assert torch.equal(cut.as_subclass(torch.Tensor), flow[:, :, 1:4, 2:6])
     # video and flow in one call: the same crop, and a flip negates dx

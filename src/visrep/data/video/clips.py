@@ -72,8 +72,8 @@ def clip_indices(
     if mode == "random":
         starts = torch.randint(0, last + 1, (num_clips,), generator=generator)
     elif mode == "dense":
-        if num_clips == 1:
-            starts = torch.tensor([last // 2])
+        if num_clips == 1:  # the centre clip, as ``"uniform"`` with one clip
+            starts = torch.tensor([(last + 1) // 2])
         else:
             starts = torch.floor(
                 torch.linspace(0, last, num_clips, dtype=torch.float64) + 0.5
