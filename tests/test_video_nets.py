@@ -273,6 +273,10 @@ def test_two_stream_late_fusion_of_softmax_scores():
     torch.testing.assert_close(only_rgb(x, f), rgb)
     with pytest.raises(ConfigError, match="stream_weights"):
         two_stream(C, 3, T, (S, S), backbone=TINY, stream_weights=(1.0, -1.0))
+    # forward reads no value back from the device (no sync per step): it runs on meta tensors,
+    # where any bool() / float() / item() of a tensor raises
+    meta = two_stream(C, 3, T, (S, S), backbone=TINY, stream_weights=(1.0, 3.0)).to("meta")
+    assert meta(x.to("meta"), f.to("meta")).shape == (2, 3)
     with pytest.raises(ShapeError, match="flow"):
         net(x)
     with pytest.raises(ShapeError, match="built for 9"):
