@@ -300,8 +300,8 @@ class SplitDataModule(L.LightningDataModule):
         train_idx = np.arange(n)
         test = s.test
         if test is None:
-            train_idx, test_idx = stratified_split(
-                targets, cfg.test_fraction, cfg.seed, "data.split.test_fraction"
+            train_idx, test_idx = self.split_indices(
+                train_idx, targets, cfg.test_fraction, cfg.seed, "data.split.test_fraction"
             )
             if len(test_idx) == 0:
                 raise ConfigError(
@@ -310,15 +310,13 @@ class SplitDataModule(L.LightningDataModule):
             test = Subset(s.train, test_idx.tolist())
         val = s.val
         if val is None and cfg.val_fraction > 0:
-            keep, held = stratified_split(
-                targets[train_idx], cfg.val_fraction, cfg.seed + 1, "data.split.val_fraction"
+            train_idx, held = self.split_indices(
+                train_idx, targets, cfg.val_fraction, cfg.seed + 1, "data.split.val_fraction"
             )
-            val = Subset(s.train, train_idx[held].tolist())
-            train_idx = train_idx[keep]
+            val = Subset(s.train, held.tolist())
         if cfg.train_samples is not None and cfg.train_samples < len(train_idx):
             surplus = len(train_idx) - cfg.train_samples
-            keep, _ = stratified_split(targets[train_idx], surplus, cfg.seed + 2)
-            train_idx = train_idx[keep]
+            train_idx, _ = self.split_indices(train_idx, targets, surplus, cfg.seed + 2)
         self.train_set = Subset(s.train, train_idx.tolist())
         self._train_labels = (
             None if s.train_targets is None else np.asarray(s.train_targets)[train_idx]
@@ -326,6 +324,22 @@ class SplitDataModule(L.LightningDataModule):
         self.val_set, self.test_set = val, test
         self.class_names = list(s.class_names)
         self.on_splits_ready()
+
+    def split_indices(
+        self,
+        idx: np.ndarray,
+        targets: np.ndarray,
+        held_out: float | int,
+        seed: int,
+        option: str = "data.split",
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted (kept, held-out) parts of the training-source indices ``idx``.
+
+        :func:`stratified_split` of ``targets[idx]``; a source whose samples are not
+        independent (several clips of one recording) overrides it to keep each group whole.
+        """
+        keep, held = stratified_split(targets[idx], held_out, seed, option)
+        return idx[keep], idx[held]
 
     def on_splits_ready(self) -> None:
         """Called once the splits exist: derive what the model needs from them."""
