@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,12 @@ from torchvision import tv_tensors
 from tests.conftest import SHARED_DATA
 from visrep.data.base import LoaderConfig, SplitConfig
 from visrep.data.samples import collate
-from visrep.data.video.folder import ClipSampling, VideoClipDataset, VideoFolderDataModule
+from visrep.data.video.folder import (
+    ClipSampling,
+    VideoClipDataset,
+    VideoFolderDataModule,
+    grouped_split,
+)
 from visrep.data.video.io import write_video
 from visrep.data.video.lists import read_class_index, read_kinetics_csv, read_ucf_list
 from visrep.errors import ConfigError, DataError
@@ -112,6 +118,51 @@ def test_clip_frames_are_the_decoded_frames(tree: Path) -> None:
         assert (s["video"] - other).abs().mean() > 0.1
 
 
+def _varying_speed_folder(root: Path, t: int = 14, h: int = 36, w: int = 48) -> list[int]:
+    """A frame folder of a smooth grey texture moving a different distance each frame; returns
+    its x position per frame (pixels)."""
+    speeds = [1, 2, 0, 1, 3, 0, 2, 1, 0, 2, 1, 0, 2][: t - 1]  # speeds[i] != speeds[i + 2]
+    pos = np.concatenate([[0], np.cumsum(speeds)]).tolist()
+    g = torch.Generator().manual_seed(5)
+    coarse = torch.rand(1, 1, h // 4, (w + pos[-1]) // 4 + 2, generator=g)
+    tex = torch.nn.functional.interpolate(coarse, scale_factor=4, mode="bicubic")[0, 0]
+    tex = (tex.clamp(0, 1) * 255).round().to(torch.uint8)
+    root.mkdir(parents=True)
+    for i, x in enumerate(pos):
+        frame = tex[:h, pos[-1] - x : pos[-1] - x + w]  # content moves right by pos[i]
+        Image.fromarray(frame[..., None].expand(-1, -1, 3).numpy()).save(root / f"{i:05d}.png")
+    return pos
+
+
+def test_flow_cache_equals_flow_of_the_clip(tmp_path: Path) -> None:
+    """The cached flow of a clip (indexed from the video's cache) equals the flow computed from
+    the clip's own frames, field by field, with the texture moving a different distance each
+    frame, at stride 2: a cache read one frame off, or at the wrong gap, fails."""
+    src = tmp_path / "cls" / "v_Moving_g01_c01"
+    pos = _varying_speed_folder(src)
+    for mode, k in (("uniform", 1), ("dense", 3), ("random", 4)):
+        sampling = ClipSampling(
+            clip_len=4, stride=2, mode=mode, num_clips=k, image_size=(32, 44), resize=36,
+            train=False, flow=True,
+        )  # fmt: skip
+        cached = VideoClipDataset([(src, 0)], replace(sampling, cache_dir=str(tmp_path / "c")))
+        plain = VideoClipDataset([(src, 0)], sampling)
+        torch.manual_seed(7)
+        a = cached[0]
+        torch.manual_seed(7)
+        b = plain[0]
+        assert a["meta"]["starts"] == b["meta"]["starts"]
+        fa, fb = a["flow"].reshape(k, 3, 2, 32, 44), b["flow"].reshape(k, 3, 2, 32, 44)
+        inner = (slice(None), slice(None), slice(None), slice(6, -6), slice(6, -6))
+        assert (fa[inner] - fb[inner]).abs().max() < 0.2
+        for j, start in enumerate(a["meta"]["starts"]):  # and both are the true displacement
+            true = torch.tensor([pos[start + 2 * i + 2] - pos[start + 2 * i] for i in range(3)])
+            dx = fa[j, :, 0, 6:-6, 6:-6].reshape(3, -1).median(-1).values
+            assert torch.allclose(dx, true.float(), atol=0.2), (start, dx, true)
+            assert fa[j, :, 1, 6:-6, 6:-6].abs().median() < 0.2
+    assert len(list((tmp_path / "c").glob("*.npy"))) == 1  # one entry per video and stride
+
+
 def test_flow_and_cache(tree: Path, tmp_path: Path) -> None:
     dm = _dm(tree, flow=True, cache_dir=str(tmp_path / "flow"), train_clips="uniform", flip=False)
     dm.setup()
@@ -122,16 +173,9 @@ def test_flow_and_cache(tree: Path, tmp_path: Path) -> None:
     assert float(s["flow"][:, 0].median()) == pytest.approx(2 * 36 / 48, abs=0.2)
     assert abs(float(s["flow"][:, 1].median())) < 0.2
     assert len(list((tmp_path / "flow").glob("*.npy"))) == 1
-    fixed = dm.train_set.dataset.with_sampling(train=False)  # centre crop: deterministic
-    i = dm.train_set.indices[0]
-    assert torch.equal(fixed[i]["flow"], fixed[i]["flow"])
-    assert len(list((tmp_path / "flow").glob("*.npy"))) == 1  # one entry per video, reused
     t = dm.test_set[0]
     assert t["flow"].shape == (3, 7, 2, 24, 32)
-    no_cache = _dm(tree, flow=True, train_clips="uniform", flip=False)
-    no_cache.setup()
-    f = no_cache.train_set[0]["flow"]  # computed from the clip's frames, not the cache
-    assert torch.allclose(f[:, 0].median(), s["flow"][:, 0].median(), atol=0.3)
+    assert len(list((tmp_path / "flow").glob("*.npy"))) == 2  # one entry per video
 
 
 def test_ucf_lists(tree: Path, tmp_path: Path) -> None:
@@ -205,9 +249,12 @@ def test_target_fps(tree: Path) -> None:
 
 
 def test_errors(tree: Path, tmp_path: Path) -> None:
-    long = _dm(tree, clip_len=16, frame_stride=2)  # span 31 > every video here
-    with pytest.raises(DataError, match=r"v_\w+: a clip of 16 frames at stride 2 spans 31 frames"):
-        long.setup()
+    long = _dm(tree, clip_len=10, frame_stride=2)  # span 19: too long for the 18-frame folders
+    with pytest.raises(
+        DataError,
+        match=r"spans 19 frames, but 3 of the 9 videos have fewer: \S+v_Archery_g03_c01 \(18 frames\)",
+    ):
+        long.setup()  # one error at setup, not one per item in the loader workers
     with pytest.raises(ConfigError, match=r"data\.clip_len must be >= 1"):
         _dm(tree, clip_len=0)
     with pytest.raises(ConfigError, match=r"data\.train_clips"):
@@ -244,3 +291,47 @@ def test_real_clips_as_a_tree(tmp_path: Path) -> None:
     for i in range(2):
         s = ds[i]
         assert s["video"].shape == (2, 16, 3, 112, 112) and np.isfinite(s["video"].numpy()).all()
+
+
+def test_grouped_split_keeps_groups_whole() -> None:
+    rng = np.random.default_rng(0)
+    targets = np.repeat(np.arange(4), 30)  # 4 classes x 6 groups x 5 clips
+    groups = np.repeat(np.arange(24), 5)
+    perm = rng.permutation(120)
+    targets, groups = targets[perm], groups[perm]
+    keep, held = grouped_split(targets, groups, 0.2, seed=3)
+    assert np.intersect1d(groups[keep], groups[held]).size == 0  # no group on both sides
+    assert len(keep) + len(held) == 120 and len(held) == 20  # 6 clips a class: 1 group (5)
+    assert np.bincount(targets[held], minlength=4).tolist() == [5, 5, 5, 5]  # stratified
+    again = grouped_split(targets, groups, 0.2, seed=3)
+    assert np.array_equal(again[1], held) and not np.array_equal(grouped_split(targets, groups, 0.2, 4)[1], held)  # fmt: skip
+    # one group per class: held out regardless of class, still whole groups
+    keep, held = grouped_split(np.arange(6).repeat(2), np.arange(6).repeat(2), 0.3, seed=0)
+    assert len(held) == 4 and np.intersect1d(keep // 2, held // 2).size == 0
+    with pytest.raises(
+        ConfigError, match=r"data\.split 0\.5 holds out 1 of the 2 samples in 1 recording groups"
+    ):
+        grouped_split(np.zeros(2, np.int64), np.zeros(2, np.int64), 0.5, 0)
+
+
+def test_ucf_names_split_by_recording_group(tmp_path: Path) -> None:
+    """UCF101 clips ``v_<C>_gNN_cMM`` of one group never straddle train / val / test."""
+    for c in ("Archery", "Biking"):
+        for g in range(1, 6):
+            for k in range(1, 4):
+                d = tmp_path / c / f"v_{c}_g{g:02d}_c{k:02d}"
+                d.mkdir(parents=True)
+                for i in range(3):
+                    Image.fromarray(np.full((8, 8, 3), 40 * g + k, np.uint8)).save(d / f"{i}.png")
+    dm = _dm(tmp_path, clip_len=2, frame_stride=1, image_size=(8, 8), stats_videos=2,
+             split=SplitConfig(val_fraction=0.25, test_fraction=0.2, seed=1))  # fmt: skip
+    dm.setup()
+    entries = dm.train_set.dataset.entries
+    part = {}
+    for name, ds in (("train", dm.train_set), ("val", dm.val_set), ("test", dm.test_set)):
+        keys = {(entries[i][1], entries[i][0].name.split("_c")[0]) for i in ds.indices}
+        part[name] = keys
+        assert {c for c, _ in keys} == {0, 1}  # every class on every side
+    assert not (part["train"] & part["val"]) and not (part["train"] & part["test"])
+    assert not (part["val"] & part["test"])
+    assert sum(len(ds) for ds in (dm.train_set, dm.val_set, dm.test_set)) == 30

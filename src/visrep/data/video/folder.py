@@ -22,26 +22,20 @@ from torchvision.transforms.v2 import functional as F
 
 from visrep.data.base import DataSpec, LoaderConfig, SplitConfig, SplitDataModule, Splits
 from visrep.data.samples import FLOW, LABEL, META, VIDEO
-from visrep.data.video.clips import clip_indices, resample_indices
+from visrep.data.video.clips import clip_indices, clip_span, resample_indices
 from visrep.data.video.flow import FlowCache, FlowMethod, check_flow_method, flow_between
-from visrep.data.video.io import (
-    iter_video_frames,
-    list_frames,
-    read_frame_folder,
-    read_video_frames,
-    to_clip,
-    video_info,
-)
+from visrep.data.video.io import count_frames, iter_frames, read_frames, to_clip, video_info
 from visrep.data.video.lists import (
     read_class_index,
     read_kinetics_csv,
     read_ucf_list,
+    recording_groups,
     scan_video_tree,
 )
 from visrep.data.video.transforms import FlowField, clip_augment, short_side
-from visrep.errors import ConfigError
+from visrep.errors import ConfigError, DataError
 
-__all__ = ["ClipSampling", "VideoClipDataset", "VideoFolderDataModule"]
+__all__ = ["ClipSampling", "VideoClipDataset", "VideoFolderDataModule", "grouped_split"]
 
 
 @dataclass(frozen=True)
@@ -107,14 +101,36 @@ class VideoClipDataset(Dataset):
         """The same videos sampled otherwise (e.g. the evaluation clips of a training set)."""
         return VideoClipDataset(self.entries, replace(self.sampling, **changes))
 
+    @property
     def targets(self) -> np.ndarray:
+        """The class of each video, int64 ``(N,)``."""
         return np.asarray([c for _, c in self.entries], dtype=np.int64)
+
+    def check_lengths(self) -> None:
+        """Refuse, in one error, videos shorter than a clip (else each fails when drawn).
+
+        Raises:
+            DataError: naming the first few such videos and how many there are.
+        """
+        s = self.sampling
+        span = clip_span(s.clip_len, s.stride)
+        counts = np.asarray([len(self._timeline(src)) for src, _ in self.entries])
+        short = np.flatnonzero(counts < span)
+        if short.size:
+            shown = ", ".join(f"{self.entries[i][0]} ({counts[i]} frames)" for i in short[:3])
+            more = f" and {short.size - 3} more" if short.size > 3 else ""
+            fps = f" at data.target_fps {s.target_fps}" if s.target_fps is not None else ""
+            raise DataError(
+                f"data.clip_len {s.clip_len} at data.frame_stride {s.stride} spans {span} "
+                f"frames{fps}, but {short.size} of the {len(counts)} videos have fewer: "
+                f"{shown}{more}; use shorter clips, a smaller stride, or leave them out"
+            )
 
     def _timeline(self, src: Path) -> Tensor:
         """Source frame index of each frame of the (resampled) video."""
         s = self.sampling
         if src.is_dir():
-            n, fps = len(list_frames(src)), s.folder_fps
+            n, fps = count_frames(src), s.folder_fps
             if s.target_fps is not None and fps is None:
                 raise ConfigError(
                     f"data.target_fps needs data.folder_fps for the frame folder {str(src)!r}"
@@ -127,7 +143,7 @@ class VideoClipDataset(Dataset):
         return resample_indices(n, fps, s.target_fps)
 
     def _read(self, src: Path, ids: Tensor) -> Tensor:
-        frames = read_frame_folder(src, ids) if src.is_dir() else read_video_frames(src, ids)
+        frames = read_frames(src, ids)
         return F.resize(to_clip(frames), self._size(*frames.shape[1:3]), antialias=True)
 
     def _size(self, h: int, w: int) -> list[int]:
@@ -138,16 +154,9 @@ class VideoClipDataset(Dataset):
 
     def _all_frames(self, src: Path, timeline: Tensor) -> Tensor:
         """Every frame of the timeline, resized, as uint8 ``(M, h, w, C)`` (the flow cache)."""
-        if src.is_dir():
-            n = len(list_frames(src))
-            chunks = (
-                read_frame_folder(src, torch.arange(i, min(i + 64, n))) for i in range(0, n, 64)
-            )
-        else:
-            chunks = iter_video_frames(src)
         small = [
             F.resize(c.permute(0, 3, 1, 2), self._size(*c.shape[1:3]), antialias=True)
-            for c in chunks
+            for c in iter_frames(src, 64)  # one frame size throughout, or a DataError
         ]
         return torch.cat(small)[timeline].permute(0, 2, 3, 1)
 
@@ -201,6 +210,66 @@ class VideoClipDataset(Dataset):
         return flow_between(a, b, s.flow_method)
 
 
+def grouped_split(
+    targets: np.ndarray,
+    groups: np.ndarray,
+    held_out: float | int,
+    seed: int,
+    option: str = "data.split",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded sorted (kept, held-out) index split that never cuts a group, stratified by class.
+
+    Each class holds out the prefix of its groups (in a seeded random order) whose size is
+    closest to its share of ``held_out``, keeping at least one group in training; where that
+    holds out nothing (every class a single group) the groups are drawn regardless of class.
+    A group is expected to lie in one class (:func:`recording_groups` makes it so).
+
+    Args:
+        targets: class per sample ``(N,)``.
+        groups: group per sample ``(N,)`` (clips of one recording share one).
+        held_out: a fraction of the samples (float) or a number of samples (int).
+        seed: the random order of the groups.
+        option: the option named in the error.
+
+    Raises:
+        ConfigError: nothing would be left to keep, or a single group.
+
+    >>> grouped_split(np.array([0, 0, 0, 0, 1, 1]), np.array([0, 0, 1, 1, 2, 3]), 0.5, 0)[1].size
+    3
+    """
+    idx = np.arange(len(targets))
+    if held_out <= 0:
+        return idx, idx[:0]
+    n = len(targets)
+    n_held = held_out if isinstance(held_out, int) else int(np.ceil(held_out * n))
+    ids, inv = np.unique(groups, return_inverse=True)
+    inv = inv.reshape(-1)
+    if n_held >= n or len(ids) < 2:
+        raise ConfigError(
+            f"{option} {held_out} holds out {n_held} of the {n} samples in {len(ids)} recording "
+            "groups, leaving none: use a smaller value or more data"
+        )
+    size = np.bincount(inv)
+    cls = np.zeros(len(ids), dtype=np.int64)
+    cls[inv] = targets
+    order = np.random.default_rng(seed).permutation(len(ids))
+    held_groups: list[np.ndarray] = []
+    for c in np.unique(cls):  # a loop over classes, not samples
+        g = order[cls[order] == c]
+        if len(g) < 2:
+            continue
+        want = n_held * size[g].sum() / n
+        cum = np.cumsum(size[g])[:-1]  # at least one group stays in training
+        k = int(np.argmin(np.abs(np.concatenate([[0], cum]) - want)))
+        held_groups.append(g[:k])
+    chosen = np.concatenate(held_groups) if held_groups else np.zeros(0, dtype=np.int64)
+    if chosen.size == 0:
+        cum = np.cumsum(size[order])[:-1]
+        chosen = order[: max(1, int(np.argmin(np.abs(cum - n_held))) + 1)]
+    mask = np.isin(inv, chosen)
+    return idx[~mask], idx[mask]
+
+
 class VideoFolderDataModule(SplitDataModule):
     """Video classification from a class-per-folder tree or UCF101 / Kinetics list files.
 
@@ -221,6 +290,9 @@ class VideoFolderDataModule(SplitDataModule):
       relative to ``root``.
     * Kinetics: ``train_list`` ``train.csv`` (and ``test_list`` ``validate.csv``), columns
       ``label,youtube_id,time_start,time_end,split``; the files are found below ``root``.
+    * Held-out shares (validation; test without a list) keep the clips of one recording
+      together: names ``..._g<NN>_c<MM>`` (UCF101) are split by group ``(class, NN)``
+      (:func:`grouped_split`), other names video by video.
 
     Args:
         root: the data set's folder.
@@ -314,6 +386,7 @@ class VideoFolderDataModule(SplitDataModule):
         )
         self.mean: list[float] = []
         self.std: list[float] = []
+        self.groups: np.ndarray | None = None  # recording group per training video
 
     def _lists(self) -> tuple[list[str], list, list | None]:
         if self.train_list is None:
@@ -344,7 +417,25 @@ class VideoFolderDataModule(SplitDataModule):
         test_ds = None if test is None else self._eval(train_ds, self.test_clips)
         if test_ds is not None:
             test_ds = VideoClipDataset(test, test_ds.sampling)
-        return Splits(train_ds, train_ds.targets(), classes, test=test_ds)
+        for ds in (train_ds, test_ds):
+            if ds is not None:
+                ds.check_lengths()
+        self.groups = recording_groups(train)
+        return Splits(train_ds, train_ds.targets, classes, test=test_ds)
+
+    def split_indices(
+        self,
+        idx: np.ndarray,
+        targets: np.ndarray,
+        held_out: float | int,
+        seed: int,
+        option: str = "data.split",
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Held-out videos by recording group (UCF101 ``gNN``) when the names give groups."""
+        if self.groups is None:
+            return super().split_indices(idx, targets, held_out, seed, option)
+        keep, held = grouped_split(targets[idx], self.groups[idx], held_out, seed, option)
+        return idx[keep], idx[held]
 
     def on_splits_ready(self) -> None:
         # val (and a held-out test) are Subsets of the training videos: sample them as such

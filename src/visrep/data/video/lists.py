@@ -17,12 +17,43 @@ file or a folder of frame images; nothing is decoded here.
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
+
+import numpy as np
 
 from visrep.data.video.io import FRAME_SUFFIXES, VIDEO_SUFFIXES
 from visrep.errors import DataError
 
 Entry = tuple[Path, int]
+
+
+_UCF_GROUP = re.compile(r"_g(\d+)_c\d+")
+
+
+def recording_groups(entries: list[Entry]) -> np.ndarray | None:
+    """The recording group of each entry, int64 ``(N,)``, or None when no name gives one.
+
+    UCF101 names a clip ``v_<Class>_g<NN>_c<MM>``: the clips ``c01, c02, ...`` of group ``NN``
+    of a class are cut from one long recording (same actor, background and viewpoint; Soomro
+    et al. 2012), so a clip and its siblings must not fall on both sides of a split.
+    The group is ``(class, NN)``; an entry without the pattern is a group of its own.
+
+    >>> recording_groups([(Path("v_A_g01_c01.avi"), 0), (Path("v_A_g01_c02.avi"), 0),
+    ...                   (Path("v_A_g02_c01.avi"), 0), (Path("v_B_g01_c01.avi"), 1)]).tolist()
+    [0, 0, 1, 2]
+    >>> recording_groups([(Path("clip.mp4"), 0)]) is None
+    True
+    """
+    keys: list[str] = []
+    found = False
+    for src, c in entries:
+        m = _UCF_GROUP.search(src.name)
+        found = found or m is not None
+        keys.append(f"{c}:g{int(m.group(1))}" if m else f"file:{src}")
+    if not found:
+        return None
+    return np.unique(np.asarray(keys), return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 
 def _is_frame_folder(d: Path) -> bool:
