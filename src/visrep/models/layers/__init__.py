@@ -8,3 +8,41 @@ __all__ = ["Normalize", "get_activation", "normalize"]
 from visrep.models.layers.convlstm import ConvLSTM, ConvLSTMCell, convlstm_cell  # issue 15
 
 __all__ += ["ConvLSTM", "ConvLSTMCell", "convlstm_cell"]
+
+from visrep.models.layers.chain_crf import (  # noqa: E402  (issue 19)
+    ChainCRF,
+    chain_crf_log_partition,
+    chain_crf_marginals,
+    chain_crf_nll,
+    chain_crf_score,
+    chain_crf_viterbi,
+)
+from visrep.models.layers.hidden_crf import (  # noqa: E402  (issue 19)
+    HiddenCRF,
+    LatentDynamicCRF,
+    hidden_crf_log_probs,
+    hidden_crf_marginals,
+    hidden_crf_nll,
+    latent_dynamic_crf_decode,
+    latent_dynamic_crf_log_likelihood,
+    latent_dynamic_crf_marginals,
+    latent_dynamic_crf_nll,
+)
+
+__all__ += [
+    "ChainCRF",
+    "HiddenCRF",
+    "LatentDynamicCRF",
+    "chain_crf_log_partition",
+    "chain_crf_marginals",
+    "chain_crf_nll",
+    "chain_crf_score",
+    "chain_crf_viterbi",
+    "hidden_crf_log_probs",
+    "hidden_crf_marginals",
+    "hidden_crf_nll",
+    "latent_dynamic_crf_decode",
+    "latent_dynamic_crf_log_likelihood",
+    "latent_dynamic_crf_marginals",
+    "latent_dynamic_crf_nll",
+]
