@@ -1,9 +1,10 @@
-"""``visrep inspect model|stability|compare``: look inside models and runs.
+"""``visrep inspect model|stability|compare|messages``: look inside models and runs.
 
 ``model`` prints the per-layer table of :func:`visrep.analysis.model_stats.model_stats` (output
 shapes, receptive fields, parameters, MACs/FLOPs, activation memory; seed 002) for a run, a
 checkpoint, an experiment config or a bare backbone. ``stability`` measures a NAIS-Net run
-(Ciccone et al., NeurIPS 2018; seed 000) and ``compare`` puts runs side by side.
+(Ciccone et al., NeurIPS 2018; seed 000) and ``compare`` puts runs side by side. ``messages``
+prints backpropagation as message passing (seed 003) on a tiny network, for teaching.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from json import dumps as json_dumps
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import torch
 
 from visrep.analysis.compare import compare_runs, comparison_markdown, comparison_tables
 from visrep.analysis.model_stats import ModelStats, model_stats
@@ -24,6 +28,17 @@ from visrep.analysis.sources import model_from_backbone, model_from_config, mode
 from visrep.analysis.stability_summary import stability_metrics, stability_of_run
 from visrep.commands._common import Command, Which, check_positive, run_subcommands
 from visrep.errors import ConfigError
+from visrep.models.message_passing import (
+    Edge,
+    MessageGraph,
+    Messages,
+    Node,
+    autograd_gradients,
+    backprop_messages,
+    check_params,
+    example_graph,
+    init_weights,
+)
 from visrep.plots.stability import plot_depth, plot_noise, plot_spectral, plot_trajectories
 from visrep.report import build_report
 from visrep.runs import RunDir
@@ -268,10 +283,212 @@ def compare(
     return 0
 
 
+# -- messages --------------------------------------------------------------------------------------
+Activation = Literal["identity", "relu", "leaky_relu", "tanh", "sigmoid", "softplus", "elu", "gelu"]
+_NETWORK_KEYS = ("weights", "biases", "inputs", "targets")
+
+
+def messages(
+    graph: str | None = None,
+    *,
+    example: Literal["chain", "residual", "dense"] | None = None,
+    activation: Activation = "tanh",
+    output_size: int = 1,
+    loss: Literal["squared", "cross_entropy", "sum"] = "squared",
+    batch_size: int = 1,
+    seed: int = 0,
+    precision: int = 4,
+    json: str | None = None,
+) -> int:
+    """Backpropagation as message passing (seed 003), every message of a tiny network printed.
+
+    Prints the forward messages M_c = sum_p W_cp h(M_p), the loss, the backward messages
+    V_c = h'(M_c) sum_c' W_c'c^T V_c' (V_y = f'(M_y) at an output) and the gradients
+    dL/dW_cp = V_c^T h(M_p) of a built-in DAG or of a network file (float64), and checks the
+    gradients against torch autograd.
+
+    Args:
+        graph: a YAML or JSON network file: nodes ([{name, size, activation}]), edges
+            (["p -> c", ...]) and optionally weights ({"p -> c": W_cp as rows, one per unit of
+            c}), biases ({c: b_c}), inputs ({x: rows, one per sample}) and targets ({y: rows,
+            or class ids for cross_entropy}); what is not given is drawn from --seed.
+        example: a built-in DAG on x(2) -> z1, z2, z3 (3 units each) -> y (default chain):
+            chain (the seed's y = v^T h(W^3 h(W^2 h(W^1 x)))), residual (plus z1 -> z3 and
+            x -> z2), dense (every layer to every later one).
+        activation: h of the example's hidden layers.
+        output_size: units of the example's output y.
+        loss: f at every output: squared (1/2 ||M_y - t||^2), cross_entropy (softmax; targets
+            are class ids), sum (f = sum of M_y, so V_y = 1).
+        batch_size: samples drawn when the file gives no inputs.
+        seed: the weights, inputs and targets that are not given.
+        precision: decimals printed.
+        json: also write every message and gradient to this JSON file.
+    """
+    if graph is not None and example is not None:
+        raise ConfigError("visrep inspect messages takes a network file or --example, not both")
+    check_positive(output_size=output_size, batch_size=batch_size)
+    if not 0 <= precision <= 12:
+        raise ConfigError(f"--precision must be in [0, 12], got {precision}")
+    _check_output("json", json)
+    given: dict[str, dict[Any, Any] | None] = dict.fromkeys(_NETWORK_KEYS)
+    if graph is None:
+        net = example_graph(example or "chain", activation, output_size)
+    else:
+        net, given = _read_network(graph)
+    gen = torch.Generator().manual_seed(seed)
+    w = given["weights"] or init_weights(net, gen)
+    sizes = net.sizes
+    if loss == "cross_entropy":
+        small = [y for y in net.outputs if sizes[y] < 2]
+        if small:
+            raise ConfigError(
+                f"--loss cross_entropy needs outputs of >= 2 units; {small[0]!r} has "
+                f"{sizes[small[0]]} (set --output_size)"
+            )
+    x = given["inputs"] or {
+        j: torch.randn(batch_size, sizes[j], generator=gen, dtype=torch.float64) for j in net.inputs
+    }
+    b = len(next(iter(x.values()))) if x else batch_size
+    draw = {
+        "squared": lambda n: torch.randn(b, n, generator=gen, dtype=torch.float64),
+        "cross_entropy": lambda n: torch.randint(n, (b,), generator=gen),
+        "sum": lambda n: None,
+    }[loss]
+    t = given["targets"] or {y: draw(sizes[y]) for y in net.outputs}
+    t = {k: v for k, v in t.items() if v is not None} or None
+    where = f"network {graph!r}" if graph else f"example {example or 'chain'!r}"
+    try:
+        msgs = backprop_messages(net, w, x, t, loss, given["biases"])
+        auto = autograd_gradients(net, w, x, t, loss, given["biases"])
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    print(_messages_text(net, w, msgs, precision))
+    err = max(float((msgs.weight_grads[e] - auto[e]).abs().max()) for e in net.edges)
+    print(f"\nautograd check: max |dL/dW (messages) - dL/dW (autograd)| = {err:.3g} "
+          f"over {len(net.edges)} weight matrices (float64)")  # fmt: skip
+    if json:
+        _write(json, json_dumps(_messages_dict(msgs), indent=1) + "\n")
+        print(f"wrote {json}")
+    return 0
+
+
+def _read_network(path: str) -> tuple[MessageGraph, dict[str, dict[Any, Any] | None]]:
+    """A network file (YAML or JSON): the checked graph and its given tensors (or None)."""
+    from visrep.configs import read_config
+
+    if not Path(path).is_file():
+        raise ConfigError(f"network {path!r}: no such file; expected a YAML or JSON network file")
+    data, where = read_config(path), f"network {path!r}"
+    unknown = set(data) - {"nodes", "edges", *_NETWORK_KEYS}
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; expected nodes, edges, "
+                          f"{', '.join(_NETWORK_KEYS)}")  # fmt: skip
+    for key in ("nodes", "edges"):
+        if not isinstance(data.get(key), list):
+            raise ConfigError(f"{where}: {key!r} must be a list")
+    nodes = []
+    for n in data["nodes"]:
+        if not isinstance(n, dict) or "name" not in n or set(n) - {"name", "size", "activation"}:
+            raise ConfigError(f"{where}: node {n!r}: expected {{name, size, activation}}")
+        nodes.append(Node(n["name"], n.get("size", 0), n.get("activation")))
+    try:
+        net = MessageGraph(tuple(nodes), tuple(_edge(e, where) for e in data["edges"]))
+    except ConfigError as e:
+        raise ConfigError(str(e) if str(e).startswith(where) else f"{where}: {e}") from None
+    given: dict[str, dict[Any, Any] | None] = dict.fromkeys(_NETWORK_KEYS)
+    for key in _NETWORK_KEYS:
+        if data.get(key) is None:
+            continue
+        if not isinstance(data[key], dict):
+            raise ConfigError(f"{where}: {key!r} must be a mapping")
+        given[key] = {}
+        for k, v in data[key].items():
+            ids = key == "targets" and isinstance(v, list) and all(type(i) is int for i in v)
+            name = _edge(k, where) if key == "weights" else str(k)
+            given[key][name] = _tensor(v, f"{where}: {key}[{k}]", torch.long if ids else None)
+    try:
+        if given["weights"] is not None:
+            check_params(net, given["weights"], given["biases"])
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    return net, given
+
+
+def _edge(e: Any, where: str) -> Edge:
+    if isinstance(e, str) and "->" in e:
+        p, c = (s.strip() for s in e.split("->", 1))
+        return p, c
+    if isinstance(e, list) and len(e) == 2:
+        return str(e[0]), str(e[1])
+    raise ConfigError(f"{where}: edge {e!r}: expected 'parent -> child' or [parent, child]")
+
+
+def _tensor(v: Any, where: str, dtype: torch.dtype | None) -> torch.Tensor:
+    try:
+        return torch.tensor(v, dtype=dtype or torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise ConfigError(f"{where}: expected a (nested) list of numbers, got {v!r}") from None
+
+
+def _messages_text(
+    net: MessageGraph, w: dict[Edge, torch.Tensor], m: Messages, precision: int
+) -> str:
+    """One equation of seed 003 per message, in the order the messages are sent."""
+
+    def eq(label: str, t: torch.Tensor) -> list[str]:
+        rows = t.reshape(t.shape[0] if t.dim() else 1, -1).tolist()
+        return [f"  {label}"] + [
+            "      " + " ".join(f"{v:{precision + 4}.{precision}f}" for v in r) for r in rows
+        ]
+
+    act = {c: net.activation(c) for c in net.order}
+    h = {c: f"M_{c}" if act[c] == "identity" else f"h(M_{c})" for c in net.order}
+    unit = lambda c: f"{c}({net.sizes[c]}{'' if act[c] == 'identity' else ', ' + act[c]})"  # noqa: E731
+    out = [
+        f"nodes: {', '.join(unit(n.name) for n in net.nodes)}",
+        "edges: " + ", ".join(f"{p} -> {c} (W_{c},{p} {tuple(w[(p, c)].shape)})"
+                              for p, c in net.edges),
+        f"topological order: {', '.join(net.order)};  batch of {len(m.forward[net.order[0]])}",
+        "",
+        "forward messages  M_c = sum_p W_cp h(M_p)   (inputs: M_x = x; h is not applied to x)",
+    ]  # fmt: skip
+    for c in net.order:
+        ps = net.parents[c]
+        rhs = " + ".join(f"W_{c},{p} {h[p]}" for p in ps) if ps else "x"
+        out += eq(f"M_{c} = {rhs}" + (f" + b_{c}" if c in m.bias_grads else ""), m.forward[c])
+        if ps and net.children[c] and act[c] != "identity":
+            out += eq(f"h(M_{c}) = {act[c]}(M_{c})", m.outputs[c])
+    out += ["", f"loss  L = sum over outputs y of f(M_y) = {float(m.loss):.{precision + 2}g}", "",
+            "backward messages  V_c = h'(M_c) sum_c' W_c'c^T V_c'   (outputs: V_y = f'(M_y))"]  # fmt: skip
+    for c in reversed(net.order):
+        ks = net.children[c]
+        s = " + ".join(f"W_{k},{c}^T V_{k}" for k in ks)
+        rhs = f"f'(M_{c})" if not ks else s if act[c] == "identity" else f"{act[c]}'(M_{c}) * ({s})"
+        out += eq(f"V_{c} = {rhs}" + ("   (= dL/dx)" if not net.parents[c] else ""), m.backward[c])
+    out += ["", "gradients  dL/dW_cp = V_c^T h(M_p)   (summed over the batch)"]
+    for p, c in net.edges:
+        out += eq(f"dL/dW_{c},{p} = V_{c}^T {h[p]}", m.weight_grads[(p, c)])
+    for c, g in m.bias_grads.items():
+        out += eq(f"dL/db_{c} = sum_i V_{c}", g[None])
+    return "\n".join(out)
+
+
+def _messages_dict(m: Messages) -> dict[str, Any]:
+    return {
+        "loss": float(m.loss),
+        "forward": {f"M_{c}": t.tolist() for c, t in m.forward.items()},
+        "outputs": {f"h(M_{c})": t.tolist() for c, t in m.outputs.items()},
+        "backward": {f"V_{c}": t.tolist() for c, t in m.backward.items()},
+        "weight_grads": {f"dL/dW_{c},{p}": t.tolist() for (p, c), t in m.weight_grads.items()},
+        "bias_grads": {f"dL/db_{c}": t.tolist() for c, t in m.bias_grads.items()},
+    }
+
+
 COMMANDS = {
     "model": Command(model, config=False),  # its --config is the experiment config to measure
     "stability": Command(stability),
     "compare": Command(compare),
+    "messages": Command(messages),
 }
 
 
