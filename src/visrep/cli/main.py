@@ -85,7 +85,8 @@ TRAIN_COMMANDS = {
 TOOL_COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": (
         "visrep.commands.inspect",
-        "per-layer shapes, receptive fields, params, FLOPs; NAIS-Net stability; compare runs",
+        "per-layer shapes, receptive fields, params, FLOPs; NAIS-Net stability; compare runs; "
+        "backprop as message passing",
     ),
     "explain": (
         "visrep.commands.explain",
