@@ -151,6 +151,14 @@ def test_padded_equals_unpadded_and_padding_is_ignored() -> None:
             assert torch.allclose(x[i], y[0], atol=1e-12)
         assert torch.allclose(marg[i, :n], chain_crf_marginals(ui, a, s, e)[0], atol=1e-12)
         assert paths[i, :n].tolist() == chain_crf_viterbi(ui, a, s, e)[0][0].tolist()
+    # NaN on padded steps reaches neither the values nor the gradients
+    u_nan = torch.where(pad[..., None], float("nan"), u).requires_grad_(True)
+    a_, e_ = a.clone().requires_grad_(True), e.clone().requires_grad_(True)
+    out = chain_crf_marginals(u_nan, a_, s, e_, lengths=lengths)
+    assert torch.allclose(out, marg, atol=1e-12)
+    (out * torch.randn_like(out)).sum().backward()
+    assert u_nan.grad[~pad].isfinite().all() and a_.grad.isfinite().all()
+    assert e_.grad.isfinite().all()
     # a mask and the same lengths agree
     mask = ~pad
     by_lengths = chain_crf_log_partition(u, a, s, e, lengths=lengths)

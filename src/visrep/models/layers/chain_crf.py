@@ -25,7 +25,8 @@ pytorch-crf's ``CRF`` (``transitions`` ``[from, to]``, ``start_transitions``,
 
 Batches hold sequences of different lengths, left-aligned: a ``(B, T)`` bool ``mask`` (each row
 ``True`` for a prefix) or ``lengths`` ``(B,)``; padded steps are carried through the recursions
-with ``torch.where`` (no loop over sequences; the loop over time steps is inherent). Every
+with ``torch.where`` (no loop over sequences; the loop over time steps is inherent); the
+scores on padded steps are ignored, whatever they hold (NaN included). Every
 function is differentiable (autograd through the recursions), device-agnostic, and runs in the
 dtype of ``unary``.
 """
@@ -186,10 +187,12 @@ def node_marginals(
     unary: Tensor, transitions: Tensor, start: Tensor, end: Tensor, mask: Tensor
 ) -> tuple[Tensor, Tensor]:
     """``p(y_t = k | x)`` ``(*N, T, K)`` (zero on padded steps) and ``log Z`` ``(*N,)``."""
+    zero = torch.zeros((), dtype=unary.dtype, device=unary.device)
+    unary = torch.where(mask[..., None], unary, zero)  # no NaN from padding into the gradients
     alphas, log_z = forward_recursion(unary, transitions, start, end, mask)
     betas = backward_recursion(unary, transitions, end, mask)
     p = torch.exp(alphas + betas - log_z[..., None, None])
-    return torch.where(mask[..., None], p, torch.zeros((), dtype=p.dtype, device=p.device)), log_z
+    return torch.where(mask[..., None], p, zero), log_z
 
 
 # -- public functions -----------------------------------------------------------------------------
@@ -234,7 +237,11 @@ def chain_crf_score(
     """Unnormalised score ``s(y, x)`` of the tag sequences ``tags`` ``(B, T)``: ``(B,)``."""
     m = sequence_mask(unary, mask, lengths)
     a, s, e = _params(unary, transitions, start, end)
-    y = _check_tags(tags, m, unary.shape[-1])
+    return path_score(unary, _check_tags(tags, m, unary.shape[-1]), a, s, e, m)
+
+
+def path_score(unary: Tensor, y: Tensor, a: Tensor, s: Tensor, e: Tensor, m: Tensor) -> Tensor:
+    """``s(y, x)`` ``(B,)`` of checked tags ``y`` ``(B, T)`` (valid ids everywhere). No checks."""
     zero = torch.zeros((), dtype=unary.dtype, device=unary.device)
     emit = torch.where(m, unary.gather(-1, y.unsqueeze(-1)).squeeze(-1), zero).sum(-1)
     trans = torch.where(m[:, 1:], a[y[:, :-1], y[:, 1:]], zero).sum(-1)
@@ -263,9 +270,10 @@ def chain_crf_nll(
         The reduced NLL; ``-chain_crf_nll(..., reduction="sum")`` is pytorch-crf's
         ``CRF(...)(emissions, tags, mask)`` (log-likelihood, ``reduction="sum"``).
     """
-    score = chain_crf_score(unary, tags, transitions, start, end, mask, lengths)
-    log_z = chain_crf_log_partition(unary, transitions, start, end, mask, lengths)
-    return _reduce(log_z - score, reduction)
+    m = sequence_mask(unary, mask, lengths)
+    a, s, e = _params(unary, transitions, start, end)
+    score = path_score(unary, _check_tags(tags, m, unary.shape[-1]), a, s, e, m)
+    return _reduce(forward_recursion(unary, a, s, e, m)[1] - score, reduction)
 
 
 def chain_crf_marginals(
