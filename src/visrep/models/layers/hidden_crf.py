@@ -24,10 +24,10 @@ labels (parts "appear in different gestures") unless ``allowed`` ``(Y, H)`` rest
 Continuous Gesture Recognition", CVPR 2007). One label ``y_t`` per frame; each label owns a
 disjoint set ``H_y`` of hidden states (``state_label[h]`` is the label of state ``h``), and
 
-    p(y | x) = sum_{h : h_t in H_{y_t} for all t} p(h | x),                           (Eq. 1)
+    p(y | x) = sum_h p(y | h, x) p(h | x),                                           (Eq. 1)
     p(h | x) = exp( sum_t U[t, h_t] + sum_{t>=2} A[h_{t-1}, h_t] ) / Z(x)
 
-(``p(y | h, x)`` is 1 when every ``h_t`` is in ``H_{y_t}`` and 0 otherwise, because the sets
+where ``p(y | h, x)`` is 1 when every ``h_t`` is in ``H_{y_t}`` and 0 otherwise (the sets
 are disjoint). ``log p(y | x)`` is the log-partition of the chain clamped to ``H_{y_t}`` at every
 frame minus ``log Z(x)``. Inference as the paper: the marginals ``p(h_t = a | x)`` by belief
 propagation (forward-backward), summed over each label's set, ``p(y_t = y | x) =
