@@ -1,8 +1,11 @@
 """Shallow image representations of seed 002: dense SIFT, bags of visual words, Fisher vectors.
 
-The pipeline of the pre-2012 image classifiers: local descriptors (:class:`DenseSift`), a
-codebook learnt on them (:class:`Codebook`, k-means; or :class:`FisherEncoder`, a diagonal GMM)
-and one fixed-length vector per image for a linear classifier.
+Seed 002 (``002_76ecbe4541422b7d.txt``, "Bag of Visual Words (BoVW)" and "ILSVRC11 winning
+entry": dense SIFT at 3 scales, 1,000 k-means words from 1 million descriptors, histograms, a
+linear SVM; Perronnin et al., ECCV 2010) describes the pipeline of the pre-2012 classifiers:
+local descriptors (:class:`DenseSift`), a codebook learnt on them (:class:`Codebook`, k-means;
+or :class:`FisherEncoder`, a diagonal GMM) and one fixed-length vector per image for a linear
+classifier.
 
 >>> import torch
 >>> images = torch.rand(4, 3, 32, 32)

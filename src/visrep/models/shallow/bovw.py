@@ -7,7 +7,7 @@ al., ECCV 2004 workshop; Sivic and Zisserman, ICCV 2003).
 
 * Hard assignment: each descriptor votes for its nearest word (Csurka et al. 2004, Sec. 2).
 * Soft assignment, the kernel codebook's "codeword uncertainty" (van Gemert et al., "Visual
-  word ambiguity", TPAMI 2010, Eq. 8): descriptor ``r`` gives word ``w`` the weight
+  word ambiguity", TPAMI 2010, "UNC"): descriptor ``r`` gives word ``w`` the weight
   ``K_sigma(||w - r||) / sum_j K_sigma(||w_j - r||)`` with a Gaussian kernel ``K_sigma``.
 * Spatial pyramid (Lazebnik et al., CVPR 2006, Sec. 3): histograms over the cells of 1 x 1,
   2 x 2, 4 x 4 grids, concatenated, optionally weighted per level as the pyramid match kernel
@@ -43,7 +43,8 @@ def _as_tensor(x: Tensor | np.ndarray, what: str, dtype: torch.dtype | None = No
         t = t.float()
     if dtype is not None:
         t = t.to(dtype)
-    if t.numel() and not torch.isfinite(t).all():
+    # one sum is cheap; it is non-finite if any entry is (or on overflow: then look closer)
+    if t.numel() and not torch.isfinite(t.sum()) and not torch.isfinite(t).all():
         raise DataError(f"{what}: descriptors contain NaN or infinite values")
     return t
 
@@ -194,25 +195,37 @@ def squared_distances(x: Tensor, centers: Tensor) -> Tensor:
     Returns:
         (..., K, V), clamped at 0 (the expansion can round below it).
     """
-    cross = x @ centers.T
-    return (x.square().sum(-1, keepdim=True) - 2 * cross + centers.square().sum(-1)).clamp_min(0)
+    return (_centred_cross(x, centers) + x.square().sum(-1, keepdim=True)).clamp_min(0)
+
+
+def _centred_cross(x: Tensor, centers: Tensor) -> Tensor:
+    """``||c||^2 - 2 x . c``: (..., K, D) -> (..., K, V), as one 2-D ``addmm`` (a batched 3-D
+    matmul is slower on CPU)."""
+    flat = torch.addmm(centers.square().sum(-1), x.reshape(-1, x.shape[-1]), centers.T, alpha=-2)
+    return flat.view(*x.shape[:-1], len(centers))
 
 
 def hard_assign(x: Tensor, centers: Tensor) -> Tensor:
     """Index of the nearest word of every descriptor: (..., K, D) -> (..., K) long."""
     # ||x||^2 is the same for every word: leave it out of the argmin
-    return (centers.square().sum(-1) - 2 * (x @ centers.T)).argmin(-1)
+    scores = _centred_cross(x, centers)
+    if scores.device.type == "cpu" and scores.dtype in (torch.float32, torch.float64):
+        # torch's CPU argmin over the last axis took 2.7 ms on (3072, 1000) float32, numpy's
+        # 0.26 ms (one core); both return the first minimum
+        return torch.from_numpy(scores.detach().numpy().argmin(-1))
+    return scores.argmin(-1)
 
 
 def soft_assign(x: Tensor, centers: Tensor, sigma: float) -> Tensor:
-    """Codeword-uncertainty weights (van Gemert et al. 2010, Eq. 8): (..., K, D) -> (..., K, V).
+    """Codeword-uncertainty weights (van Gemert et al. 2010, UNC): (..., K, D) -> (..., K, V).
 
     ``softmax_w(-||x - w||^2 / (2 sigma^2))``: every descriptor spreads a unit vote over the
     words with a Gaussian kernel of width ``sigma``; ``sigma -> 0`` gives hard assignment.
     """
     if not sigma > 0:
         raise ConfigError(f"soft assignment: sigma must be > 0, got {sigma}")
-    return torch.softmax(squared_distances(x, centers) / (-2 * sigma**2), -1)
+    # -||x - c||^2 / (2 sigma^2) without ||x||^2, the same for every word (softmax ignores it)
+    return torch.softmax(_centred_cross(x, centers) / (-2 * sigma**2), -1)
 
 
 def normalise(v: Tensor, power: float = 1.0, norm: str = "l2", eps: float = 1e-12) -> Tensor:
@@ -271,7 +284,11 @@ def bovw_histograms(
         return out
     if assignment != "soft" or sigma is None:
         raise ConfigError(f"assignment must be 'hard' or 'soft' with a sigma, got {assignment!r}")
-    soft = soft_assign(x, centers, sigma) * keep[..., None]
+    soft = soft_assign(x, centers, sigma)
+    if mask is not None:
+        soft = soft * keep[..., None]
+    if num_cells == 1:
+        return out + sum(weights) * soft.sum(1)
     out = out.view(b, num_cells, v)
     for lvl in range(levels):  # a few levels; each a batched (cells x K) @ (K x V) product
         onehot = nn.functional.one_hot(cells[..., lvl], num_cells).to(x.dtype)
@@ -302,7 +319,9 @@ class Codebook(nn.Module):
         max_descriptors: descriptors drawn for k-means.
         seed: seeds the draw and k-means.
         kmeans_batch_size: mini-batch size of k-means.
-        batch_size: images per torch batch in ``encode`` (bounds memory: B x K x V floats).
+        batch_size: images per torch batch in ``encode`` (B x K x V floats at a time; on one
+            CPU core 16 was 2.4x faster than 64 for 192 x 128 descriptors and 1,000 words: the
+            working set stays in cache; on a GPU use more).
     """
 
     def __init__(
@@ -317,7 +336,7 @@ class Codebook(nn.Module):
         max_descriptors: int | None = 1_000_000,
         seed: int = 0,
         kmeans_batch_size: int = 4096,
-        batch_size: int = 64,
+        batch_size: int = 16,
     ):
         super().__init__()
         if num_words < 1:
@@ -463,7 +482,7 @@ class Codebook(nn.Module):
         return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
 
     @classmethod
-    def load(cls, path: str | Path, batch_size: int = 64) -> Codebook:
+    def load(cls, path: str | Path, batch_size: int = 16) -> Codebook:
         """A codebook written by :meth:`save`."""
         z = load_npz(path, "visrep.codebook")
         sigma = float(z["sigma"])

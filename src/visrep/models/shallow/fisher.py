@@ -57,8 +57,10 @@ def gmm_log_posteriors(x: Tensor, weights: Tensor, means: Tensor, variances: Ten
         (..., G) log posteriors (each row log-sums to 0).
     """
     prec = 1 / variances
-    # -1/2 sum_d (x - mu)^2 / var, expanded into matmuls
-    quad = (x.square() @ prec.T) - 2 * (x @ (means * prec).T) + (means.square() * prec).sum(-1)
+    # sum_d (x - mu)^2 / var expanded into two 2-D matmuls (faster than batched 3-D ones)
+    flat = x.reshape(-1, x.shape[-1])
+    quad = torch.addmm((means.square() * prec).sum(-1), flat, (means * prec).T, alpha=-2)
+    quad = torch.addmm(quad, flat.square(), prec.T).view(*x.shape[:-1], len(means))
     log_norm = -0.5 * (variances.log().sum(-1) + means.shape[1] * math.log(2 * math.pi))
     joint = weights.log() + log_norm - 0.5 * quad
     return joint - joint.logsumexp(-1, keepdim=True)
@@ -141,7 +143,7 @@ class FisherEncoder(nn.Module):
         seed: seeds the draw, PCA and the GMM's initialisation.
         max_iter: EM iterations.
         reg_covar: added to the variances (scikit-learn's regulariser).
-        batch_size: images per torch batch in ``encode``.
+        batch_size: images per torch batch in ``encode`` (memory: B x cells x G x K floats).
         dtype: dtype of the encoding computation (float64 is exact enough for any descriptor
             scale; float32 is faster).
     """
@@ -158,7 +160,7 @@ class FisherEncoder(nn.Module):
         seed: int = 0,
         max_iter: int = 100,
         reg_covar: float = 1e-6,
-        batch_size: int = 64,
+        batch_size: int = 16,
         dtype: Literal["float32", "float64"] = "float32",
     ):
         super().__init__()
@@ -311,7 +313,7 @@ class FisherEncoder(nn.Module):
         return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
 
     @classmethod
-    def load(cls, path: str | Path, batch_size: int = 64) -> FisherEncoder:
+    def load(cls, path: str | Path, batch_size: int = 16) -> FisherEncoder:
         """An encoder written by :meth:`save`."""
         z = load_npz(path, "visrep.fisher")
         pca = z["pca_components"]

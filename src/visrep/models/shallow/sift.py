@@ -15,7 +15,7 @@ the keypoint is used to select the level of Gaussian blur"), each keypoint carri
 and layer of the scale-space pyramid that SIFT's detector would give a keypoint of that size
 (:func:`sift_octave`), so coarser scales are also computed on a smoother image.
 
-RootSIFT (Arandjelovic and Zisserman, CVPR 2012, Sec. 3.1): L1-normalise, then square-root,
+RootSIFT (Arandjelovic and Zisserman, "Three things everyone should know", CVPR 2012): L1-normalise, then square-root,
 so that the Euclidean distance of RootSIFT is the Hellinger kernel on SIFT.
 """
 
@@ -144,7 +144,7 @@ def to_gray_uint8(images: Tensor) -> np.ndarray:
 
 
 def root_sift(descriptors: Tensor, eps: float = 1e-12) -> Tensor:
-    """RootSIFT (Arandjelovic and Zisserman 2012, Sec. 3.1): ``sqrt(d / ||d||_1)``.
+    """RootSIFT (Arandjelovic and Zisserman 2012): ``sqrt(d / ||d||_1)``.
 
     Args:
         descriptors: (..., 128) non-negative SIFT descriptors.
