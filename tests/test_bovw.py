@@ -141,8 +141,10 @@ def test_fit_is_seeded_and_uses_the_sample():
 
 def test_soft_sigma_is_set_by_fit():
     book, x, _ = _fitted(assignment="soft")
-    d = torch.cdist(x.reshape(-1, x.shape[-1]), book.centers).min(-1).values
-    assert book.sigma == pytest.approx(float(d.median()), rel=1e-4)
+    d = torch.cdist(x.reshape(-1, x.shape[-1]).double(), book.centers.double()).sort(-1).values
+    gap = d[:, 1].square() - d[:, 0].square()  # second-nearest minus nearest, squared
+    assert book.sigma == pytest.approx(float(gap.median().sqrt()), rel=1e-4)
+    assert Codebook(1, assignment="soft").fit(x).sigma == 1.0
 
 
 def test_save_and_load(tmp_path):

@@ -18,6 +18,7 @@ classifier.
 from visrep.models.shallow.bovw import (
     Codebook,
     bovw_histograms,
+    gap_sigma,
     hard_assign,
     lazebnik_weights,
     normalise,
@@ -44,6 +45,7 @@ __all__ = [
     "dense_keypoints",
     "dense_sift",
     "fisher_vectors",
+    "gap_sigma",
     "gmm_log_posteriors",
     "hard_assign",
     "lazebnik_weights",
