@@ -129,6 +129,7 @@ def test_variable_numbers_of_descriptors_equal_per_image_encoding():
         alone = book.encode(x[i : i + 1, : lengths[i]], pos[i : i + 1, : lengths[i]], (15, 23))
         torch.testing.assert_close(batched[i : i + 1], alone)
     assert batched[3].abs().sum() == 0  # no descriptors: a zero vector
+    assert book.encode([]).shape == (0, book.num_features)
 
 
 def test_fit_is_seeded_and_uses_the_sample():

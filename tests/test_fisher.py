@@ -162,6 +162,7 @@ def test_variable_lengths_and_save_load(tmp_path):
         alone = enc.encode(x[i : i + 1, :n], pos[i : i + 1, :n], (32, 32))
         torch.testing.assert_close(batched[i : i + 1], alone)
     assert batched[2].abs().sum() == 0
+    assert enc.encode([]).shape == (0, enc.num_features)
     again = FisherEncoder.load(enc.save(tmp_path / "gmm"))
     torch.testing.assert_close(again.encode(sets, where, (32, 32)), batched)
     assert again.pca_dim == 5 and again.include_weights and again.pyramid == [(1, 1), (2, 2)]

@@ -80,11 +80,12 @@ def pad_descriptors(
                 f"{what}: each image's descriptors must be (n_i, D) with one D, got "
                 f"{[tuple(d.shape) for d in sets][:4]}"
             )
-        lengths = torch.tensor([len(d) for d in sets])
+        device = sets[0].device if sets else None
+        lengths = torch.tensor([len(d) for d in sets], device=device)
         k = int(lengths.max()) if len(sets) else 0
         dim = sets[0].shape[1] if sets else 0
         x = sets[0].new_zeros(len(sets), k, dim) if sets else torch.zeros(0, 0, 0)
-        mask = torch.arange(k) < lengths[:, None]
+        mask = torch.arange(k, device=device) < lengths[:, None]
         if sets:
             x[mask] = torch.cat(sets)
         if bool(mask.all()):
@@ -452,6 +453,8 @@ class Codebook(nn.Module):
             (N, num_features) on the descriptors' device, in the centers' dtype.
         """
         x, pos, mask = pad_descriptors(descriptors, positions, "Codebook.encode")
+        if len(x) == 0:
+            return self.centers.new_zeros(0, self.num_features)
         self._check(x.shape[-1])
         centers = self.centers.to(x.device)
         x = x.to(centers.dtype)
@@ -473,7 +476,7 @@ class Codebook(nn.Module):
             mb = None if mask is None else mask[i : i + self.batch_size].to(x.device)
             h = bovw_histograms(xb, centers, self.assignment, self.sigma, mb, cells, n, weights)
             out.append(normalise(h, self.power, self.norm))
-        return torch.cat(out) if out else x.new_zeros(0, self.num_features)
+        return torch.cat(out)
 
     forward = encode
 

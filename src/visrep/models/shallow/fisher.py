@@ -262,6 +262,9 @@ class FisherEncoder(nn.Module):
         if not self.fitted:
             raise ConfigError("FisherEncoder: encode before fit (or load a saved encoder)")
         x, pos, mask = pad_descriptors(descriptors, positions, "FisherEncoder.encode")
+        dt = getattr(torch, self.dtype)
+        if len(x) == 0:
+            return torch.zeros(0, self.num_features, dtype=dt)
         in_dim = self.pca_mean.numel() or self.means.shape[1]
         if x.shape[-1] != in_dim:
             raise ShapeError(
@@ -272,7 +275,6 @@ class FisherEncoder(nn.Module):
             raise ConfigError(
                 f"FisherEncoder.encode: the pyramid {self.pyramid} needs positions and image_size"
             )
-        dt = getattr(torch, self.dtype)
         w, mu, var = (t.to(x.device, dt) for t in (self.weights, self.means, self.variances))
         out = []
         for i in range(0, len(x), self.batch_size):  # chunks of images bound the memory
@@ -286,7 +288,7 @@ class FisherEncoder(nn.Module):
                 xb, w, mu, var, mb, cells, n, self.include_weights, self.power, self.l2
             )
             out.append(fv)
-        return torch.cat(out) if out else x.new_zeros(0, self.num_features, dtype=dt)
+        return torch.cat(out)
 
     forward = encode
 
