@@ -187,3 +187,13 @@ def test_bad_input(make, error, words):
     with pytest.raises(error) as e:
         make()
     assert words in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("assignment", ["hard", "soft"])
+def test_cuda_equals_cpu(assignment):
+    book, x, pos = _fitted(assignment=assignment, pyramid=(1, 2))
+    cpu = book.encode(x, pos, (15, 23))
+    gpu = book.to("cuda").encode(x.cuda(), pos.cuda(), (15, 23))
+    assert gpu.is_cuda
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-5)

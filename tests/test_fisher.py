@@ -196,3 +196,13 @@ def test_bad_input(make, error, words):
     with pytest.raises(error) as e:
         make()
     assert words in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_equals_cpu():
+    x, pos = _descriptors()
+    enc = FisherEncoder(num_components=3, pca_dim=4, pyramid=(1, 2), dtype="float64").fit(x)
+    cpu = enc.encode(x, pos, (32, 32))
+    gpu = enc.to("cuda").encode(x.cuda(), pos.cuda(), (32, 32))
+    assert gpu.is_cuda
+    torch.testing.assert_close(gpu.cpu(), cpu)
