@@ -206,3 +206,16 @@ def test_cuda_equals_cpu():
     gpu = enc.to("cuda").encode(x.cuda(), pos.cuda(), (32, 32))
     assert gpu.is_cuda
     torch.testing.assert_close(gpu.cpu(), cpu)
+
+
+def test_shared_grid_path_equals_per_image_cells():
+    """A keypoint grid shared by all images takes the per-cell path; one image with other cells
+    in the batch sends it down the membership-matrix path: the same vectors."""
+    x, pos = _descriptors()
+    enc = FisherEncoder(num_components=3, pca_dim=None, pyramid=[(1, 1), (2, 2), (3, 1)]).fit(x)
+    enc.dtype = "float64"
+    shared = enc.encode(x, pos[0], (32, 32))
+    mixed_pos = torch.cat([pos[0].expand(len(x), -1, -1), pos[1:2]])
+    mixed = enc.encode(torch.cat([x, x[:1]]), mixed_pos, (32, 32))
+    torch.testing.assert_close(mixed[:-1], shared)
+    torch.testing.assert_close(mixed[-1:], enc.encode(x[:1], pos[1], (32, 32)))
