@@ -3,7 +3,8 @@
 Descriptors: dense SIFT (``visrep.models.shallow.dense_sift``, step 4, 3 scales: 192 per image)
 of ``--images`` seeded random smooth 32 x 32 RGB images (CIFAR-sized; the encoding cost depends
 only on the number and dimension of the descriptors). Codebook: ``--words`` words drawn at
-random from those descriptors (seeded; k-means centres cost the same to encode against).
+random from those descriptors (seeded; k-means centres cost the same to encode against); soft
+assignment uses :func:`~visrep.models.shallow.gap_sigma`, the default of ``Codebook.fit``.
 
 Cases (``--cases``, default all):
 
@@ -40,7 +41,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from visrep.models.shallow import Codebook, dense_sift, pyramid_cells
+from visrep.models.shallow import Codebook, dense_sift, gap_sigma, pyramid_cells
 
 SIZE = (32, 32)
 PYRAMID = (1, 2, 4)
@@ -143,9 +144,7 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     desc, pos, centers = make_data(args.images, args.words)
-    # a kernel width of the order of the nearest-word distances (the Codebook.fit heuristic)
-    d_near = torch.cdist(desc[:32].reshape(-1, 128), centers).min(1).values
-    sigma = float(d_near.median())
+    sigma = gap_sigma(desc[:32].reshape(-1, 128).numpy(), centers)  # Codebook.fit's default
     k = desc.shape[1]
     print(
         f"device {device}, torch threads {torch.get_num_threads()}, {args.images} images x {k} "
