@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from visrep.errors import ConfigError, DataError, ShapeError
+from visrep.utils.embedding import subsample as subsample_indices
 
 Grid = int | tuple[int, int]
 Descriptors = Tensor | np.ndarray | Sequence[Tensor | np.ndarray]
@@ -129,11 +130,11 @@ def flatten_descriptors(descriptors: Descriptors, what: str = "fit") -> np.ndarr
 
 
 def subsample(x: np.ndarray, max_count: int | None, seed: int) -> np.ndarray:
-    """At most ``max_count`` rows of ``x``, drawn without replacement (seeded)."""
-    if max_count is None or len(x) <= max_count:
+    """At most ``max_count`` rows of ``x``, drawn without replacement (seeded; the draw of
+    :func:`visrep.utils.embedding.subsample`)."""
+    if max_count is None:
         return x
-    rng = np.random.default_rng(seed)
-    return x[np.sort(rng.choice(len(x), size=max_count, replace=False))]
+    return x[subsample_indices(len(x), max_count, seed)]
 
 
 # -- spatial pyramid ----------------------------------------------------------------------------
