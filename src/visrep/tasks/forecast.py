@@ -15,6 +15,7 @@ as ``[-1, 1]``: it is the number to set beside OpenSTL's published SSIM.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,7 +48,7 @@ PSNR_FLOOR = 1e-10  # per-pixel MSE floor: a perfect frame scores 100 dB, not in
 SSIM_WINDOW = 7  # scikit-image's default window (uniform)
 
 
-def ssim_frames(pred: Tensor, truth: Tensor, data_range: float = 1.0) -> Tensor:
+def ssim_frames(pred: Tensor, truth: Tensor, data_range: float | Sequence[float] = 1.0) -> Tensor:
     """SSIM of each frame as scikit-image's ``structural_similarity`` computes it with its
     defaults (Wang et al. 2004 eq. 13 with ``K1 = 0.01``, ``K2 = 0.03``; a 7 x 7 uniform window,
     sample (co)variances, the mean over the window positions inside the frame; channels
@@ -55,10 +56,11 @@ def ssim_frames(pred: Tensor, truth: Tensor, data_range: float = 1.0) -> Tensor:
 
     Args:
         pred, truth: ``(N, C, H, W)`` with ``H, W >= 7``.
-        data_range: the value range ``L`` of the images (1 for [0, 1]).
+        data_range: the value range ``L`` of the images (1 for [0, 1]); several ranges share
+            one pass over the window moments.
 
     Returns:
-        ``(N,)`` float64.
+        ``(N,)`` float64, or ``(R, N)`` for ``R`` data ranges.
 
     >>> x = torch.rand(2, 1, 9, 9, generator=torch.Generator().manual_seed(0))
     >>> ssim_frames(x, x).tolist()
@@ -77,9 +79,12 @@ def ssim_frames(pred: Tensor, truth: Tensor, data_range: float = 1.0) -> Tensor:
     ux, uy, uxx, uyy, uxy = m.unbind(1)
     cov = SSIM_WINDOW**2 / (SSIM_WINDOW**2 - 1)  # sample covariance
     vx, vy, vxy = cov * (uxx - ux * ux), cov * (uyy - uy * uy), cov * (uxy - ux * uy)
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-    return s.mean((-2, -1)).view(n, c).mean(1)
+    out = []
+    for r in [data_range] if isinstance(data_range, int | float) else data_range:
+        c1, c2 = (0.01 * r) ** 2, (0.03 * r) ** 2
+        s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+        out.append(s.mean((-2, -1)).view(n, c).mean(1))
+    return out[0] if isinstance(data_range, int | float) else torch.stack(out)
 
 
 def frame_errors(pred: Tensor, truth: Tensor) -> dict[str, Tensor]:
@@ -101,14 +106,15 @@ def frame_errors(pred: Tensor, truth: Tensor) -> dict[str, Tensor]:
     p, t = pred.float(), truth.float()
     sq, ab = (p - t).square().flatten(2), (p - t).abs().flatten(2)
     mse_pixel = sq.mean(-1)
-    frames = p.clamp(0, 1).flatten(0, 1), t.flatten(0, 1)  # OpenSTL clips the forecast
+    # OpenSTL clips the forecast; data ranges 1 and 2 (ssim, ssim_openstl) from one pass
+    ssim = ssim_frames(p.clamp(0, 1).flatten(0, 1), t.flatten(0, 1), data_range=(1.0, 2.0))
     return {
         "mse": sq.sum(-1),
         "mae": ab.sum(-1),
         "mse_pixel": mse_pixel,
         "psnr": -10 * torch.log10(mse_pixel.clamp_min(PSNR_FLOOR)),
-        "ssim": ssim_frames(*frames).float().view(p.shape[:2]),
-        "ssim_openstl": ssim_frames(*frames, data_range=2.0).float().view(p.shape[:2]),
+        "ssim": ssim[0].float().view(p.shape[:2]),
+        "ssim_openstl": ssim[1].float().view(p.shape[:2]),
     }
 
 
