@@ -2,7 +2,7 @@
 
 A dataset item is a ``dict`` (DESIGN.md, "Samples and batches"): ``image``
 (``tv_tensors.Image``, float in [0, 1], ``(C, H, W)``), and by task ``label`` (int), ``mask``,
-``boxes`` with ``labels``, ``masks``, ``keypoints``, ``video`` (with ``future`` frames to forecast), ``flow``, ``disparity``,
+``boxes`` with ``labels``, ``masks``, ``keypoints``, ``video`` (with ``future`` frames to forecast, or ``frame_labels`` per frame), ``flow``, ``disparity``,
 ``points`` (``(N, D)``: x, y, z, then per-point features) with ``point_labels`` (``(N,)``),
 ``events``, ``meta``; ``point`` (one vector sample ``(D,)``, e.g. a point of a 2-d
 mixture) and ``image_b`` (the second domain's image of an unpaired sample, CycleGAN). A batch is the same dict with stacked tensors, or lists where
@@ -30,6 +30,7 @@ KEYPOINTS = "keypoints"
 VIDEO = "video"  # a clip (T, C, H, W) float in [0, 1]; a multi-clip test sample (K, T, C, H, W)
 FUTURE = "future"  # the frames to forecast after ``video`` (T_out, C, H, W)
 FLOW = "flow"  # optical flow (L, 2, H, W), pixels (dx, dy); a multi-clip sample (K, L, 2, H, W)
+FRAME_LABELS = "frame_labels"  # per-frame classes of a sequence sample, int64 (T,)
 DISPARITY = "disparity"
 POINTS = "points"
 POINT_LABELS = "point_labels"  # per-point classes of a point set (segmentation), int64 (N,)
