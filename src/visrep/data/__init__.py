@@ -148,3 +148,7 @@ __all__ += [
     "MovingDigitsForecastDataModule",
     "VideoFolderDataModule",
 ]
+
+from visrep.data.video import MovingDigitsGestureDataModule  # noqa: E402 (appended: issue 19)
+
+__all__ += ["MovingDigitsGestureDataModule"]

@@ -89,3 +89,11 @@ __all__ += [
     "render_digits",
     "trajectories",
 ]
+
+from visrep.data.video.gesture import (  # noqa: E402 (appended: issue 19, gesture clips)
+    GestureClipDataset,
+    MovingDigitsGestureDataModule,
+    frame_class_names,
+)
+
+__all__ += ["GestureClipDataset", "MovingDigitsGestureDataModule", "frame_class_names"]
