@@ -91,7 +91,14 @@ def load_datamodule(run: RunDir) -> L.LightningDataModule | None:
     data_cfg = saved_data_section(run)
     if data_cfg is None:
         return None
-    cfg_path = run.root / "config.yaml"
+    return build_datamodule(data_cfg, str(run.root / "config.yaml"))
+
+
+def build_datamodule(data_cfg: dict[str, Any], source: str) -> L.LightningDataModule:
+    """The data module of a ``data`` section (``class_path``, ``init_args``) read from ``source``
+    (a run's ``config.yaml`` or an experiment config), checked as :func:`saved_data_section`
+    checks a run's: only visrep's data modules, with plain options."""
+    data_cfg = _checked_data_section(data_cfg, source)
     parser = ArgumentParser(exit_on_error=False)
     parser.add_subclass_arguments(L.LightningDataModule, "data")
     try:
@@ -109,9 +116,9 @@ def load_datamodule(run: RunDir) -> L.LightningDataModule | None:
             where = (
                 f" (relative paths count from the current folder, {Path.cwd()})" if relative else ""
             )
-            raise ConfigError(f"{cfg_path}: cannot rebuild the data module: {cause}{where}") from e
+            raise ConfigError(f"{source}: cannot rebuild the data module: {cause}{where}") from e
         raise ConfigError(
-            f"{cfg_path}: cannot rebuild the data module ({one_line(str(e))[:300]}); was the run "
+            f"{source}: cannot rebuild the data module ({one_line(str(e))[:300]}); was the run "
             "written by another version of visrep?"
         ) from e
 

@@ -149,6 +149,10 @@ __all__ += [
     "VideoFolderDataModule",
 ]
 
+from visrep.data.classification import RingsDataModule  # noqa: E402 (appended: issue 19, polar demo)
+
+__all__ += ["RingsDataModule"]
+
 from visrep.data.video import MovingDigitsGestureDataModule  # noqa: E402 (appended: issue 19)
 
 __all__ += ["MovingDigitsGestureDataModule"]

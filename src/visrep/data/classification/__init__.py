@@ -16,3 +16,7 @@ __all__ = [
     "read_idx",
     "scan_class_folders",
 ]
+
+from visrep.data.classification.rings import RingsDataModule  # noqa: E402 (appended: issue 19)
+
+__all__ += ["RingsDataModule"]

@@ -1,0 +1,345 @@
+"""Shallow baselines of seed 002: k-NN and linear classifiers on fixed features, and their scores.
+
+Seed 002 ("limits of shallow classifiers", "representation is important"): a k-nearest-
+neighbour or a linear classifier on raw pixels is the baseline every learned representation is
+measured against; the same classifiers on better features (polar coordinates for the rings, a
+bag of visual words, Fisher vectors, a trained network's features) show what the representation
+adds. This module holds the data side (a split's inputs as one tensor, without training
+augmentation), the fixed features that need no fitting (pixels, polar coordinates), the two
+classifiers and the metrics; :mod:`visrep.analysis.baseline_features` the fitted encoders.
+
+* k-NN: Euclidean distances by ``torch.cdist`` and ``topk`` over chunks of queries, a
+  majority vote (ties to the smallest class id, as scikit-learn's ``KNeighborsClassifier``).
+* linear: scikit-learn's ``SGDClassifier`` on standardised features, hinge loss (the seed's
+  "linear SVM trained with SGD") or logistic loss, one-vs-rest; its regularisation ``alpha`` is
+  chosen on the validation split from a small grid (the model fitted on the training split with
+  the best ``alpha`` is kept; ties go to the larger ``alpha``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from visrep.data.base import stratified_split
+from visrep.data.samples import IMAGE, LABEL, POINT, collate
+from visrep.errors import ConfigError, DataError, ShapeError
+
+__all__ = [
+    "DEFAULT_ALPHAS",
+    "KnnClassifier",
+    "LinearClassifier",
+    "SplitInputs",
+    "classification_scores",
+    "fit_classifier",
+    "knn_predict",
+    "pixel_features",
+    "polar_features",
+    "split_inputs",
+    "subsample_split",
+]
+
+#: the ``alpha`` grid searched on the validation split by the linear classifier
+DEFAULT_ALPHAS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
+
+
+# -- data --------------------------------------------------------------------------------------------
+@dataclass
+class SplitInputs:
+    """A split's inputs stacked: ``inputs`` (N, ...) float, ``labels`` (N,) int64, and the sample
+    key they came from (``image`` or ``point``)."""
+
+    inputs: Tensor
+    labels: Tensor
+    key: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def is_2d(self) -> bool:
+        """Whether each input is a 2-D point (``(2,)`` or a 2-channel 1 x 1 image)."""
+        return self.inputs[0].numel() == 2 if len(self) else False
+
+
+def split_inputs(
+    ds: Dataset, collate_fn: Callable[[list[Any]], Any] = collate, batch_size: int = 512
+) -> SplitInputs:
+    """The inputs and labels of a classification dataset, in order, as two tensors.
+
+    The dataset is read directly, not through a trainer, so no training augmentation applies:
+    visrep's image data modules augment batches in ``on_after_batch_transfer`` only while a
+    trainer is training, and their datasets yield un-normalised images in [0, 1] (the model
+    normalises). Samples are ``{"image", "label"}`` or ``{"point", "label"}``.
+
+    Raises:
+        DataError: the samples hold no ``image`` / ``point`` with a ``label``.
+        ShapeError: the dataset is empty.
+    """
+    xs, ys, key = [], [], None
+    for batch in DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate_fn):
+        key = IMAGE if IMAGE in batch else POINT if POINT in batch else None
+        if key is None or LABEL not in batch or not isinstance(batch[key], Tensor):
+            raise DataError(
+                "baselines need classification samples (image or point, and label), got keys "
+                f"{', '.join(map(str, batch))}"
+            )
+        xs.append(batch[key].float().as_subclass(Tensor))
+        ys.append(torch.as_tensor(batch[LABEL]).long())
+    if key is None:
+        raise ShapeError("baselines: the split is empty")
+    return SplitInputs(torch.cat(xs), torch.cat(ys), key)
+
+
+def subsample_split(split: SplitInputs, n: int, seed: int = 0) -> SplitInputs:
+    """At most ``n`` samples of ``split``, a seeded class-stratified draw, in their order."""
+    if n >= len(split):
+        return split
+    keep, _ = stratified_split(split.labels.numpy(), len(split) - n, seed, "--train_limit")
+    idx = torch.from_numpy(keep)
+    return SplitInputs(split.inputs[idx], split.labels[idx], split.key)
+
+
+# -- fixed features ----------------------------------------------------------------------------------
+def pixel_features(inputs: Tensor) -> Tensor:
+    """Raw pixels as one vector per sample: ``(N, C, H, W)`` in [0, 1] -> ``(N, C*H*W)`` float32.
+
+    >>> pixel_features(torch.ones(2, 1, 2, 3)).shape
+    torch.Size([2, 6])
+    """
+    return inputs.reshape(len(inputs), -1).float()
+
+
+def polar_features(inputs: Tensor) -> Tensor:
+    """2-D points as polar coordinates ``(rho, theta)`` (seed 002, "representation is important").
+
+    ``rho = sqrt(x1^2 + x2^2)``, ``theta = atan2(x2, x1)`` in ``(-pi, pi]``.
+
+    Args:
+        inputs: ``(N, 2)`` points, or any ``(N, ...)`` holding 2 values per sample (a 2-channel
+            1 x 1 image).
+
+    Returns:
+        ``(N, 2)`` float32.
+
+    Raises:
+        ShapeError: the samples are not 2-D points.
+
+    >>> polar_features(torch.tensor([[0.0, 2.0], [-1.0, 0.0]])).tolist()
+    [[2.0, 1.5707963705062866], [1.0, 3.1415927410125732]]
+    """
+    if inputs.dim() < 1 or inputs[0].numel() != 2:
+        raise ShapeError(
+            "--features polar needs 2-D point inputs (2 values per sample), got samples of "
+            f"shape {tuple(inputs.shape[1:])}"
+        )
+    x = inputs.reshape(len(inputs), 2).float()
+    return torch.stack([x.norm(dim=1), torch.atan2(x[:, 1], x[:, 0])], 1)
+
+
+# -- classifiers -------------------------------------------------------------------------------------
+def knn_predict(
+    train_x: Tensor,
+    train_y: Tensor,
+    queries: Tensor,
+    k: int = 1,
+    num_classes: int | None = None,
+    chunk: int | None = None,
+) -> Tensor:
+    """k-nearest-neighbour classification by Euclidean distance, majority vote.
+
+    Distances ``torch.cdist`` of a chunk of queries to every training sample, the ``k``
+    smallest by ``topk``, votes counted by ``scatter_add``; a tie of votes goes to the smallest
+    class id (as scikit-learn's ``KNeighborsClassifier`` with uniform weights). Computed in the
+    inputs' dtype (float64 for exact parity with scikit-learn).
+
+    Args:
+        train_x: ``(M, D)`` training features; train_y: ``(M,)`` their classes.
+        queries: ``(N, D)``.
+        k: neighbours, ``1 <= k <= M``.
+        num_classes: class count (default ``max(train_y) + 1``).
+        chunk: queries per ``cdist`` (default: about 2^24 distances at a time).
+
+    Returns:
+        ``(N,)`` int64 predicted classes.
+
+    >>> knn_predict(torch.tensor([[0.0], [1.0], [5.0]]), torch.tensor([0, 0, 1]),
+    ...             torch.tensor([[0.4], [4.0]]), k=1).tolist()
+    [0, 1]
+    """
+    if train_x.dim() != 2 or queries.dim() != 2 or train_x.shape[1] != queries.shape[1]:
+        raise ShapeError(
+            f"knn: train (M, D) and queries (N, D) expected, got {tuple(train_x.shape)} and "
+            f"{tuple(queries.shape)}"
+        )
+    if not 1 <= k <= len(train_x):
+        raise ConfigError(f"--k must be in [1, {len(train_x)}] (the training samples), got {k}")
+    c = int(num_classes if num_classes is not None else int(train_y.max()) + 1)
+    chunk = chunk or max(1, 2**24 // max(len(train_x), 1))
+    train_y = train_y.long().to(train_x.device)
+    out = []
+    for q in queries.split(chunk):
+        d = torch.cdist(q.to(train_x), train_x)
+        nn = d.topk(k, dim=1, largest=False).indices
+        votes = torch.zeros(len(q), c, dtype=torch.int64, device=train_x.device)
+        votes.scatter_add_(1, train_y[nn], torch.ones_like(nn))
+        out.append(votes.argmax(1))  # first maximum: the smallest class among ties
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.int64)
+
+
+class KnnClassifier:
+    """:func:`knn_predict` holding its training set (``fit`` stores it)."""
+
+    def __init__(self, k: int = 1, num_classes: int | None = None) -> None:
+        if k < 1:
+            raise ConfigError(f"--k must be >= 1, got {k}")
+        self.k, self.num_classes = k, num_classes
+
+    def fit(self, x: Tensor, y: Tensor) -> KnnClassifier:
+        self.x, self.y = x, y
+        return self
+
+    def predict(self, x: Tensor) -> Tensor:
+        return knn_predict(self.x, self.y, x, self.k, self.num_classes)
+
+
+class LinearClassifier:
+    """A linear classifier trained with SGD on standardised features (scikit-learn).
+
+    ``StandardScaler`` fitted on the training features, then ``SGDClassifier`` (one-vs-rest)
+    with the hinge loss (a linear SVM, seed 002) or the logistic loss.
+
+    Args:
+        loss: ``hinge`` or ``log``.
+        alpha: L2 regularisation strength (scikit-learn's ``alpha``).
+        seed: seeds the SGD sample order.
+        max_iter: epochs of SGD at most (stops earlier at ``tol``).
+    """
+
+    def __init__(
+        self,
+        loss: Literal["hinge", "log"] = "hinge",
+        alpha: float = 1e-4,
+        seed: int = 0,
+        max_iter: int = 50,
+    ) -> None:
+        from sklearn.linear_model import SGDClassifier
+        from sklearn.preprocessing import StandardScaler
+
+        if loss not in ("hinge", "log"):
+            raise ConfigError(f"--loss must be hinge or log, got {loss!r}")
+        if not alpha > 0:
+            raise ConfigError(f"linear classifier: alpha must be > 0, got {alpha}")
+        self.scaler = StandardScaler()
+        self.clf = SGDClassifier(
+            loss="hinge" if loss == "hinge" else "log_loss",
+            alpha=alpha,
+            max_iter=max_iter,
+            tol=1e-4,
+            random_state=seed,
+        )
+
+    def fit(self, x: Tensor, y: Tensor) -> LinearClassifier:
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+
+        z = self.scaler.fit_transform(x.double().numpy())
+        with warnings.catch_warnings():  # max_iter bounds the cost on purpose
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            self.clf.fit(z, y.numpy())
+        return self
+
+    def predict(self, x: Tensor) -> Tensor:
+        z = self.scaler.transform(x.double().numpy())
+        return torch.from_numpy(self.clf.predict(z).astype(np.int64))
+
+
+Classifier = KnnClassifier | LinearClassifier
+
+
+@dataclass
+class FittedClassifier:
+    """The classifier kept, the options chosen on the validation split, its fit time."""
+
+    model: Classifier
+    chosen: dict[str, Any]
+    val_acc: float
+    fit_time_s: float
+    grid: dict[str, float] = field(default_factory=dict)
+
+
+def fit_classifier(
+    kind: Literal["knn", "linear"],
+    train_x: Tensor,
+    train_y: Tensor,
+    val_x: Tensor,
+    val_y: Tensor,
+    num_classes: int,
+    k: int = 1,
+    loss: Literal["hinge", "log"] = "hinge",
+    alphas: Sequence[float] = DEFAULT_ALPHAS,
+    seed: int = 0,
+    max_iter: int = 50,
+) -> FittedClassifier:
+    """Fit a k-NN or linear classifier; the linear one's ``alpha`` chosen on the validation split.
+
+    Returns:
+        the kept model, ``chosen`` (``{"k": k}`` or ``{"alpha": a, "loss": loss}``), its
+        validation accuracy, the fit time (the whole grid search for linear) and ``grid``
+        (validation accuracy per ``alpha``).
+    """
+    start = time.perf_counter()
+    if kind == "knn":
+        model = KnnClassifier(k, num_classes).fit(train_x, train_y)
+        acc = float((model.predict(val_x) == val_y).double().mean()) if len(val_y) else math.nan
+        return FittedClassifier(model, {"k": k}, acc, time.perf_counter() - start)
+    if kind != "linear":
+        raise ConfigError(f"--classifier must be knn or linear, got {kind!r}")
+    if not alphas:
+        raise ConfigError("--alphas must hold at least one value")
+    best: tuple[float, float, LinearClassifier] | None = None
+    grid: dict[str, float] = {}
+    for a in sorted(alphas, reverse=True):  # ties keep the larger alpha (simpler model)
+        m = LinearClassifier(loss, a, seed, max_iter).fit(train_x, train_y)
+        acc = float((m.predict(val_x) == val_y).double().mean())
+        grid[f"{a:g}"] = round(acc, 6)
+        if best is None or acc > best[0]:
+            best = (acc, a, m)
+    acc, a, m = best
+    return FittedClassifier(m, {"alpha": a, "loss": loss}, acc, time.perf_counter() - start, grid)
+
+
+# -- scores ------------------------------------------------------------------------------------------
+def classification_scores(pred: Tensor, target: Tensor, num_classes: int) -> dict[str, Any]:
+    """Accuracy, mean per-class accuracy, per-class accuracy and the confusion matrix.
+
+    Mean class accuracy averages the recall of the classes present in ``target`` (a class never
+    true has no recall and does not count; per-class accuracy reports it as NaN).
+
+    >>> s = classification_scores(torch.tensor([0, 1, 1, 1]), torch.tensor([0, 0, 1, 1]), 3)
+    >>> s["acc"], s["acc_mean_class"], s["confusion_matrix"][0]
+    (0.75, 0.75, [1, 1, 0])
+    """
+    if pred.shape != target.shape:
+        raise ShapeError(f"scores: pred {tuple(pred.shape)} and target {tuple(target.shape)}")
+    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    cm.index_put_((target.long(), pred.long()), torch.ones_like(target.long()), accumulate=True)
+    rows = cm.sum(1)
+    per = cm.diagonal().double() / rows.clamp_min(1)
+    per = torch.where(rows > 0, per, torch.full_like(per, math.nan))
+    present = rows > 0
+    return {
+        "acc": float(cm.diagonal().sum()) / max(int(rows.sum()), 1),
+        "acc_mean_class": float(per[present].mean()) if present.any() else 0.0,
+        "acc_per_class": per.tolist(),
+        "confusion_matrix": cm.tolist(),
+    }

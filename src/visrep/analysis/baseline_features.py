@@ -1,0 +1,288 @@
+"""The features of ``visrep baseline``: pixels, polar coordinates, BoVW, Fisher vectors, a run's.
+
+Seed 002's "representation matters" table compares one classifier on several representations
+of the same images:
+
+* ``pixels``: the flattened image in [0, 1];
+* ``polar``: 2-D points as ``(rho, theta)`` (the rings example);
+* ``bovw``: dense SIFT at 3 scales (:class:`~visrep.models.shallow.DenseSift`) -> a MiniBatch
+  k-means codebook (:class:`~visrep.models.shallow.Codebook`, 1,000 words from up to 1 million
+  descriptors, as the seed) -> hard or soft histograms, optionally a spatial pyramid;
+* ``fisher``: dense SIFT -> PCA to 64 dimensions and a diagonal GMM (Perronnin et al. 2010,
+  Sec. 4; :class:`~visrep.models.shallow.FisherEncoder`) -> improved Fisher vectors;
+* ``run:PATH``: a trained visrep run's representation ``net.embed`` (the pooled penultimate
+  features of a classifier, an embedding, an autoencoder's code).
+
+A :class:`Featurizer` is fitted on the training split's inputs (the codebook / PCA + GMM are
+learnt on a seeded sample of training images) and then maps any inputs to ``(N, D)`` features.
+Fitted encoders are cached as ``.npz`` (no pickle) under a name that is a hash of their options
+and of the images they were fitted on, so the same options on the same data reuse them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from visrep.analysis.baseline import SplitInputs, pixel_features, polar_features
+from visrep.errors import ConfigError, ShapeError
+from visrep.models.shallow import Codebook, DenseSift, FisherEncoder
+from visrep.runs import RunDir
+
+__all__ = ["FeatureOptions", "Featurizer", "make_featurizer"]
+
+
+@dataclass(frozen=True)
+class FeatureOptions:
+    """Options of the fitted encoders (``bovw``, ``fisher``); see ``visrep baseline --help``.
+
+    Attributes:
+        step: dense SIFT grid spacing in pixels.
+        bin_sizes: SIFT spatial bin width of each scale (the patch is ``4 * bin``): 3 scales.
+        root_sift: RootSIFT descriptors.
+        words: codebook size (seed 002: 1,000).
+        assignment: ``hard`` or ``soft`` histograms.
+        pyramid: spatial pyramid grids, e.g. ``(1, 2, 4)``; ``(1,)``: none.
+        components: GMM components of the Fisher vectors.
+        pca_dim: PCA dimension of the descriptors before the GMM (Perronnin et al.: 64).
+        gmm_iter: EM iterations of the GMM.
+        fit_descriptors: descriptors the codebook / GMM is fitted on at most (seed 002: 1
+            million); the images they come from are a seeded sample of the training split.
+        seed: seeds the sample, k-means, PCA and the GMM.
+        batch_size: images per dense-SIFT + encoding batch.
+    """
+
+    step: int = 4
+    bin_sizes: tuple[int, ...] = (4, 6, 8)
+    root_sift: bool = False
+    words: int = 1000
+    assignment: Literal["hard", "soft"] = "hard"
+    pyramid: tuple[int, ...] = (1,)
+    components: int = 64
+    pca_dim: int = 64
+    gmm_iter: int = 100
+    fit_descriptors: int = 1_000_000
+    seed: int = 0
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("step", "words", "components", "pca_dim", "gmm_iter", "fit_descriptors",
+                     "batch_size"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if not self.bin_sizes or min(self.bin_sizes) < 1:
+            raise ConfigError(f"--bin_sizes must be pixel widths >= 1, got {list(self.bin_sizes)}")
+        if not self.pyramid or min(self.pyramid) < 1:
+            raise ConfigError(f"--pyramid must be grid sizes >= 1, got {list(self.pyramid)}")
+        if self.assignment not in ("hard", "soft"):
+            raise ConfigError(f"--assignment must be hard or soft, got {self.assignment!r}")
+
+
+class Featurizer:
+    """Maps inputs ``(N, ...)`` to features ``(N, D)``; ``fit`` first on the training split.
+
+    Attributes:
+        name: the ``--features`` value.
+        fit_time_s: seconds spent fitting (0 when nothing is fitted or the cache was used).
+        cached: True when the fitted encoder came from the cache, False when fitted now, None
+            when there is nothing to fit.
+        cache_file: the encoder's ``.npz`` (None when there is nothing to fit).
+    """
+
+    name = "pixels"
+
+    def __init__(self) -> None:
+        self.fit_time_s = 0.0
+        self.cached: bool | None = None
+        self.cache_file: Path | None = None
+
+    def fit(self, train: SplitInputs, cache_dir: Path | None = None) -> Featurizer:
+        return self
+
+    def transform(self, inputs: Tensor) -> Tensor:
+        return pixel_features(inputs)
+
+
+class PolarFeaturizer(Featurizer):
+    """``(rho, theta)`` of 2-D points (:func:`~visrep.analysis.baseline.polar_features`)."""
+
+    name = "polar"
+
+    def transform(self, inputs: Tensor) -> Tensor:
+        return polar_features(inputs)
+
+
+class SiftFeaturizer(Featurizer):
+    """Dense SIFT encoded by a codebook (``bovw``) or by Fisher vectors (``fisher``)."""
+
+    def __init__(self, kind: Literal["bovw", "fisher"], options: FeatureOptions) -> None:
+        super().__init__()
+        self.name, self.options = kind, options
+        self.sift = DenseSift(options.step, options.bin_sizes, options.root_sift)
+        self.encoder: Codebook | FisherEncoder | None = None
+
+    def _new_encoder(self) -> Codebook | FisherEncoder:
+        o = self.options
+        if self.name == "bovw":
+            return Codebook(
+                num_words=o.words,
+                assignment=o.assignment,
+                pyramid=o.pyramid,
+                pyramid_weights="lazebnik" if len(o.pyramid) > 1 else "none",
+                max_descriptors=o.fit_descriptors,
+                seed=o.seed,
+            )
+        return FisherEncoder(
+            num_components=o.components,
+            pca_dim=o.pca_dim,
+            pyramid=o.pyramid,
+            max_descriptors=o.fit_descriptors,
+            seed=o.seed,
+            max_iter=o.gmm_iter,
+        )
+
+    def _check_images(self, inputs: Tensor) -> None:
+        if inputs.dim() != 4 or inputs.shape[1] not in (1, 3):
+            raise ShapeError(
+                f"--features {self.name} needs grey or RGB images (N, 1|3, H, W), got samples "
+                f"of shape {tuple(inputs.shape[1:])}"
+            )
+
+    def _fit_images(self, train: SplitInputs) -> Tensor:
+        """The seeded sample of training images whose descriptors fit the encoder."""
+        h, w = train.inputs.shape[-2:]
+        per_image = len(self.sift.keypoints(h, w)[0])
+        n = min(len(train), math.ceil(self.options.fit_descriptors / per_image))
+        g = torch.Generator().manual_seed(self.options.seed)
+        idx = torch.randperm(len(train), generator=g)[:n].sort().values
+        return train.inputs[idx]
+
+    def fingerprint(self, images: Tensor) -> str:
+        """A hash of the encoder's options and of the images it is fitted on."""
+        h = hashlib.sha256()
+        h.update(json.dumps({"kind": self.name, **asdict(self.options)}, sort_keys=True).encode())
+        h.update(str(tuple(images.shape)).encode())
+        h.update(images.contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    def fit(self, train: SplitInputs, cache_dir: Path | None = None) -> SiftFeaturizer:
+        self._check_images(train.inputs)
+        images = self._fit_images(train)
+        if cache_dir is not None:
+            self.cache_file = Path(cache_dir) / f"{self.name}-{self.fingerprint(images)}.npz"
+            if self.cache_file.is_file():
+                load = Codebook.load if self.name == "bovw" else FisherEncoder.load
+                self.encoder, self.cached = load(self.cache_file), True
+                return self
+        start = time.perf_counter()
+        desc = torch.cat([self.sift(b)[0] for b in images.split(self.options.batch_size)])
+        self.encoder = self._new_encoder().fit(desc)
+        self.fit_time_s = time.perf_counter() - start
+        self.cached = False
+        if self.cache_file is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                saved = self.encoder.save(Path(tmp) / "encoder.npz")
+                RunDir(self.cache_file.parent).write_bytes(self.cache_file, saved.read_bytes())
+        return self
+
+    def transform(self, inputs: Tensor) -> Tensor:
+        if self.encoder is None:
+            raise ConfigError(f"--features {self.name}: transform before fit")
+        self._check_images(inputs)
+        size = tuple(inputs.shape[-2:])
+        out = []
+        for b in inputs.split(self.options.batch_size):
+            desc, pos = self.sift(b)
+            out.append(self.encoder.encode(desc, pos, image_size=size).float())
+        return torch.cat(out)
+
+
+class RunFeaturizer(Featurizer):
+    """A trained visrep run's representation ``net.embed`` (nothing fitted here)."""
+
+    def __init__(self, path: str, which: str = "best", device: str | torch.device = "cpu") -> None:
+        from visrep.analysis.runs import load_run
+
+        super().__init__()
+        self.name = f"run:{path}"
+        loaded = load_run(path, which, with_data=False)
+        net = getattr(loaded.task, "net", None)
+        if not getattr(loaded.task, "embeds", False) or not isinstance(net, torch.nn.Module):
+            raise ConfigError(
+                f"--features run:{path}: the run has no per-image representation (net.embed); "
+                f"got {type(loaded.task).__name__}"
+            )
+        self.net, self.device = net.to(device).eval(), torch.device(device)
+        self.spec, self.checkpoint = loaded.task.spec, loaded.checkpoint
+
+    def fit(self, train: SplitInputs, cache_dir: Path | None = None) -> RunFeaturizer:
+        spec = self.spec
+        if spec is not None and spec.in_chans and spec.image_size:
+            want = (spec.in_chans, *spec.image_size)
+            if tuple(train.inputs.shape[1:]) != want:
+                raise ShapeError(
+                    f"--features {self.name}: the run reads inputs {want}, the data gives "
+                    f"{tuple(train.inputs.shape[1:])}"
+                )
+        return self
+
+    @torch.inference_mode()
+    def transform(self, inputs: Tensor) -> Tensor:
+        from visrep.analysis.interpret import embed
+
+        return embed(self.net, inputs, 256, self.device)[0]
+
+
+def make_featurizer(
+    features: str,
+    options: FeatureOptions | None = None,
+    which: str = "best",
+    device: str | torch.device = "cpu",
+) -> Featurizer:
+    """The featurizer named by ``--features``: ``pixels``, ``polar``, ``bovw``, ``fisher`` or
+    ``run:PATH`` (a run directory or a checkpoint)."""
+    options = options or FeatureOptions()
+    if features == "pixels":
+        return Featurizer()
+    if features == "polar":
+        return PolarFeaturizer()
+    if features in ("bovw", "fisher"):
+        return SiftFeaturizer(features, options)
+    if features.startswith("run:") and len(features) > 4:
+        return RunFeaturizer(features[4:], which, device)
+    raise ConfigError(
+        f"--features must be pixels, bovw, fisher, polar or run:PATH, got {features!r}"
+    )
+
+
+def input_grid(points: Tensor, steps: int = 200, margin: float = 0.1) -> tuple[Tensor, Tensor]:
+    """A ``steps x steps`` grid over the bounding box of 2-D ``points`` (``margin`` of its size
+    added on each side): the coordinates ``xs``, ``ys`` (each ``(steps,)``)."""
+    p = points.reshape(len(points), 2).double()
+    lo, hi = p.min(0).values, p.max(0).values
+    pad = (hi - lo).clamp_min(1e-6) * margin
+    xs, ys = (torch.linspace(float(lo[i] - pad[i]), float(hi[i] + pad[i]), steps) for i in (0, 1))
+    return xs, ys
+
+
+def grid_inputs(xs: Tensor, ys: Tensor, like: Tensor) -> Tensor:
+    """The grid points ``(len(ys) * len(xs), ...)`` row by row, shaped like one sample of
+    ``like`` (``(2,)`` points or 2-channel 1 x 1 images)."""
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    pts = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1).to(like.dtype)
+    return pts.reshape(len(pts), *like.shape[1:])
+
+
+def numpy_points(inputs: Tensor) -> np.ndarray:
+    """2-D inputs as ``(N, 2)`` numpy points."""
+    return inputs.reshape(len(inputs), 2).numpy()

@@ -1,0 +1,346 @@
+"""``visrep baseline RUN_OR_CONFIG --features F --classifier C``: seed 002's shallow baselines.
+
+One row of the "representation matters" table per command: k-NN or a linear classifier (linear
+SVM or logistic regression trained with SGD) on raw pixels, polar coordinates (2-D points),
+a bag of visual words, Fisher vectors or a trained run's features, on the train / val / test
+splits of any run's or config's data module. Writes a run directory: ``config.yaml`` (the
+options), ``metrics.json``, ``confusion_matrix.csv``, ``plots/confusion_matrix.png``,
+``plots/decision_boundary.png`` for 2-D inputs, ``encoders/*.npz`` (fitted codebooks / GMMs,
+reused by a later command with the same options on the same data) and ``report.html``.
+
+Examples::
+
+    visrep baseline quickstart --features pixels --classifier knn --k 1
+    visrep baseline quickstart --features bovw --classifier linear --words 1000
+    visrep baseline runs/cifar10 --features run:runs/cifar10 --classifier linear
+    visrep baseline polar_rings_mlp --features polar --classifier linear
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import yaml
+
+from visrep.analysis.baseline import (
+    DEFAULT_ALPHAS,
+    SplitInputs,
+    classification_scores,
+    fit_classifier,
+    split_inputs,
+    subsample_split,
+)
+from visrep.analysis.baseline_features import (
+    FeatureOptions,
+    grid_inputs,
+    input_grid,
+    make_featurizer,
+    numpy_points,
+)
+from visrep.analysis.runs import build_datamodule, saved_data_section
+from visrep.commands._common import Command, Which, check_positive, resolve_device, run_command
+from visrep.configs import read_config, resolve_config
+from visrep.data.base import stratified_split
+from visrep.errors import ConfigError
+from visrep.plots.baseline import plot_decision_boundary
+from visrep.report import build_report
+from visrep.runs import RunDir
+from visrep.tasks.base import write_confusion_matrix
+
+__all__ = ["baseline", "data_section", "main"]
+
+
+def _override(init_args: dict[str, Any], items: Sequence[str]) -> dict[str, Any]:
+    """``key=value`` items (YAML values; dotted keys reach nested options) over ``init_args``."""
+    out = json.loads(json.dumps(init_args))  # a deep copy of plain data
+    for item in items:
+        key, eq, raw = item.partition("=")
+        if not eq or not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", key):
+            raise ConfigError(f"--data must be key=value items (e.g. root=DIR), got {item!r}")
+        try:
+            value = yaml.safe_load(raw) if raw else None
+        except yaml.YAMLError:
+            raise ConfigError(f"--data {item!r}: the value is not valid YAML") from None
+        *parents, last = key.split(".")
+        node = out
+        for p in parents:
+            if node.get(p) is None:
+                node[p] = {}
+            if not isinstance(node[p], dict):
+                raise ConfigError(f"--data {item!r}: {p} is not a mapping of options")
+            node = node[p]
+        node[last] = value
+    return out
+
+
+def data_section(run_or_config: str, overrides: Sequence[str] = ()) -> tuple[dict, str, str]:
+    """The ``data`` section of a run directory's ``config.yaml`` or of an experiment config
+    (a shipped name or a path), ``overrides`` applied; returns ``(section, source, name)``."""
+    p = Path(run_or_config)
+    if p.is_dir():
+        source = str(p / "config.yaml")
+        section = saved_data_section(RunDir(p))
+        if section is None:
+            raise ConfigError(f"{run_or_config}: no config.yaml with a data section in this run")
+        name = p.name
+    else:
+        path = resolve_config(run_or_config)
+        if path is None:
+            raise ConfigError(
+                f"{run_or_config!r} is neither a run directory nor a config (a file or a shipped "
+                "config's name)"
+            )
+        section = read_config(path).get("data")
+        if not isinstance(section, dict):
+            raise ConfigError(f"{path}: no data section (class_path, init_args)")
+        source, name = path, Path(path).stem
+    init_args = section.get("init_args") or {}
+    if not isinstance(init_args, dict):
+        raise ConfigError(f"{source}: data.init_args must be a mapping of options")
+    section = {**section, "init_args": _override(init_args, overrides)}
+    return section, source, name
+
+
+def _slug(features: str) -> str:
+    if features.startswith("run:"):
+        return "run-" + Path(features[4:].rstrip("/")).name
+    return features
+
+
+def _val_split(
+    train: SplitInputs, val: SplitInputs | None, seed: int
+) -> tuple[SplitInputs, SplitInputs]:
+    """The validation split; 10% of the training split (stratified, seeded) when the data has none."""
+    if val is not None and len(val):
+        return train, val
+    keep, held = stratified_split(train.labels.numpy(), 0.1, seed, "validation split")
+    part = [SplitInputs(train.inputs[i], train.labels[i], train.key)
+            for i in (torch.from_numpy(keep), torch.from_numpy(held))]  # fmt: skip
+    return part[0], part[1]
+
+
+def baseline(
+    run_or_config: str,
+    *,
+    features: str = "pixels",
+    classifier: Literal["knn", "linear"] = "linear",
+    run_dir: str | None = None,
+    data: list[str] | None = None,
+    k: int = 1,
+    loss: Literal["hinge", "log"] = "hinge",
+    alphas: list[float] | None = None,
+    max_iter: int = 50,
+    train_limit: int | None = None,
+    step: int = 4,
+    bin_sizes: list[int] | None = None,
+    root_sift: bool = False,
+    words: int = 1000,
+    assignment: Literal["hard", "soft"] = "hard",
+    pyramid: list[int] | None = None,
+    components: int = 64,
+    pca_dim: int = 64,
+    gmm_iter: int = 100,
+    fit_descriptors: int = 1_000_000,
+    seed: int = 0,
+    batch_size: int = 256,
+    which: Which = "best",
+    device: str = "cpu",
+) -> int:
+    """Shallow baselines: k-NN / linear on pixels, BoVW, Fisher vectors or a run's features.
+
+    Features of the train / val / test splits are computed without training augmentation; the
+    classifier is fitted on train (options chosen on val: 10% of train when the data has no
+    val split) and scored on test.
+
+    Args:
+        run_or_config: a run directory (its data) or an experiment config (name or path).
+        features: pixels, polar (2-D points as rho, theta), bovw, fisher, or run:PATH (the
+            representation net.embed of a trained run directory or checkpoint).
+        classifier: knn or linear (SGD on standardised features).
+        run_dir: where to write (default runs/baseline-<data>-<features>-<classifier>; a later
+            command in the same directory reuses its fitted encoders).
+        data: key=value overrides of the data's options, comma separated (YAML values; dotted
+            keys for nested options), e.g. root=DIR,split.seed=1.
+        k: neighbours of knn.
+        loss: hinge (linear SVM) or log (logistic regression) for linear.
+        alphas: regularisation strengths tried on the val split (default 1e-6,...,1e-2).
+        max_iter: SGD epochs at most.
+        train_limit: use at most this many training samples (seeded, stratified).
+        step: dense SIFT grid spacing in pixels.
+        bin_sizes: SIFT bin width of each scale in pixels (default 4,6,8: 3 scales).
+        root_sift: RootSIFT descriptors.
+        words: codebook size of bovw.
+        assignment: hard or soft bovw histograms.
+        pyramid: spatial pyramid grids, e.g. 1,2,4 (default 1: none).
+        components: GMM components of fisher.
+        pca_dim: PCA dimension before the GMM of fisher.
+        gmm_iter: EM iterations of the GMM.
+        fit_descriptors: descriptors the codebook / GMM is fitted on at most.
+        seed: seeds subsampling, encoders and SGD.
+        batch_size: images per feature batch.
+        which: the checkpoint of run:PATH.
+        device: device of run:PATH features (auto, cpu, cuda, cuda:N).
+    """
+    check_positive(k=k, max_iter=max_iter, train_limit=train_limit, batch_size=batch_size)
+    options = FeatureOptions(
+        step=step,
+        bin_sizes=tuple(bin_sizes or (4, 6, 8)),
+        root_sift=root_sift,
+        words=words,
+        assignment=assignment,
+        pyramid=tuple(pyramid or (1,)),
+        components=components,
+        pca_dim=pca_dim,
+        gmm_iter=gmm_iter,
+        fit_descriptors=fit_descriptors,
+        seed=seed,
+        batch_size=batch_size,
+    )
+    alphas = list(alphas) if alphas is not None else list(DEFAULT_ALPHAS)
+    if not alphas or min(alphas) <= 0:
+        raise ConfigError(f"--alphas must be numbers > 0, got {alphas}")
+    section, source, name = data_section(run_or_config, data or [])
+    featurizer = make_featurizer(features, options, which, resolve_device(device))
+    run = RunDir(run_dir or Path("runs") / f"baseline-{name}-{_slug(features)}-{classifier}")
+    if run.checkpoints.is_dir() and any(run.checkpoints.iterdir()):
+        raise ConfigError(
+            f"--run_dir {str(run.root)!r} is a training run; choose another --run_dir"
+        )
+    dm = build_datamodule(section, source)
+    created = not run.root.exists()
+    with run.lock():
+        run.remove_stale_temp_files()
+        try:
+            metrics = _run(
+                run, dm, featurizer, classifier, k, loss, alphas, max_iter, train_limit, seed
+            )
+        except BaseException:
+            if created and [p.name for p in run.root.iterdir()] == [".lock"]:
+                (run.root / ".lock").unlink()  # leave no empty run directory behind
+                run.root.rmdir()
+            raise
+        config = {
+            "command": "baseline",
+            "run_or_config": run_or_config,
+            "data": section,
+            "features": features,
+            "classifier": classifier,
+            "k": k,
+            "loss": loss,
+            "alphas": alphas,
+            "max_iter": max_iter,
+            "train_limit": train_limit,
+            "feature_options": {
+                kk: list(v) if isinstance(v, tuple) else v for kk, v in vars(options).items()
+            },
+            "which": which,
+            "written": datetime.now().isoformat(timespec="seconds"),
+        }
+        run.write_text(run.root / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+        clean = {kk: None if isinstance(v, float) and not math.isfinite(v) else v
+                 for kk, v in metrics.items()}  # fmt: skip
+        run.write_text(run.metrics_json, json.dumps(clean, indent=2, sort_keys=True) + "\n")
+        build_report(run.root)
+    chosen = ", ".join(f"{kk}={v:g}" if isinstance(v, float) else f"{kk}={v}"
+                       for kk, v in metrics["chosen"].items())  # fmt: skip
+    print(
+        f"baseline {features} + {classifier} ({chosen}) on {name}: test acc "
+        f"{metrics['test/acc']:.4f} (mean class {metrics['test/acc_mean_class']:.4f}), val acc "
+        f"{metrics['val/acc']:.4f}, {metrics['feature_dim']} features, "
+        f"features {metrics['feature_time_s']:.1f} s, fit {metrics['fit_time_s']:.1f} s "
+        f"-> {run.root}"
+    )
+    return 0
+
+
+def _run(
+    run: RunDir,
+    dm: Any,
+    featurizer: Any,
+    classifier: str,
+    k: int,
+    loss: str,
+    alphas: list[float],
+    max_iter: int,
+    train_limit: int | None,
+    seed: int,
+) -> dict[str, Any]:
+    """Features, classifier, scores and plots; returns the metrics."""
+    start = time.perf_counter()
+    dm.setup("fit")
+    collate_fn = type(dm).collate_fn
+    splits = {}
+    for split in ("train", "val", "test"):
+        ds = getattr(dm, f"{split}_set", None)
+        splits[split] = split_inputs(ds, collate_fn) if ds is not None and len(ds) else None
+    if splits["test"] is None:
+        raise ConfigError(f"{type(dm).__name__}: the data has no test split")
+    train, val = _val_split(splits["train"], splits["val"], seed)
+    if train_limit is not None:
+        train = subsample_split(train, train_limit, seed)
+    test = splits["test"]
+    names = list(getattr(dm, "class_names", None) or [])
+    num_classes = max(len(names), int(torch.cat([train.labels, test.labels]).max()) + 1)
+    names = names or [str(c) for c in range(num_classes)]
+    data_time = time.perf_counter() - start
+
+    featurizer.fit(train, run.root / "encoders")
+    start = time.perf_counter()
+    z = {
+        s: featurizer.transform(x.inputs)
+        for s, x in (("train", train), ("val", val), ("test", test))
+    }
+    feature_time = time.perf_counter() - start
+    fitted = fit_classifier(
+        classifier, z["train"], train.labels, z["val"], val.labels, num_classes,
+        k=k, loss=loss, alphas=alphas, seed=seed, max_iter=max_iter,
+    )  # fmt: skip
+    pred = fitted.model.predict(z["test"])
+    scores = classification_scores(pred, test.labels, num_classes)
+    write_confusion_matrix(run, names, scores["confusion_matrix"])
+    metrics: dict[str, Any] = {
+        "test/acc": scores["acc"],
+        "test/acc_mean_class": scores["acc_mean_class"],
+        "test/acc_per_class": dict(zip(names, scores["acc_per_class"], strict=True)),
+        "val/acc": fitted.val_acc,
+        "chosen": fitted.chosen,
+        "features": featurizer.name,
+        "classifier": classifier,
+        "feature_dim": int(z["train"].shape[1]),
+        "train_size": len(train),
+        "val_size": len(val),
+        "test_size": len(test),
+        "data_time_s": round(data_time, 3),
+        "feature_time_s": round(feature_time, 3),
+        "fit_time_s": round(featurizer.fit_time_s + fitted.fit_time_s, 3),
+        "encoder_fit_time_s": round(featurizer.fit_time_s, 3),
+        "classifier_fit_time_s": round(fitted.fit_time_s, 3),
+    }
+    if fitted.grid:
+        metrics["val/acc_per_alpha"] = fitted.grid
+    if featurizer.cached is not None:
+        metrics["encoder_cached"] = featurizer.cached
+        metrics["encoder_file"] = str(featurizer.cache_file) if featurizer.cache_file else None
+    if test.is_2d:
+        xs, ys = input_grid(torch.cat([train.inputs, test.inputs]))
+        grid = grid_inputs(xs, ys, test.inputs)
+        regions = fitted.model.predict(featurizer.transform(grid)).reshape(len(ys), len(xs))
+        plot_decision_boundary(
+            xs.numpy(), ys.numpy(), regions.numpy(), numpy_points(test.inputs),
+            test.labels.numpy(), names, run.plots / "decision_boundary.png",
+            f"{classifier} on {featurizer.name}: test acc {scores['acc']:.3f}",
+        )  # fmt: skip
+    return metrics
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run ``visrep baseline ...``; returns the exit code."""
+    return run_command(Command(baseline), "visrep baseline", argv)
