@@ -18,6 +18,7 @@ from PIL import Image
 from visrep.cli import main
 from visrep.models.registry import BACKBONES
 from visrep.runs import load_checkpoint
+from visrep.trainer.callbacks import RunArtifacts
 
 VISREP = [sys.executable, "-m", "visrep"]
 FAST = [
@@ -277,6 +278,8 @@ def test_resume_after_kill_finishes_planned_epochs(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert 2 <= epochs_done() < 8
+    kept = load_checkpoint(run / "checkpoints" / "last.ckpt")["callbacks"]["RunArtifacts"]
+    assert kept["fit_time_s"] > 0
     res = subprocess.run(
         [*args, "--resume"], env=_env(), capture_output=True, text=True, timeout=900
     )
@@ -284,7 +287,18 @@ def test_resume_after_kill_finishes_planned_epochs(tmp_path):
     epochs = [r.split(",")[0] for r in csv.read_text().strip().splitlines()[1:]]
     assert epochs == [str(e) for e in range(8)]
     assert load_checkpoint(run / "checkpoints" / "last.ckpt")["epoch"] == 7
-    assert json.loads((run / "metrics.json").read_text())["epochs"] == 8
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] == 8
+    assert metrics["fit_time_s"] >= round(kept["fit_time_s"], 2)
+
+
+def test_fit_time_of_a_resumed_run_adds_the_time_its_checkpoint_kept(tmp_path):
+    artifacts = RunArtifacts(tmp_path)
+    artifacts.load_state_dict({"fit_time_s": 100.0})  # as a resumed fit restores it
+    artifacts.on_fit_start(None, None)
+    time.sleep(0.01)
+    assert 100.01 <= artifacts.state_dict()["fit_time_s"] < 110.0
+    assert RunArtifacts(tmp_path).state_dict() == {"fit_time_s": 0.0}  # a new fit starts at 0
 
 
 def test_ddp_two_cpu_processes(tmp_path):

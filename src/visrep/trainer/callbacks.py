@@ -56,11 +56,27 @@ class MetricsFile(Callback):
 
 
 class RunArtifacts(Callback):
-    """Writes ``metrics.json``, the task's artifacts and ``report.html`` when a stage ends."""
+    """Writes ``metrics.json``, the task's artifacts and ``report.html`` when a stage ends.
+
+    ``fit_time_s`` is the training time of the whole run: each checkpoint keeps the time spent
+    up to it, and a resumed fit adds its own time to the time its checkpoint kept (the minutes
+    after the last checkpoint of an interrupted part are not counted: that work is redone).
+    """
 
     def __init__(self, run_dir: str | Path) -> None:
         self.run = RunDir(run_dir)
         self._t0 = 0.0
+        self._before = 0.0  # fit time of the earlier parts of a resumed run (from its checkpoint)
+        self._fitting = False
+
+    def _fit_time(self) -> float:
+        return self._before + (time.perf_counter() - self._t0 if self._fitting else 0.0)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"fit_time_s": self._fit_time()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._before = float(state_dict.get("fit_time_s", 0.0))
 
     def _finish(self, pl_module: L.LightningModule, stage: str, values: dict[str, Any]) -> None:
         if isinstance(pl_module, Task):
@@ -69,14 +85,16 @@ class RunArtifacts(Callback):
         build_report(self.run.root)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._t0 = time.perf_counter()
+        self._t0, self._fitting = time.perf_counter(), True
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        fit_time = self._fit_time()
+        self._fitting = False
         if not trainer.is_global_zero:
             return
         values: dict[str, Any] = {
             "epochs": trainer.current_epoch,
-            "fit_time_s": round(time.perf_counter() - self._t0, 2),
+            "fit_time_s": round(fit_time, 2),
         }
         ckpt = trainer.checkpoint_callback
         if ckpt is not None and ckpt.monitor and ckpt.best_model_score is not None:
