@@ -1,0 +1,130 @@
+"""``visrep baseline`` end to end, in-process, on scikit-learn's digits and on the rings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+
+def _metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "features, classifier, extra, dim",
+    [
+        ("pixels", "knn", ["--k", "3"], 64),
+        ("pixels", "linear", ["--alphas", "1e-4,1e-2"], 64),
+        ("bovw", "linear", ["--words", "20", "--step", "2", "--fit_descriptors", "5000"], 20),
+    ],
+)
+def test_digits_rows(cli, tmp_path: Path, features, classifier, extra, dim) -> None:
+    run = tmp_path / "run"
+    code, out, err = cli("baseline", "quickstart", "--features", features, "--classifier", classifier, "--run_dir", run, *extra)  # fmt: skip
+    assert code == 0, err
+    m = _metrics(run)
+    assert out.startswith(f"baseline {features} + {classifier} (") and f"-> {run}" in out
+    assert f"test acc {m['test/acc']:.4f}" in out
+    # quickstart's split of the 1,797 digits: 20% test, then 10% of the rest for val
+    assert (m["train_size"], m["val_size"], m["test_size"]) == (1293, 144, 360)
+    assert m["feature_dim"] == dim and m["features"] == features and m["classifier"] == classifier
+    floor = {"pixels": 0.9, "bovw": 0.5}[features]  # chance is 0.1
+    assert m["test/acc"] > floor and 0 < m["val/acc"] <= 1
+    per = m["test/acc_per_class"]
+    assert sorted(per) == [str(c) for c in range(10)]
+    assert m["test/acc_mean_class"] == pytest.approx(sum(per.values()) / 10)
+    assert m["fit_time_s"] >= 0 and m["feature_time_s"] >= 0
+    if classifier == "knn":
+        assert m["chosen"] == {"k": 3}
+    else:
+        assert set(m["chosen"]) == {"alpha", "loss"} and m["chosen"]["loss"] == "hinge"
+    cm = (run / "confusion_matrix.csv").read_text().splitlines()
+    assert len(cm) == 11 and sum(int(v) for row in cm[1:] for v in row.split(",")[1:]) == 360
+    assert (run / "plots" / "confusion_matrix.png").is_file()
+    assert not (run / "plots" / "decision_boundary.png").exists()  # images, not 2-D points
+    report = (run / "report.html").read_text()
+    assert "test/acc" in report and "confusion matrix" in report
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["features"] == features and cfg["data"]["class_path"].endswith("DigitsDataModule")
+
+
+def test_encoder_cache_reused_then_refitted(cli, tmp_path: Path) -> None:
+    run = tmp_path / "bovw"
+    args = ["baseline", "quickstart", "--features", "bovw", "--classifier", "knn", "--words", "16", "--run_dir", run]  # fmt: skip
+    assert cli(*args)[0] == 0
+    first = _metrics(run)
+    book = Path(first["encoder_file"])
+    assert first["encoder_cached"] is False and first["encoder_fit_time_s"] > 0
+    stamp = book.stat().st_mtime_ns
+    assert cli(*args)[0] == 0
+    second = _metrics(run)
+    assert second["encoder_cached"] is True and second["encoder_fit_time_s"] == 0
+    assert second["encoder_file"] == str(book) and book.stat().st_mtime_ns == stamp
+    assert second["test/acc"] == first["test/acc"]
+    # other data (another split seed): another codebook beside the first
+    assert cli(*args, "--data", "split.seed=1")[0] == 0
+    third = _metrics(run)
+    assert third["encoder_cached"] is False and third["encoder_file"] != str(book)
+    assert len(list((run / "encoders").glob("*.npz"))) == 2
+
+
+def test_rings_polar_decision_boundary_and_data_override(cli, tmp_path: Path) -> None:
+    run = tmp_path / "polar"
+    code, _out, err = cli("baseline", "polar_rings_mlp", "--features", "polar", "--run_dir", run, "--data", "train_size=400,test_size=300")  # fmt: skip
+    assert code == 0, err
+    m = _metrics(run)
+    assert (m["train_size"], m["test_size"], m["feature_dim"]) == (400, 300, 2)
+    assert m["test/acc"] > 0.95
+    assert (run / "plots" / "decision_boundary.png").stat().st_size > 5000
+    code, _, _ = cli("baseline", "polar_rings_mlp", "--features", "pixels", "--run_dir", tmp_path / "xy", "--data", "train_size=400,test_size=300")  # fmt: skip
+    assert code == 0 and _metrics(tmp_path / "xy")["test/acc"] < 0.7
+
+
+@pytest.mark.slow
+def test_run_features_of_a_trained_mlp(cli, tmp_path: Path) -> None:
+    fit = tmp_path / "mlp"
+    code, _, err = cli("fit", "--config", "polar_rings_mlp", "--run_dir", fit, "--trainer.max_epochs", "10", "--trainer.enable_progress_bar", "false")  # fmt: skip
+    assert code == 0, err
+    run = tmp_path / "feat"
+    code, _out, err = cli("baseline", fit, "--features", f"run:{fit}", "--run_dir", run)
+    assert code == 0, err
+    m = _metrics(run)
+    assert m["feature_dim"] == 32 and m["test/acc"] > 0.95 and m["train_size"] == 2000
+    assert (run / "plots" / "decision_boundary.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["nowhere"], "neither a run directory nor a config"),
+        (["quickstart", "--features", "hog"], "--features must be pixels, bovw, fisher, polar"),
+        (["quickstart", "--features", "polar"], "--features polar needs 2-D point inputs"),
+        (["quickstart", "--classifier", "svm"], "--classifier must be one of knn, linear"),
+        (["quickstart", "--k", "0"], "--k must be >= 1"),
+        (["quickstart", "--alphas", "0,1"], "--alphas must be numbers > 0"),
+        (["quickstart", "--data", "split"], "--data must be key=value items"),
+        (["quickstart", "--data", "nosuch=1"], "nosuch"),
+        (["quickstart", "--features", "bovw", "--words", "100000"], "num_words=100000 is larger"),
+        (
+            ["quickstart", "--features", "run:/no/such/run"],
+            "neither a run directory nor a checkpoint",
+        ),
+        (["polar_rings_mlp", "--features", "bovw"], "--features bovw needs grey or RGB images"),
+    ],
+)
+def test_bad_input_one_line(cli, tmp_path: Path, args, message) -> None:
+    run = tmp_path / "bad"
+    code, _out, err = cli("baseline", *args, "--run_dir", run)
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert message in err, err
+    assert not run.exists()  # a failed command leaves no run directory behind
+
+
+def test_refuses_a_training_run_as_run_dir(cli, tmp_path: Path) -> None:
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
+    code, _, err = cli("baseline", "quickstart", "--run_dir", tmp_path)
+    assert code == 2 and "is a training run" in err
