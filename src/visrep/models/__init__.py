@@ -54,3 +54,7 @@ __all__ += [
 from visrep.models.video import VIDEO_NETS, VideoClassifier, VideoNet  # noqa: E402 (issue 15)
 
 __all__ += ["VIDEO_NETS", "VideoClassifier", "VideoNet"]
+
+from visrep.models.stn import SpatialTransformer  # noqa: E402 (issue 18; registers `stn`)
+
+__all__ += ["SpatialTransformer"]

@@ -46,3 +46,25 @@ __all__ += [
     "latent_dynamic_crf_marginals",
     "latent_dynamic_crf_nll",
 ]
+
+from visrep.models.layers.spatial_transformer import (  # noqa: E402  (issue 18)
+    TPSGrid,
+    affine_grid,
+    bilinear_kernel_reference,
+    bilinear_sample,
+    spatial_transform,
+    tps_control_points,
+    tps_grid,
+    tps_system_inverse,
+)
+
+__all__ += [
+    "TPSGrid",
+    "affine_grid",
+    "bilinear_kernel_reference",
+    "bilinear_sample",
+    "spatial_transform",
+    "tps_control_points",
+    "tps_grid",
+    "tps_system_inverse",
+]
