@@ -109,6 +109,17 @@ def data_section(run_or_config: str, overrides: Sequence[str] = ()) -> tuple[dic
     return section, source, name
 
 
+def _finite(v: Any) -> Any:
+    """NaN and infinities as null (JSON has no NaN), in nested dicts and lists too."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_finite(x) for x in v]
+    return v
+
+
 def _slug(features: str) -> str:
     if features.startswith("run:"):
         return "run-" + Path(features[4:].rstrip("/")).name
@@ -152,7 +163,7 @@ def baseline(
     seed: int = 0,
     batch_size: int = 256,
     which: Which = "best",
-    device: str = "cpu",
+    device: str = "auto",
 ) -> int:
     """Shallow baselines: k-NN / linear on pixels, BoVW, Fisher vectors or a run's features.
 
@@ -245,9 +256,8 @@ def baseline(
             "written": datetime.now().isoformat(timespec="seconds"),
         }
         run.write_text(run.root / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-        clean = {kk: None if isinstance(v, float) and not math.isfinite(v) else v
-                 for kk, v in metrics.items()}  # fmt: skip
-        run.write_text(run.metrics_json, json.dumps(clean, indent=2, sort_keys=True) + "\n")
+        text = json.dumps(_finite(metrics), indent=2, sort_keys=True) + "\n"
+        run.write_text(run.metrics_json, text)
         build_report(run.root)
     chosen = ", ".join(f"{kk}={v:g}" if isinstance(v, float) else f"{kk}={v}"
                        for kk, v in metrics["chosen"].items())  # fmt: skip
