@@ -156,3 +156,10 @@ __all__ += ["RingsDataModule"]
 from visrep.data.video import MovingDigitsGestureDataModule  # noqa: E402 (appended: issue 19)
 
 __all__ += ["MovingDigitsGestureDataModule"]
+
+from visrep.data.classification import (  # noqa: E402 (appended: issue 18, distorted digits)
+    DistortedDigitsDataModule,
+    DistortionConfig,
+)
+
+__all__ += ["DistortedDigitsDataModule", "DistortionConfig"]

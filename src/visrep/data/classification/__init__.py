@@ -20,3 +20,10 @@ __all__ = [
 from visrep.data.classification.rings import RingsDataModule  # noqa: E402 (appended: issue 19)
 
 __all__ += ["RingsDataModule"]
+
+from visrep.data.classification.distorted import (  # noqa: E402 (appended: issue 18)
+    DistortedDigitsDataModule,
+    DistortionConfig,
+)
+
+__all__ += ["DistortedDigitsDataModule", "DistortionConfig"]
