@@ -51,3 +51,7 @@ from visrep.tasks.forecast import FramePredictionTask  # noqa: E402 (appended: i
 from visrep.tasks.video import VideoClassificationTask  # noqa: E402 (appended: issue 15)
 
 __all__ += ["FramePredictionTask", "VideoClassificationTask"]
+
+from visrep.tasks.sequence import SequenceLabelingTask  # noqa: E402 (appended: issue 19)
+
+__all__ += ["SequenceLabelingTask"]
