@@ -73,8 +73,10 @@ def test_encoder_cache_reused_then_refitted(cli, tmp_path: Path) -> None:
 
 def test_rings_polar_decision_boundary_and_data_override(cli, tmp_path: Path) -> None:
     run = tmp_path / "polar"
-    code, _out, err = cli("baseline", "polar_rings_mlp", "--features", "polar", "--run_dir", run, "--data", "train_size=400,test_size=300")  # fmt: skip
+    code, _out, err = cli("baseline", "polar_rings_mlp", "--features", "polar", "--run_dir", run, "--data", "train_size=400,test_size=300,radii=[1.0, 2.5]")  # fmt: skip
     assert code == 0, err
+    saved = yaml.safe_load((run / "config.yaml").read_text())["data"]["init_args"]
+    assert saved["radii"] == [1.0, 2.5] and saved["train_size"] == 400
     m = _metrics(run)
     assert (m["train_size"], m["test_size"], m["feature_dim"]) == (400, 300, 2)
     assert m["test/acc"] > 0.95

@@ -117,9 +117,13 @@ def build_datamodule(data_cfg: dict[str, Any], source: str) -> L.LightningDataMo
                 f" (relative paths count from the current folder, {Path.cwd()})" if relative else ""
             )
             raise ConfigError(f"{source}: cannot rebuild the data module: {cause}{where}") from e
+        hint = (  # a run's saved config, not an experiment config being read
+            "; was the run written by another version of visrep?"
+            if Path(source).name == "config.yaml"
+            else ""
+        )
         raise ConfigError(
-            f"{source}: cannot rebuild the data module ({one_line(str(e))[:300]}); was the run "
-            "written by another version of visrep?"
+            f"{source}: cannot rebuild the data module ({one_line(str(e))[:300]}){hint}"
         ) from e
 
 

@@ -58,10 +58,33 @@ from visrep.tasks.base import write_confusion_matrix
 __all__ = ["baseline", "data_section", "main"]
 
 
-def _override(init_args: dict[str, Any], items: Sequence[str]) -> dict[str, Any]:
-    """``key=value`` items (YAML values; dotted keys reach nested options) over ``init_args``."""
+def split_items(text: str) -> list[str]:
+    """``key=value`` items separated by commas outside brackets and quotes.
+
+    >>> split_items("root=/data,radii=[1, 3],split.seed=1")
+    ['root=/data', 'radii=[1, 3]', 'split.seed=1']
+    """
+    items, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    items.append(text[start:])
+    return [t.strip() for t in items if t.strip()]
+
+
+def _override(init_args: dict[str, Any], text: str | None) -> dict[str, Any]:
+    """``key=value,...`` (YAML values; dotted keys reach nested options) over ``init_args``."""
     out = json.loads(json.dumps(init_args))  # a deep copy of plain data
-    for item in items:
+    for item in split_items(text or ""):
         key, eq, raw = item.partition("=")
         if not eq or not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", key):
             raise ConfigError(f"--data must be key=value items (e.g. root=DIR), got {item!r}")
@@ -81,7 +104,7 @@ def _override(init_args: dict[str, Any], items: Sequence[str]) -> dict[str, Any]
     return out
 
 
-def data_section(run_or_config: str, overrides: Sequence[str] = ()) -> tuple[dict, str, str]:
+def data_section(run_or_config: str, overrides: str | None = None) -> tuple[dict, str, str]:
     """The ``data`` section of a run directory's ``config.yaml`` or of an experiment config
     (a shipped name or a path), ``overrides`` applied; returns ``(section, source, name)``."""
     p = Path(run_or_config)
@@ -144,7 +167,7 @@ def baseline(
     features: str = "pixels",
     classifier: Literal["knn", "linear"] = "linear",
     run_dir: str | None = None,
-    data: list[str] | None = None,
+    data: str | None = None,
     k: int = 1,
     loss: Literal["hinge", "log"] = "hinge",
     alphas: list[float] | None = None,
@@ -179,7 +202,7 @@ def baseline(
         run_dir: where to write (default runs/baseline-<data>-<features>-<classifier>; a later
             command in the same directory reuses its fitted encoders).
         data: key=value overrides of the data's options, comma separated (YAML values; dotted
-            keys for nested options), e.g. root=DIR,split.seed=1.
+            keys for nested options), e.g. root=DIR,split.seed=1,radii=[1,3].
         k: neighbours of knn.
         loss: hinge (linear SVM) or log (logistic regression) for linear.
         alphas: regularisation strengths tried on the val split (default 1e-6,...,1e-2).
@@ -218,7 +241,7 @@ def baseline(
     alphas = list(alphas) if alphas is not None else list(DEFAULT_ALPHAS)
     if not alphas or min(alphas) <= 0:
         raise ConfigError(f"--alphas must be numbers > 0, got {alphas}")
-    section, source, name = data_section(run_or_config, data or [])
+    section, source, name = data_section(run_or_config, data)
     featurizer = make_featurizer(features, options, which, resolve_device(device))
     run = RunDir(run_dir or Path("runs") / f"baseline-{name}-{_slug(features)}-{classifier}")
     if run.checkpoints.is_dir() and any(run.checkpoints.iterdir()):
