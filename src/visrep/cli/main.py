@@ -112,10 +112,7 @@ TOOL_COMMANDS: dict[str, tuple[str, str]] = {
         "point-cloud files: info, show a 3-D scatter, label a scan from 3-D boxes, baselines",
     ),
     "video": ("visrep.commands.video", "video files: info, show a clip as a frame strip or GIF"),
-    "baseline": (
-        "visrep.commands.baseline",
-        "shallow baselines: k-NN / linear on pixels, BoVW, Fisher vectors or a run's features",
-    ),
+    "baseline": ("visrep.commands.baseline", "k-NN / linear on pixels, BoVW, Fisher, run features"),
 }
 
 
