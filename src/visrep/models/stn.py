@@ -197,7 +197,9 @@ class stn(Backbone):  # noqa: N801 (the registered, user-facing name)
 
     Args:
         in_chans, num_classes, img_size: from the data; ``img_size`` is required.
-        backbone: the classifier backbone (any registered one).
+        backbone: the classifier backbone (any registered one); None: ``small_cnn`` with its
+            defaults. (None rather than ``small_cnn`` as the default keeps the spec plain data
+            while the backbone registry does not resolve nested backbone specs.)
         localization, transform, out_size, hidden, tps_grid_size, tps_span, align_corners:
             the :class:`SpatialTransformer` options.
         pretrained_path: weights of the whole ST network (a file or a visrep run).
@@ -208,7 +210,7 @@ class stn(Backbone):  # noqa: N801 (the registered, user-facing name)
         in_chans: int,
         num_classes: int,
         img_size: int | tuple[int, int] | None = None,
-        backbone: BackboneFactory = small_cnn,
+        backbone: BackboneFactory | None = None,
         localization: BackboneFactory | None = None,
         transform: Transform = "affine",
         out_size: int | tuple[int, int] | None = None,
@@ -232,7 +234,7 @@ class stn(Backbone):  # noqa: N801 (the registered, user-facing name)
             align_corners=align_corners,
         )
         self.backbone = _build(
-            backbone, in_chans, num_classes, self.transformer.out_size, "backbone"
+            backbone or small_cnn, in_chans, num_classes, self.transformer.out_size, "backbone"
         )
         self.num_features = self.backbone.num_features
         self.num_classes = self.backbone.num_classes

@@ -1,0 +1,169 @@
+"""Differentiable-geometry benchmarks (issue 18): visrep's spatial-transformer sampler against
+the seed's naive kernel formula and against kornia, on the same batch.
+
+``--sections`` (default ``sampler``; the soft-argmax section will join it), on each case
+``BxCxHxW`` of ``--cases`` (default ``64x1x28x28`` and ``16x3x64x64``): ``B`` images of ``C``
+channels (uniform noise, seeded), warped by ``B`` random affine transforms (identity plus
+Gaussian noise of 0.2, seeded) to an output of the input size, float32 (or ``--dtype``), on
+``--device``.
+
+``sampler``: images per second of the warp, ``--backward`` adding the backward pass to the
+image and the sampling coordinates (a training step's sampler part). Sides, all on the same
+images and transforms with ``align_corners=True``:
+
+- ``visrep``: :func:`~visrep.models.layers.affine_grid` then
+  :func:`~visrep.models.layers.bilinear_sample` (torch's ``affine_grid`` / ``grid_sample``);
+- ``naive``: :func:`~visrep.models.layers.bilinear_kernel_reference`, seed 001's
+  ``V_i = sum_n sum_m U_nm max(0, 1 - |x_i - m|) max(0, 1 - |y_i - n|)`` over every input pixel
+  (``O(H W)`` per output pixel; vectorised, no Python loops);
+- ``kornia``: ``kornia.geometry.transform.warp_affine`` with the same transforms as pixel
+  matrices (``denormalize_homography`` of the inverse of ``theta``), bilinear, zero padding.
+
+Checked and printed (``same``): both other sides agree with visrep to 1e-4 (float32; 1e-9 in
+float64) in the output (and, with ``--backward``, in the image gradient). Timed: ``--repeat``
+calls per measurement, sides alternating over ``--rounds`` (ABBA order), after one warm-up call
+each; medians; ratios visrep / other in images/s (above 1: visrep faster). CUDA timings are
+synchronised.
+
+    OMP_NUM_THREADS=1 python benchmarks/geometry.py [--sections sampler] [--cases 64x1x28x28]
+        [--rounds 4] [--repeat 5] [--backward] [--device cpu] [--dtype float32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from visrep.models.layers import affine_grid, bilinear_kernel_reference, bilinear_sample
+
+CASES = ("64x1x28x28", "16x3x64x64")
+
+
+def _case(text: str) -> tuple[int, int, int, int]:
+    try:
+        b, c, h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise SystemExit(f"--cases: expected BxCxHxW such as 64x1x28x28, got {text!r}") from None
+    if min(b, c, h, w) < 1:
+        raise SystemExit(f"--cases: need B, C, H, W >= 1, got {text!r}")
+    return b, c, h, w
+
+
+def _timed(fn: Callable[[], object], repeat: int, sync: Callable[[], None]) -> float:
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    sync()
+    return (time.perf_counter() - t0) / repeat
+
+
+def _abba(sides: dict[str, Callable[[], object]], rounds: int, repeat: int, sync) -> dict:
+    for fn in sides.values():  # warm-up
+        fn()
+    sync()
+    times: dict[str, list[float]] = {s: [] for s in sides}
+    order = list(sides)
+    for r in range(rounds):
+        for side in order if r % 2 == 0 else order[::-1]:
+            times[side].append(_timed(sides[side], repeat, sync))
+    return {s: statistics.median(v) for s, v in times.items()}
+
+
+def bench_sampler(case, args, sync, dev, dtype) -> tuple[dict[str, float], dict[str, bool]]:
+    from kornia.geometry.conversions import denormalize_homography
+    from kornia.geometry.transform import warp_affine
+
+    b, c, h, w = case
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(b, c, h, w, generator=g, dtype=torch.float64)
+    theta = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]], dtype=torch.float64).expand(b, 2, 3)
+    theta = theta + 0.2 * torch.randn(b, 2, 3, generator=g, dtype=torch.float64)
+    # kornia takes the source -> destination map in pixels (its align_corners=True pixels)
+    full = torch.cat([theta, theta.new_tensor([0.0, 0.0, 1.0]).expand(b, 1, 3)], dim=1)
+    pixels = denormalize_homography(torch.linalg.inv(full), (h, w), (h, w))[:, :2]
+    image, theta, pixels = (t.to(dev, dtype) for t in (image, theta, pixels))
+
+    def side(fn: Callable[[Tensor], Tensor]) -> Callable[[], tuple[Tensor, Tensor | None]]:
+        def run() -> tuple[Tensor, Tensor | None]:
+            if not args.backward:
+                with torch.no_grad():
+                    return fn(image), None
+            x = image.clone().requires_grad_(True)
+            out = fn(x)
+            out.square().sum().backward()
+            return out.detach(), x.grad
+
+        return run
+
+    sides = {
+        "visrep": side(lambda x: bilinear_sample(x, affine_grid(theta, (h, w), True), True)),
+        "naive": side(
+            lambda x: bilinear_kernel_reference(x, affine_grid(theta, (h, w), True), True)
+        ),
+        "kornia": side(
+            lambda x: warp_affine(x, pixels, (h, w), "bilinear", "zeros", align_corners=True)
+        ),
+    }
+    tol = 1e-4 if dtype == torch.float32 else 1e-9
+    ref_out, ref_grad = sides["visrep"]()
+    same = {}
+    for name in ("naive", "kornia"):
+        out, grad = sides[name]()
+        same[name] = bool(torch.allclose(out, ref_out, atol=tol, rtol=tol)) and (
+            grad is None or bool(torch.allclose(grad, ref_grad, atol=tol, rtol=tol))
+        )
+    med = _abba(sides, args.rounds, args.repeat, sync)
+    return med, same
+
+
+SECTIONS = {"sampler": bench_sampler}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add = ap.add_argument
+    add("--sections", default="sampler", help="comma-separated: " + ", ".join(SECTIONS))
+    add("--cases", default=",".join(CASES), help="comma-separated BxCxHxW")
+    add("--rounds", type=int, default=4, help="ABBA rounds")
+    add("--repeat", type=int, default=5, help="calls per measurement")
+    add("--backward", action="store_true", help="time forward + backward")
+    add("--device", default="cpu", help="cpu or cuda")
+    add("--dtype", default="float32", choices=("float32", "float64"))
+    args = ap.parse_args()
+    names = [s.strip() for s in args.sections.split(",") if s.strip()]
+    if not names or sorted(set(names) - set(SECTIONS)):
+        ap.error(f"--sections: choose from {list(SECTIONS)}, got {names}")
+    import kornia
+
+    dev, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    print(
+        f"== geometry: visrep vs the seed's naive formula and kornia {kornia.__version__}; "
+        f"device {dev}, {args.dtype}, threads={torch.get_num_threads()}, "
+        f"{'forward + backward' if args.backward else 'forward'}; {args.rounds} rounds ABBA x "
+        f"{args.repeat} calls, medians; img/s = images per second =="
+    )
+    print(
+        f"  {'section':<8} {'case BxCxHxW':<13} {'visrep img/s':>13} {'naive img/s':>12} "
+        f"{'kornia img/s':>13} {'vs naive':>9} {'vs kornia':>10}  same (naive, kornia)"
+    )
+    for text in args.cases.split(","):
+        case = _case(text.strip())
+        for name in names:
+            med, same = SECTIONS[name](case, args, sync, dev, dtype)
+            rate = {k: case[0] / v for k, v in med.items()}
+            flags = ", ".join("yes" if same[k] else "NO" for k in ("naive", "kornia"))
+            print(
+                f"  {name:<8} {text.strip():<13} {rate['visrep']:13.0f} {rate['naive']:12.0f} "
+                f"{rate['kornia']:13.0f} {rate['visrep'] / rate['naive']:9.2f} "
+                f"{rate['visrep'] / rate['kornia']:10.2f}  {flags}"
+            )
+
+
+if __name__ == "__main__":
+    main()
