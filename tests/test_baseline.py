@@ -19,14 +19,9 @@ from visrep.analysis.baseline import (
     polar_features,
     subsample_split,
 )
-from visrep.analysis.baseline_features import (
-    FeatureOptions,
-    grid_inputs,
-    input_grid,
-    make_featurizer,
-)
+from visrep.analysis.baseline_features import FeatureOptions, make_featurizer
 from visrep.errors import ConfigError, ShapeError
-from visrep.plots.baseline import plot_decision_boundary
+from visrep.plots.baseline import decision_grid, plot_decision_boundary, plot_decision_function
 
 
 @pytest.mark.parametrize("k", [1, 3, 4, 7])
@@ -130,16 +125,22 @@ def test_bad_feature_options() -> None:
 
 
 def test_decision_grid_and_plot(tmp_path) -> None:
-    pts = torch.tensor([[-1.0, 0.0], [1.0, 2.0]])[:, :, None, None]
-    xs, ys = input_grid(pts, steps=5, margin=0.0)
+    pts = np.array([[-1.0, 0.0], [1.0, 2.0]])
+    xs, ys, grid = decision_grid(pts, steps=5, margin=0.0)
     assert xs.tolist() == [-1.0, -0.5, 0.0, 0.5, 1.0] and ys.tolist() == [0.0, 0.5, 1.0, 1.5, 2.0]
-    grid = grid_inputs(xs, ys, pts)
-    assert grid.shape == (25, 2, 1, 1) and grid[1, :, 0, 0].tolist() == [-0.5, 0.0]  # row by row
-    regions = (grid[:, 0, 0, 0] > 0).long().reshape(5, 5).numpy()
-    path = plot_decision_boundary(
-        xs.numpy(), ys.numpy(), regions, pts.reshape(2, 2).numpy(), np.array([0, 1]),
-        ["a", "b"], tmp_path / "b.png",
-    )  # fmt: skip
-    assert path.stat().st_size > 1000
+    assert (
+        grid.shape == (25, 2) and grid[1].tolist() == [-0.5, 0.0] and grid[5].tolist() == [-1, 0.5]
+    )
+    seen = []
+
+    def predict(p: np.ndarray) -> np.ndarray:
+        seen.append(p)
+        return (p[:, 0] > 0).astype(int)
+
+    path = plot_decision_function(
+        predict, pts, np.array([0, 1]), ["a", "b"], tmp_path / "b.png", steps=7
+    )
+    assert path.stat().st_size > 1000 and seen[0].shape == (49, 2)
     with pytest.raises(ShapeError):
-        plot_decision_boundary(xs.numpy(), ys.numpy(), regions[:2], pts.numpy(), [0, 1], "ab", tmp_path / "c.png")  # fmt: skip
+        regions = np.zeros((2, 5), int)
+        plot_decision_boundary(xs, ys, regions, pts, [0, 1], "ab", tmp_path / "c.png")  # fmt: skip

@@ -30,7 +30,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -263,26 +262,3 @@ def make_featurizer(
     raise ConfigError(
         f"--features must be pixels, bovw, fisher, polar or run:PATH, got {features!r}"
     )
-
-
-def input_grid(points: Tensor, steps: int = 200, margin: float = 0.1) -> tuple[Tensor, Tensor]:
-    """A ``steps x steps`` grid over the bounding box of 2-D ``points`` (``margin`` of its size
-    added on each side): the coordinates ``xs``, ``ys`` (each ``(steps,)``)."""
-    p = points.reshape(len(points), 2).double()
-    lo, hi = p.min(0).values, p.max(0).values
-    pad = (hi - lo).clamp_min(1e-6) * margin
-    xs, ys = (torch.linspace(float(lo[i] - pad[i]), float(hi[i] + pad[i]), steps) for i in (0, 1))
-    return xs, ys
-
-
-def grid_inputs(xs: Tensor, ys: Tensor, like: Tensor) -> Tensor:
-    """The grid points ``(len(ys) * len(xs), ...)`` row by row, shaped like one sample of
-    ``like`` (``(2,)`` points or 2-channel 1 x 1 images)."""
-    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
-    pts = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1).to(like.dtype)
-    return pts.reshape(len(pts), *like.shape[1:])
-
-
-def numpy_points(inputs: Tensor) -> np.ndarray:
-    """2-D inputs as ``(N, 2)`` numpy points."""
-    return inputs.reshape(len(inputs), 2).numpy()

@@ -38,19 +38,13 @@ from visrep.analysis.baseline import (
     split_inputs,
     subsample_split,
 )
-from visrep.analysis.baseline_features import (
-    FeatureOptions,
-    grid_inputs,
-    input_grid,
-    make_featurizer,
-    numpy_points,
-)
+from visrep.analysis.baseline_features import FeatureOptions, make_featurizer
 from visrep.analysis.runs import build_datamodule, saved_data_section
 from visrep.commands._common import Command, Which, check_positive, resolve_device, run_command
 from visrep.configs import read_config, resolve_config
 from visrep.data.base import stratified_split
 from visrep.errors import ConfigError
-from visrep.plots.baseline import plot_decision_boundary
+from visrep.plots.baseline import plot_decision_function
 from visrep.report import build_report
 from visrep.runs import RunDir
 from visrep.tasks.base import write_confusion_matrix
@@ -362,12 +356,12 @@ def _run(
     if featurizer.cached is not None:
         metrics["encoder_cached"] = featurizer.cached
         metrics["encoder_file"] = str(featurizer.cache_file) if featurizer.cache_file else None
-    if test.is_2d:
-        xs, ys = input_grid(torch.cat([train.inputs, test.inputs]))
-        grid = grid_inputs(xs, ys, test.inputs)
-        regions = fitted.model.predict(featurizer.transform(grid)).reshape(len(ys), len(xs))
-        plot_decision_boundary(
-            xs.numpy(), ys.numpy(), regions.numpy(), numpy_points(test.inputs),
+    if test.is_2d:  # the regions over the input plane, whatever the features
+        shape = test.inputs.shape[1:]
+        model = fitted.model
+        plot_decision_function(
+            lambda p: model.predict(featurizer.transform(torch.from_numpy(p).reshape(-1, *shape))),
+            test.inputs.reshape(-1, 2).numpy(),
             test.labels.numpy(), names, run.plots / "decision_boundary.png",
             f"{classifier} on {featurizer.name}: test acc {scores['acc']:.3f}",
         )  # fmt: skip

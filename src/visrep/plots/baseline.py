@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -64,3 +64,48 @@ def plot_decision_boundary(
     if title:
         ax.set_title(title, fontsize=9)
     return save(fig, path)
+
+
+def decision_grid(
+    points: np.ndarray, steps: int = 200, margin: float = 0.1
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A ``steps x steps`` grid over the bounding box of 2-D ``points`` (``margin`` of its size
+    added on each side).
+
+    Returns:
+        ``xs`` ``(steps,)``, ``ys`` ``(steps,)`` and the grid points ``(steps * steps, 2)``
+        float32, row by row (``ys[0]`` first), as :func:`plot_decision_boundary` reads them.
+
+    >>> xs, ys, grid = decision_grid(np.array([[-1.0, 0.0], [1.0, 2.0]]), steps=3, margin=0.0)
+    >>> xs.tolist(), ys.tolist(), grid[1].tolist()
+    ([-1.0, 0.0, 1.0], [0.0, 1.0, 2.0], [0.0, 0.0])
+    """
+    p = np.asarray(points, dtype=np.float64).reshape(len(points), 2)
+    lo, hi = p.min(0), p.max(0)
+    pad = np.maximum(hi - lo, 1e-6) * margin
+    xs, ys = (np.linspace(lo[i] - pad[i], hi[i] + pad[i], steps) for i in (0, 1))
+    yy, xx = np.meshgrid(ys, xs, indexing="ij")
+    return xs, ys, np.stack([xx.ravel(), yy.ravel()], 1).astype(np.float32)
+
+
+def plot_decision_function(
+    predict: Callable[[np.ndarray], np.ndarray],
+    points: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    path: Path,
+    title: str = "",
+    steps: int = 200,
+) -> Path:
+    """The decision regions of any classifier of 2-D inputs, with ``points`` on top.
+
+    Args:
+        predict: maps grid points ``(M, 2)`` float32 to class ids ``(M,)`` (a baseline on some
+            features of the points, a trained network's argmax ...).
+        points, labels, class_names, path, title: as :func:`plot_decision_boundary`.
+        steps: grid resolution per axis.
+    """
+    points = np.asarray(points).reshape(len(points), 2)
+    xs, ys, grid = decision_grid(points, steps)
+    regions = np.asarray(predict(grid)).reshape(len(ys), len(xs))
+    return plot_decision_boundary(xs, ys, regions, points, labels, class_names, path, title)
