@@ -36,7 +36,7 @@ def test_digits_rows(cli, tmp_path: Path, features, classifier, extra, dim) -> N
     per = m["test/acc_per_class"]
     assert sorted(per) == [str(c) for c in range(10)]
     assert m["test/acc_mean_class"] == pytest.approx(sum(per.values()) / 10)
-    assert m["fit_time_s"] >= 0 and m["feature_time_s"] >= 0
+    assert m["fit_time_s"] >= 0 and m["feature_time_s"] >= 0 and m["test_predict_time_s"] >= 0
     if classifier == "knn":
         assert m["chosen"] == {"k": 3}
     else:

@@ -330,7 +330,9 @@ def _run(
         classifier, z["train"], train.labels, z["val"], val.labels, num_classes,
         k=k, loss=loss, alphas=alphas, seed=seed, max_iter=max_iter,
     )  # fmt: skip
+    start = time.perf_counter()
     pred = fitted.model.predict(z["test"])
+    predict_time = time.perf_counter() - start
     scores = classification_scores(pred, test.labels, num_classes)
     write_confusion_matrix(run, names, scores["confusion_matrix"])
     metrics: dict[str, Any] = {
@@ -350,6 +352,7 @@ def _run(
         "fit_time_s": round(featurizer.fit_time_s + fitted.fit_time_s, 3),
         "encoder_fit_time_s": round(featurizer.fit_time_s, 3),
         "classifier_fit_time_s": round(fitted.fit_time_s, 3),
+        "test_predict_time_s": round(predict_time, 3),
     }
     if fitted.grid:
         metrics["val/acc_per_alpha"] = fitted.grid
