@@ -302,7 +302,7 @@ def _run(
 ) -> dict[str, Any]:
     """Features, classifier, scores and plots; returns the metrics."""
     start = time.perf_counter()
-    dm.setup("fit")
+    dm.setup()  # every split, as the analysis tools set a run's data up
     collate_fn = type(dm).collate_fn
     splits = {}
     for split in ("train", "val", "test"):
@@ -316,7 +316,7 @@ def _run(
     test = splits["test"]
     names = list(getattr(dm, "class_names", None) or [])
     num_classes = max(len(names), int(torch.cat([train.labels, test.labels]).max()) + 1)
-    names = names or [str(c) for c in range(num_classes)]
+    names += [str(c) for c in range(len(names), num_classes)]  # labels the names do not cover
     data_time = time.perf_counter() - start
 
     featurizer.fit(train, run.root / "encoders")
