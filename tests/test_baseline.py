@@ -104,6 +104,8 @@ def test_sift_encoders_are_cached_by_options_and_data(tmp_path) -> None:
         assert z.shape == (5, dim) and torch.allclose(again.transform(train.inputs[:5]), z)
         other = make_featurizer(kind, FeatureOptions(**{**vars(opts), "seed": 1}))
         assert other.fit(train, tmp_path).cached is False  # other options: refitted
+        batch = make_featurizer(kind, FeatureOptions(**{**vars(opts), "batch_size": 3}))
+        assert batch.fit(train, tmp_path).cached is True  # the batch size changes no fit
         moved = SplitInputs(train.inputs.flip(-1), train.labels, "image")
         assert make_featurizer(kind, opts).fit(moved, tmp_path).cached is False  # other data
     assert len(list(tmp_path.glob("*.npz"))) == 6

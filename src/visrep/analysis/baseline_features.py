@@ -87,6 +87,12 @@ class FeatureOptions:
             raise ConfigError(f"--assignment must be hard or soft, got {self.assignment!r}")
 
 
+# the options each fitted encoder depends on (batch_size does not change a fit)
+_SIFT = ("step", "bin_sizes", "root_sift", "fit_descriptors", "seed")
+_BOVW = ("words", "assignment", "pyramid")
+_FISHER = ("components", "pca_dim", "gmm_iter", "pyramid")
+
+
 class Featurizer:
     """Maps inputs ``(N, ...)`` to features ``(N, D)``; ``fit`` first on the training split.
 
@@ -168,8 +174,10 @@ class SiftFeaturizer(Featurizer):
 
     def fingerprint(self, images: Tensor) -> str:
         """A hash of the encoder's options and of the images it is fitted on."""
+        own = _BOVW if self.name == "bovw" else _FISHER
+        opts = {k: v for k, v in asdict(self.options).items() if k in _SIFT + own}
         h = hashlib.sha256()
-        h.update(json.dumps({"kind": self.name, **asdict(self.options)}, sort_keys=True).encode())
+        h.update(json.dumps({"kind": self.name, **opts}, sort_keys=True).encode())
         h.update(str(tuple(images.shape)).encode())
         h.update(images.contiguous().numpy().tobytes())
         return h.hexdigest()[:16]
