@@ -22,7 +22,7 @@ LIGHT = {  # a small instance of every convolutional family (widths cut for spee
     "timm/resnet18": {},
 }
 HEAVY = {"resnet18", "resnet34", "resnet50", "resnext50_32x4d"}  # timm ResNets: slow only
-NOT_INFLATABLE = {"mlp", "naisnet", "naisnet_fc", "vit_small"}
+NOT_INFLATABLE = {"mlp", "naisnet", "naisnet_fc", "stn", "vit_small"}
 
 
 def _same(a: torch.Tensor, b: torch.Tensor, tol: float = 2e-6) -> None:

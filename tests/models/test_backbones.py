@@ -27,6 +27,7 @@ OPTS: dict[str, dict] = {"timm": {"model_name": "test_efficientnet"}}
 
 REGISTERED = {
     "small_cnn",
+    "stn",
     "lenet",
     "mlp",
     "naisnet",
