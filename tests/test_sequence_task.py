@@ -268,15 +268,6 @@ def test_bad_options_and_data(tmp_path: Path) -> None:
         task.training_step(batch, 0)
 
 
-@pytest.mark.slow
-def test_task_contract(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The shared Task contract (tests/tasks/test_contract.py) run on this task (slow here: it
-    belongs in that file's ``DATA``, which this task is not yet part of)."""
-    contract = pytest.importorskip("tests.tasks.test_contract")
-    monkeypatch.setitem(contract.DATA, SequenceLabelingTask, lambda: (_task("ldcrf"), _dm()))
-    contract.test_task_contract(SequenceLabelingTask, tmp_path)
-
-
 # -- configs and the command line -------------------------------------------------------------------
 GESTURE_CONFIGS = [f"gesture_{h}" for h in HEADS]
 

@@ -38,7 +38,11 @@ from visrep.data.detection import VOCDetectionDataModule
 from visrep.data.generative import GaussianMixtureDataModule, UnpairedImageDataModule
 from visrep.data.pointcloud import ModelNetDataModule, PointSegmentationDataModule
 from visrep.data.samples import image_sample
-from visrep.data.video import MovingDigitsDataModule, MovingDigitsForecastDataModule
+from visrep.data.video import (
+    MovingDigitsDataModule,
+    MovingDigitsForecastDataModule,
+    MovingDigitsGestureDataModule,
+)
 from visrep.events import EventDataModule, EventStreamDataset
 from visrep.runs import RunDir
 from visrep.tasks import (
@@ -55,6 +59,7 @@ from visrep.tasks import (
     PointCloudClassificationTask,
     PointSegmentationTask,
     SegmentationTask,
+    SequenceLabelingTask,
     Task,
     VAETask,
     VideoClassificationTask,
@@ -235,6 +240,20 @@ DATA: dict[type[Task], Callable[[], tuple[Task, L.LightningDataModule]]] = {
             loader=_LOADER,
         ),
     ),
+    SequenceLabelingTask: lambda: (
+        SequenceLabelingTask(backbone=_SMALL, head="ldcrf", hidden_per_label=2),
+        MovingDigitsGestureDataModule(
+            num_frames=10,
+            image_size=(16, 16),
+            digit_size=8,
+            speed=(1.5, 2.0),
+            part_frames=(2, 3),
+            train_clips=16,
+            val_clips=8,
+            test_clips=8,
+            loader=LoaderConfig(batch_size=8),
+        ),
+    ),
     FramePredictionTask: lambda: (
         FramePredictionTask(
             net={
@@ -354,6 +373,6 @@ def test_the_hooks_say_what_the_net_gives(cls: type[Task]):
         ColorizationTask: (False, False), GANTask: (False, False), CycleGANTask: (False, False),
         PointCloudClassificationTask: (False, True), CorrespondenceTask: (False, False),
         PointSegmentationTask: (False, False), VideoClassificationTask: (False, True),
-        FramePredictionTask: (False, False),
+        FramePredictionTask: (False, False), SequenceLabelingTask: (False, False),
     }  # fmt: skip
     assert (cls.class_scores, cls.embeds) == expected[cls]
