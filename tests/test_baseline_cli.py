@@ -90,6 +90,8 @@ def test_run_features_of_a_trained_mlp(cli, tmp_path: Path) -> None:
     fit = tmp_path / "mlp"
     code, _, err = cli("fit", "--config", "polar_rings_mlp", "--run_dir", fit, "--trainer.max_epochs", "10", "--trainer.enable_progress_bar", "false")  # fmt: skip
     assert code == 0, err
+    assert (fit / "plots" / "decision_boundary.png").is_file()  # the MLP's own regions
+    assert not (fit / "plots" / "test_predictions.png").exists()
     run = tmp_path / "feat"
     code, _out, err = cli("baseline", fit, "--features", f"run:{fit}", "--run_dir", run)
     assert code == 0, err

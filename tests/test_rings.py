@@ -69,3 +69,28 @@ def test_linear_fails_on_cartesian_and_succeeds_on_polar(rings: RingsDataModule)
 def test_bad_options(kwargs: dict) -> None:
     with pytest.raises(ConfigError, match=r"data\.(radii|noise|train_size)"):
         RingsDataModule(**kwargs)
+
+
+def test_a_fitted_network_draws_its_own_decision_regions(
+    rings: RingsDataModule, tmp_path, monkeypatch
+) -> None:
+    from visrep.runs import RunDir
+    from visrep.tasks import ClassificationTask
+    from visrep.tasks import classification as module
+
+    task = ClassificationTask(backbone={"class_path": "mlp", "init_args": {"width": 8}})
+    task.setup_spec(rings.spec())
+    drawn = {}
+
+    def fake_plot(predict, points, labels, names, path, title=""):
+        drawn.update(predict=predict, points=points, path=path)
+        return path
+
+    monkeypatch.setattr(module, "plot_decision_function", fake_plot)
+    points = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, -1.0]])
+    task._plot_regions(points, torch.tensor([0, 1, 0]), ["inner", "outer"], RunDir(tmp_path))
+    grid = np.random.default_rng(0).normal(size=(50, 2)).astype(np.float32)
+    with torch.no_grad():
+        expected = task.net(torch.from_numpy(grid).reshape(50, 2, 1, 1)).argmax(-1).numpy()
+    assert (drawn["predict"](grid) == expected).all()
+    assert drawn["path"].name == "decision_boundary.png" and drawn["points"].shape == (3, 2)

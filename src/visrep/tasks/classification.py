@@ -17,6 +17,7 @@ from visrep.models import ImageClassifier
 from visrep.models.backbones.cnn import small_cnn
 from visrep.models.interface import BackboneFactory
 from visrep.models.registry import BACKBONES
+from visrep.plots.baseline import plot_decision_function
 from visrep.plots.classification import plot_prediction_grid
 from visrep.runs import RunDir
 from visrep.tasks.adversarial import AdversarialConfig, adversarial_examples, as_adversarial_config
@@ -163,11 +164,15 @@ class ClassificationTask(Task):
 
     def on_test_epoch_start(self) -> None:
         self._samples: list[tuple[Tensor, Tensor, Tensor]] = []
+        self._points: list[tuple[Tensor, Tensor]] = []  # all test inputs of 2-D point data
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         logits, y = self._eval_step(batch, "test")
         self.test_per_class.update(logits, y)
         self.test_confmat.update(logits, y)
+        if self._plane_data():
+            x = self.batch_input(batch)
+            self._points.append((x.reshape(len(x), 2).float().cpu(), y.cpu()))
         # Spread the 32 grid samples over the whole test set (test sets are often sorted by class).
         batches = self.trainer.num_test_batches[0] if self._trainer is not None else 1
         batches = int(batches) if math.isfinite(batches) and batches > 0 else 1
@@ -183,6 +188,7 @@ class ClassificationTask(Task):
             "per_class_acc": self.test_per_class.compute().tolist(),
             "confusion_matrix": self.test_confmat.compute().tolist(),
             "samples": (images, targets, probs),
+            "points": [torch.cat(t) for t in zip(*self._points, strict=True)],
         }
         self.test_per_class.reset()
         self.test_confmat.reset()
@@ -202,9 +208,35 @@ class ClassificationTask(Task):
         names = list(self.spec.class_names)
         cm = results["confusion_matrix"]
         write_confusion_matrix(run, names, cm)
-        images, targets, probs = results["samples"]
-        plot_prediction_grid(images, targets, probs, names, run.plots / "test_predictions.png")
+        if results["points"]:  # points of the plane: regions, not a grid of 2x1x1 "images"
+            self._plot_regions(*results["points"], names, run)
+        else:
+            images, targets, probs = results["samples"]
+            plot_prediction_grid(images, targets, probs, names, run.plots / "test_predictions.png")
         return {"test/acc_per_class": dict(zip(names, results["per_class_acc"], strict=True))}
+
+    def _plane_data(self) -> bool:
+        """Whether the samples are points of the plane (2-D vectors, e.g. the rings demo)."""
+        return self.spec is not None and self.spec.point_dim == 2
+
+    @torch.no_grad()
+    def _plot_regions(self, points: Tensor, labels: Tensor, names: list[str], run: RunDir) -> None:
+        """The trained network's decision regions over the test points (seed 002's polar
+        example: the MLP learns the representation that makes the rings separable)."""
+        device = next(self.net.parameters()).device
+        was_training = self.net.training
+        self.net.eval()
+
+        def predict(grid: Any) -> Any:
+            x = torch.as_tensor(grid, dtype=torch.float32, device=device)
+            shape = (len(x), self.spec.in_chans, *self.spec.image_size)
+            return self.net(x.reshape(shape)).argmax(-1).cpu().numpy()
+
+        plot_decision_function(
+            predict, points.numpy(), labels.numpy(), names, run.plots / "decision_boundary.png",
+            title="network decision regions (test points)",
+        )  # fmt: skip
+        self.net.train(was_training)
 
     def predict_rows(self, outputs: list[dict[str, Tensor]]) -> list[dict[str, Any]]:
         """``class,class_index,probability`` per sample."""
