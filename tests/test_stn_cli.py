@@ -12,6 +12,7 @@ import yaml
 from visrep.analysis.runs import load_run
 from visrep.cli import main
 from visrep.models.registry import BACKBONES
+from visrep.runs import load_checkpoint
 
 ONE_BATCH = [
     "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1",
@@ -67,17 +68,15 @@ def test_stn_run_trains_saves_and_reloads(tmp_path):
     assert float((theta - identity).abs().max()) > 1e-4  # the regressor learnt something
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs BACKBONES to be a NestedRegistry (visrep/models/registry.py): a nested backbone "
-    "option set from a config reaches the task's hyper-parameters as a partial, not plain data",
-)
 def test_nested_backbone_options_from_a_config(tmp_path):
     argv = [
         "fit", "--config", "mnist_stn", "--run_dir", str(tmp_path / "nested"), *ONE_BATCH,
         "--model.backbone.init_args.backbone", "lenet",
     ]  # fmt: skip
-    assert main(argv) == 0  # today: the checkpoint's hyper-parameter check refuses a partial
+    assert main(argv) == 0  # the nested backbone reaches the hyper-parameters as plain data
+    saved = load_checkpoint(tmp_path / "nested" / "checkpoints" / "last.ckpt")
+    nested = saved["hyper_parameters"]["backbone"]["init_args"]["backbone"]
+    assert nested["class_path"].endswith(".lenet")
     s = BACKBONES.spec({"class_path": "stn", "init_args": {"backbone": "lenet"}})
     assert s["init_args"]["backbone"] == {
         "class_path": "visrep.models.backbones.cnn.lenet",

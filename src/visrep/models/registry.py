@@ -1,8 +1,8 @@
 """The backbone registry: ``create_backbone(name, in_chans=..., num_classes=...)``.
 
-:data:`BACKBONES` is a :class:`~visrep.utils.registry.Registry` of
-:class:`~visrep.models.interface.Backbone` subclasses, whose constructors start with
-``in_chans, num_classes, img_size``.
+:data:`BACKBONES` is a :class:`NestedRegistry` of :class:`~visrep.models.interface.Backbone`
+subclasses, whose constructors start with ``in_chans, num_classes, img_size``; a backbone that
+wraps another (``stn``) takes it as a nested backbone spec.
 """
 
 from __future__ import annotations
@@ -35,15 +35,6 @@ __all__ = [
 def _load_backbones() -> None:
     # Importing the package registers visrep's own backbones; done lazily to avoid import cycles.
     import visrep.models.backbones  # noqa: F401
-
-
-BACKBONES: Registry[Backbone] = Registry(
-    "backbone",
-    Backbone,
-    leading=("in_chans", "num_classes", "img_size"),
-    loader=_load_backbones,
-    name_options={"timm": "model_name"},
-)
 
 
 def list_backbones() -> list[str]:
@@ -107,7 +98,11 @@ class NestedRegistry(Registry[T]):
             cls = self._from_partial(obj)
             nested = self._nested(cls, obj.keywords)
             obj = functools.partial(obj.func, *obj.args, **nested)
-        elif isinstance(obj, Mapping) and isinstance(obj.get("init_args"), Mapping):
+        elif (
+            isinstance(obj, Mapping)
+            and "class_path" in obj
+            and isinstance(obj.get("init_args"), Mapping)
+        ):
             cls, _ = self._lookup(obj.get("class_path"))
             obj = {**obj, "init_args": self._nested(cls, obj["init_args"])}
         return super().spec(obj)
@@ -130,6 +125,15 @@ class NestedRegistry(Registry[T]):
                 v = functools.partial(BACKBONES.resolve(v["class_path"]), **v["init_args"])
             args[k] = v
         return self.resolve(s["class_path"])(*leading, **args)
+
+
+BACKBONES: NestedRegistry[Backbone] = NestedRegistry(
+    "backbone",
+    Backbone,
+    leading=("in_chans", "num_classes", "img_size"),
+    loader=_load_backbones,
+    name_options={"timm": "model_name"},
+)
 
 
 def encoder_class(factory: Any) -> tuple[type, dict[str, Any]]:
