@@ -31,16 +31,24 @@ def test_digits_rows(cli, tmp_path: Path, features, classifier, extra, dim) -> N
     # quickstart's split of the 1,797 digits: 20% test, then 10% of the rest for val
     assert (m["train_size"], m["val_size"], m["test_size"]) == (1293, 144, 360)
     assert m["feature_dim"] == dim and m["features"] == features and m["classifier"] == classifier
-    floor = {"pixels": 0.9, "bovw": 0.5}[features]  # chance is 0.1
+    # chance is 0.1; 20-word histograms, unstandardised since they are L1-normalised: 0.4833
+    floor = {"pixels": 0.9, "bovw": 0.4}[features]
     assert m["test/acc"] > floor and 0 < m["val/acc"] <= 1
     per = m["test/acc_per_class"]
     assert sorted(per) == [str(c) for c in range(10)]
     assert m["test/acc_mean_class"] == pytest.approx(sum(per.values()) / 10)
     assert m["fit_time_s"] >= 0 and m["feature_time_s"] >= 0 and m["test_predict_time_s"] >= 0
     if classifier == "knn":
-        assert m["chosen"] == {"k": 3}
+        assert m["chosen"] == {"k": 3} and "alpha_at_grid_edge" not in m
     else:
         assert set(m["chosen"]) == {"alpha", "loss"} and m["chosen"]["loss"] == "hinge"
+        grid = m["val/acc_per_alpha"]  # the given grid, extended while its best is at an edge
+        assert f"{m['chosen']['alpha']:g}" in grid and len(grid) >= 2
+        assert m["alpha_at_grid_edge"] in (None, "low", "high")
+        assert f"alpha_at_grid_edge={m['alpha_at_grid_edge'] or 'null'}" in out
+        # bovw histograms go in as they are; pixels are standardised
+        assert m["standardized"] is (features != "bovw")
+    assert "same_data" not in m  # only for run:PATH features
     cm = (run / "confusion_matrix.csv").read_text().splitlines()
     assert len(cm) == 11 and sum(int(v) for row in cm[1:] for v in row.split(",")[1:]) == 360
     assert (run / "plots" / "confusion_matrix.png").is_file()
@@ -97,7 +105,13 @@ def test_run_features_of_a_trained_mlp(cli, tmp_path: Path) -> None:
     assert code == 0, err
     m = _metrics(run)
     assert m["feature_dim"] == 32 and m["test/acc"] > 0.95 and m["train_size"] == 2000
-    assert (run / "plots" / "decision_boundary.png").is_file()
+    assert (run / "plots" / "decision_boundary.png").is_file() and m["same_data"] is True
+    # other data than the run was trained on: refused, unless --allow_other_data
+    other = ["baseline", fit, "--features", f"run:{fit}", "--run_dir", tmp_path / "o", "--data", "seed=1"]  # fmt: skip
+    code, _, err = cli(*other)
+    assert code == 2 and err.count("\n") == 1 and "init_args.seed: 0 vs 1" in err, err
+    assert cli(*other, "--allow_other_data", "true")[0] == 0
+    assert _metrics(tmp_path / "o")["same_data"] is False
 
 
 @pytest.mark.parametrize(
@@ -117,6 +131,11 @@ def test_run_features_of_a_trained_mlp(cli, tmp_path: Path) -> None:
             "neither a run directory nor a checkpoint",
         ),
         (["polar_rings_mlp", "--features", "bovw"], "--features bovw needs grey or RGB images"),
+        (
+            ["quickstart", "--classifier", "linear", "--train_limit", "1"],
+            "--classifier linear needs at least 2 classes in the training split, got 1",
+        ),
+        (["polar_rings_mlp", "--data", "seed=-1"], "data.seed must be an integer >= 0, got -1"),
     ],
 )
 def test_bad_input_one_line(cli, tmp_path: Path, args, message) -> None:
@@ -132,3 +151,27 @@ def test_refuses_a_training_run_as_run_dir(cli, tmp_path: Path) -> None:
     (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
     code, _, err = cli("baseline", "quickstart", "--run_dir", tmp_path)
     assert code == 2 and "is a training run" in err
+
+
+def test_run_features_of_other_data_are_refused(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from visrep.commands.baseline import _same_data, data_section
+    from visrep.errors import ConfigError
+    from visrep.runs import RunDir
+
+    section, _, _ = data_section("polar_rings_mlp")
+    saved = {
+        "data": {**section, "init_args": {**section["init_args"], "loader": {"batch_size": 7}}}
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    feat = SimpleNamespace(run=RunDir(tmp_path), name=f"run:{tmp_path}")
+    assert _same_data(feat, section, False) is True  # the loader does not count
+    other, _, _ = data_section("polar_rings_mlp", "seed=1,test_size=10")
+    with pytest.raises(ConfigError) as e:
+        _same_data(feat, other, False)
+    msg = str(e.value)
+    assert "\n" not in msg and "init_args.seed: 0 vs 1; init_args.test_size: 1000 vs 10" in msg
+    assert "--allow_other_data" in msg
+    assert _same_data(feat, other, True) is False
+    assert _same_data(SimpleNamespace(name="pixels"), other, False) is None

@@ -64,10 +64,18 @@ def test_linear_fails_on_cartesian_and_succeeds_on_polar(rings: RingsDataModule)
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"radii": (2.0, 1.0)}, {"radii": (1.0, 2.0, 3.0)}, {"noise": -1.0}, {"train_size": 1}],
+    [
+        {"radii": (2.0, 1.0)},
+        {"radii": (1.0, 2.0, 3.0)},
+        {"noise": -1.0},
+        {"train_size": 1},
+        {"test_size": True},
+        {"seed": -1},
+        {"seed": 1.5},
+    ],
 )
 def test_bad_options(kwargs: dict) -> None:
-    with pytest.raises(ConfigError, match=r"data\.(radii|noise|train_size)"):
+    with pytest.raises(ConfigError, match=r"data\.(radii|noise|train_size|test_size|seed) "):
         RingsDataModule(**kwargs)
 
 

@@ -8,12 +8,16 @@ adds. This module holds the data side (a split's inputs as one tensor, without t
 augmentation), the fixed features that need no fitting (pixels, polar coordinates), the two
 classifiers and the metrics; :mod:`visrep.analysis.baseline_features` the fitted encoders.
 
-* k-NN: Euclidean distances by ``torch.cdist`` and ``topk`` over chunks of queries, a
-  majority vote (ties to the smallest class id, as scikit-learn's ``KNeighborsClassifier``).
-* linear: scikit-learn's ``SGDClassifier`` on standardised features, hinge loss (the seed's
-  "linear SVM trained with SGD") or logistic loss, one-vs-rest; its regularisation ``alpha`` is
-  chosen on the validation split from a small grid (the model fitted on the training split with
-  the best ``alpha`` is kept; ties go to the larger ``alpha``).
+* k-NN: Euclidean distances by ``torch.cdist`` over chunks of queries, the ``k`` nearest by a
+  stable sort (equal distances: the lower training index first), a majority vote (ties to the
+  smallest class id); both tie rules as scikit-learn's ``KNeighborsClassifier(algorithm="brute")``.
+* linear: scikit-learn's ``SGDClassifier``, hinge loss (the seed's "linear SVM trained with SGD")
+  or logistic loss, one-vs-rest, on standardised features, or on the features as they are for
+  encodings that are already normalised (BoVW histograms; power + L2-normalised Fisher vectors,
+  which Perronnin et al. 2010 feed straight to the linear SVM); its regularisation ``alpha`` is
+  chosen on the validation split from a small grid, extended tenfold (at most 3 extra fits)
+  while the best ``alpha`` is the smallest or largest tried (the model fitted on the training
+  split with the best ``alpha`` is kept; ties go to the larger ``alpha``).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from visrep.errors import ConfigError, DataError, ShapeError
 
 __all__ = [
     "DEFAULT_ALPHAS",
+    "EXTRA_ALPHA_FITS",
     "KnnClassifier",
     "LinearClassifier",
     "SplitInputs",
@@ -49,6 +54,8 @@ __all__ = [
 
 #: the ``alpha`` grid searched on the validation split by the linear classifier
 DEFAULT_ALPHAS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
+#: fits at most added beyond the grid while the best ``alpha`` is at its edge
+EXTRA_ALPHA_FITS = 3
 
 
 # -- data --------------------------------------------------------------------------------------------
@@ -156,10 +163,12 @@ def knn_predict(
 ) -> Tensor:
     """k-nearest-neighbour classification by Euclidean distance, majority vote.
 
-    Distances ``torch.cdist`` of a chunk of queries to every training sample, the ``k``
-    smallest by ``topk``, votes counted by ``scatter_add``; a tie of votes goes to the smallest
-    class id (as scikit-learn's ``KNeighborsClassifier`` with uniform weights). Computed in the
-    inputs' dtype (float64 for exact parity with scikit-learn).
+    Distances ``torch.cdist`` of a chunk of queries to every training sample, sorted by a
+    stable sort and the first ``k`` kept (equal distances: the lower training index wins), votes
+    counted by ``scatter_add``; a tie of votes goes to the smallest class id. Both tie rules are
+    scikit-learn's ``KNeighborsClassifier(algorithm="brute")`` with uniform weights (tested on
+    integer data, where equal distances are exact). Computed in the inputs' dtype (float64 for
+    exact parity with scikit-learn).
 
     Args:
         train_x: ``(M, D)`` training features; train_y: ``(M,)`` their classes.
@@ -188,7 +197,7 @@ def knn_predict(
     out = []
     for q in queries.split(chunk):
         d = torch.cdist(q.to(train_x), train_x)
-        nn = d.topk(k, dim=1, largest=False).indices
+        nn = d.sort(dim=1, stable=True).indices[:, :k]  # equal distances: lowest index first
         votes = torch.zeros(len(q), c, dtype=torch.int64, device=train_x.device)
         votes.scatter_add_(1, train_y[nn], torch.ones_like(nn))
         out.append(votes.argmax(1))  # first maximum: the smallest class among ties
@@ -212,16 +221,20 @@ class KnnClassifier:
 
 
 class LinearClassifier:
-    """A linear classifier trained with SGD on standardised features (scikit-learn).
+    """A linear classifier trained with SGD (scikit-learn), on standardised features or not.
 
-    ``StandardScaler`` fitted on the training features, then ``SGDClassifier`` (one-vs-rest)
-    with the hinge loss (a linear SVM, seed 002) or the logistic loss.
+    ``StandardScaler`` fitted on the training features (``standardize``), then
+    ``SGDClassifier`` (one-vs-rest) with the hinge loss (a linear SVM, seed 002) or the logistic
+    loss. Already normalised encodings go in as they are: Perronnin et al. 2010 (Sec. 3) train
+    the linear SVM directly on power + L2-normalised Fisher vectors, and BoVW histograms are
+    L1-normalised; standardising them would re-weight rare words / Gaussians.
 
     Args:
         loss: ``hinge`` or ``log``.
         alpha: L2 regularisation strength (scikit-learn's ``alpha``).
         seed: seeds the SGD sample order.
         max_iter: epochs of SGD at most (stops earlier at ``tol``).
+        standardize: fit a ``StandardScaler`` on the training features first.
     """
 
     def __init__(
@@ -230,6 +243,7 @@ class LinearClassifier:
         alpha: float = 1e-4,
         seed: int = 0,
         max_iter: int = 50,
+        standardize: bool = True,
     ) -> None:
         from sklearn.linear_model import SGDClassifier
         from sklearn.preprocessing import StandardScaler
@@ -238,7 +252,7 @@ class LinearClassifier:
             raise ConfigError(f"--loss must be hinge or log, got {loss!r}")
         if not alpha > 0:
             raise ConfigError(f"linear classifier: alpha must be > 0, got {alpha}")
-        self.scaler = StandardScaler()
+        self.scaler = StandardScaler() if standardize else None
         self.clf = SGDClassifier(
             loss="hinge" if loss == "hinge" else "log_loss",
             alpha=alpha,
@@ -252,14 +266,18 @@ class LinearClassifier:
 
         from sklearn.exceptions import ConvergenceWarning
 
-        z = self.scaler.fit_transform(x.float().numpy())  # float32: half the memory of float64
+        z = x.float().numpy()  # float32: half the memory of float64
+        if self.scaler is not None:
+            z = self.scaler.fit_transform(z)
         with warnings.catch_warnings():  # max_iter bounds the cost on purpose
             warnings.simplefilter("ignore", ConvergenceWarning)
             self.clf.fit(z, y.numpy())
         return self
 
     def predict(self, x: Tensor) -> Tensor:
-        z = self.scaler.transform(x.float().numpy())
+        z = x.float().numpy()
+        if self.scaler is not None:
+            z = self.scaler.transform(z)
         return torch.from_numpy(self.clf.predict(z).astype(np.int64))
 
 
@@ -275,6 +293,7 @@ class FittedClassifier:
     val_acc: float
     fit_time_s: float
     grid: dict[str, float] = field(default_factory=dict)
+    edge: Literal["low", "high"] | None = None
 
 
 def fit_classifier(
@@ -289,14 +308,24 @@ def fit_classifier(
     alphas: Sequence[float] = DEFAULT_ALPHAS,
     seed: int = 0,
     max_iter: int = 50,
+    standardize: bool = True,
 ) -> FittedClassifier:
     """Fit a k-NN or linear classifier; the linear one's ``alpha`` chosen on the validation split.
+
+    The linear classifier is fitted for every ``alpha`` of ``alphas``; while the best is the
+    smallest (largest) ``alpha`` tried, one tenth (ten times) of it is tried too, at most
+    :data:`EXTRA_ALPHA_FITS` extra fits. Ties of validation accuracy go to the larger ``alpha``.
+    A single ``alpha`` is a fixed choice: nothing is searched or extended.
 
     Returns:
         the kept model, ``chosen`` (``{"k": k}`` or ``{"alpha": a, "loss": loss}``), its
         validation accuracy, the fit time (linear: the whole grid search, its validation
-        predictions included; k-NN: storing the training set, none of its predictions) and
-        ``grid`` (validation accuracy per ``alpha``).
+        predictions included; k-NN: storing the training set, none of its predictions),
+        ``grid`` (validation accuracy per ``alpha`` tried, extensions included) and ``edge``
+        (``low`` / ``high`` when the chosen ``alpha`` is still the smallest / largest tried).
+
+    Raises:
+        DataError: the linear classifier's training labels hold fewer than 2 classes.
     """
     start = time.perf_counter()
     if kind == "knn":  # nothing to fit: the time is storing the training set
@@ -308,16 +337,37 @@ def fit_classifier(
         raise ConfigError(f"--classifier must be knn or linear, got {kind!r}")
     if not alphas:
         raise ConfigError("--alphas must hold at least one value")
-    best: tuple[float, float, LinearClassifier] | None = None
-    grid: dict[str, float] = {}
-    for a in sorted(alphas, reverse=True):  # ties keep the larger alpha (simpler model)
-        m = LinearClassifier(loss, a, seed, max_iter).fit(train_x, train_y)
-        acc = float((m.predict(val_x) == val_y).double().mean())
-        grid[f"{a:g}"] = round(acc, 6)
-        if best is None or acc > best[0]:
-            best = (acc, a, m)
-    acc, a, m = best
-    return FittedClassifier(m, {"alpha": a, "loss": loss}, acc, time.perf_counter() - start, grid)
+    if len(torch.unique(train_y)) < 2:
+        raise DataError(
+            "--classifier linear needs at least 2 classes in the training split, got "
+            f"{len(torch.unique(train_y))} ({len(train_y)} samples; raise --train_limit)"
+        )
+    tried: dict[float, tuple[float, LinearClassifier]] = {}
+
+    def fit(a: float) -> None:
+        m = LinearClassifier(loss, a, seed, max_iter, standardize).fit(train_x, train_y)
+        tried[a] = (float((m.predict(val_x) == val_y).double().mean()), m)
+
+    def best() -> float:  # ties keep the larger alpha (the simpler model)
+        return max(tried, key=lambda a: (tried[a][0], a))
+
+    def edge() -> Literal["low", "high"] | None:
+        if len(tried) < 2:
+            return None
+        return "low" if best() == min(tried) else "high" if best() == max(tried) else None
+
+    for a in sorted(set(alphas), reverse=True):
+        fit(a)
+    for _ in range(EXTRA_ALPHA_FITS):
+        side = edge()
+        if side is None:
+            break
+        fit(min(tried) / 10 if side == "low" else max(tried) * 10)
+    a = best()
+    acc, m = tried[a]
+    grid = {f"{b:g}": round(tried[b][0], 6) for b in sorted(tried)}
+    elapsed = time.perf_counter() - start
+    return FittedClassifier(m, {"alpha": a, "loss": loss}, acc, elapsed, grid, edge())
 
 
 # -- scores ------------------------------------------------------------------------------------------
@@ -327,12 +377,23 @@ def classification_scores(pred: Tensor, target: Tensor, num_classes: int) -> dic
     Mean class accuracy averages the recall of the classes present in ``target`` (a class never
     true has no recall and does not count; per-class accuracy reports it as NaN).
 
+    Raises:
+        ShapeError: ``pred`` and ``target`` differ in shape.
+        DataError: a label of either lies outside ``0 .. num_classes - 1``.
+
     >>> s = classification_scores(torch.tensor([0, 1, 1, 1]), torch.tensor([0, 0, 1, 1]), 3)
     >>> s["acc"], s["acc_mean_class"], s["confusion_matrix"][0]
     (0.75, 0.75, [1, 1, 0])
     """
     if pred.shape != target.shape:
         raise ShapeError(f"scores: pred {tuple(pred.shape)} and target {tuple(target.shape)}")
+    for name, t in (("target", target), ("pred", pred)):
+        bad = (t < 0) | (t >= num_classes)
+        if bad.any():
+            raise DataError(
+                f"scores: {name} label {int(t[bad][0])} is outside 0..{num_classes - 1} "
+                f"({num_classes} classes)"
+            )
     cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     cm.index_put_((target.long(), pred.long()), torch.ones_like(target.long()), accumulate=True)
     rows = cm.sum(1)

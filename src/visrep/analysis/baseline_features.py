@@ -11,7 +11,10 @@ of the same images:
 * ``fisher``: dense SIFT -> PCA to 64 dimensions and a diagonal GMM (Perronnin et al. 2010,
   Sec. 4; :class:`~visrep.models.shallow.FisherEncoder`) -> improved Fisher vectors;
 * ``run:PATH``: a trained visrep run's representation ``net.embed`` (the pooled penultimate
-  features of a classifier, an embedding, an autoencoder's code).
+  features of a classifier, an embedding, an autoencoder's code). The run must have been
+  trained on the same data section as the baseline's (:func:`data_differences`): a source
+  without a test split is carved by ``split.seed`` / fractions, so other options could put the
+  baseline's test images in the run's training set.
 
 A :class:`Featurizer` is fitted on the training split's inputs (the codebook / PCA + GMM are
 learnt on a seeded sample of training images) and then maps any inputs to ``(N, D)`` features.
@@ -22,13 +25,14 @@ and of the images they were fitted on, so the same options on the same data reus
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import math
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -38,7 +42,13 @@ from visrep.errors import ConfigError, ShapeError
 from visrep.models.shallow import Codebook, DenseSift, FisherEncoder
 from visrep.runs import RunDir
 
-__all__ = ["FeatureOptions", "Featurizer", "make_featurizer"]
+__all__ = [
+    "IGNORED_DATA_OPTIONS",
+    "FeatureOptions",
+    "Featurizer",
+    "data_differences",
+    "make_featurizer",
+]
 
 
 @dataclass(frozen=True)
@@ -231,6 +241,7 @@ class RunFeaturizer(Featurizer):
             )
         self.net, self.device = net.to(device).eval(), torch.device(device)
         self.spec, self.checkpoint = loaded.task.spec, loaded.checkpoint
+        self.run = loaded.run
 
     def fit(self, train: SplitInputs, cache_dir: Path | None = None) -> RunFeaturizer:
         spec = self.spec
@@ -248,6 +259,56 @@ class RunFeaturizer(Featurizer):
         from visrep.analysis.interpret import embed
 
         return embed(self.net, inputs, 256, self.device)[0]
+
+
+#: data options that do not decide which images are in which split (batching, training-time
+#: augmentation: the baseline reads every split without augmentation)
+IGNORED_DATA_OPTIONS = ("loader", "augment")
+
+
+def _normalized(section: dict[str, Any]) -> dict[str, Any]:
+    """A checked data section with every default filled in (jsonargparse, nothing instantiated),
+    tuples as lists, the options of :data:`IGNORED_DATA_OPTIONS` dropped."""
+    import lightning as L
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(L.LightningDataModule, "data")
+    try:
+        full = parser.parse_object({"data": section}).data.as_dict()
+    except Exception:  # (unparsable: compare as written; building it reports why)
+        full = dict(section)
+    full = json.loads(json.dumps(full, default=str))
+    module, _, name = str(full.get("class_path", "")).rpartition(".")
+    if module == "visrep" or module.startswith("visrep."):  # a checked section: visrep's own
+        cls = getattr(importlib.import_module(module), name, None)  # the canonical class path
+        if isinstance(cls, type):
+            full["class_path"] = f"{cls.__module__}.{cls.__qualname__}"
+    args = full.get("init_args") or {}
+    full["init_args"] = {k: v for k, v in args.items() if k not in IGNORED_DATA_OPTIONS}
+    return full
+
+
+def _diff(a: Any, b: Any, key: str, out: list[str]) -> None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            _diff(a.get(k), b.get(k), f"{key}.{k}" if key else str(k), out)
+    elif a != b:
+        out.append(f"{key}: {json.dumps(a)} vs {json.dumps(b)}")
+
+
+def data_differences(run_section: dict[str, Any], section: dict[str, Any]) -> list[str]:
+    """What differs between a run's saved data section and the baseline's, as ``key: run's vs
+    baseline's`` items (empty: the same data). Defaults are filled in on both sides first, and
+    :data:`IGNORED_DATA_OPTIONS` are not compared.
+
+    >>> a = {"class_path": "visrep.data.RingsDataModule", "init_args": {"seed": 1}}
+    >>> data_differences(a, {**a, "init_args": {"seed": 2, "loader": {"batch_size": 3}}})
+    ['init_args.seed: 1 vs 2']
+    """
+    out: list[str] = []
+    _diff(_normalized(run_section), _normalized(section), "", out)
+    return out
 
 
 def make_featurizer(

@@ -38,12 +38,12 @@ from visrep.analysis.baseline import (
     split_inputs,
     subsample_split,
 )
-from visrep.analysis.baseline_features import FeatureOptions, make_featurizer
+from visrep.analysis.baseline_features import FeatureOptions, data_differences, make_featurizer
 from visrep.analysis.runs import build_datamodule, saved_data_section
 from visrep.commands._common import Command, Which, check_positive, resolve_device, run_command
 from visrep.configs import read_config, resolve_config
 from visrep.data.base import stratified_split
-from visrep.errors import ConfigError
+from visrep.errors import ConfigError, DataError
 from visrep.plots.baseline import plot_decision_function
 from visrep.report import build_report
 from visrep.runs import RunDir
@@ -181,6 +181,7 @@ def baseline(
     batch_size: int = 256,
     which: Which = "best",
     device: str = "auto",
+    allow_other_data: bool = False,
 ) -> int:
     """Shallow baselines: k-NN / linear on pixels, BoVW, Fisher vectors or a run's features.
 
@@ -192,14 +193,16 @@ def baseline(
         run_or_config: a run directory (its data) or an experiment config (name or path).
         features: pixels, polar (2-D points as rho, theta), bovw, fisher, or run:PATH (the
             representation net.embed of a trained run directory or checkpoint).
-        classifier: knn or linear (SGD on standardised features).
+        classifier: knn or linear (SGD; on standardised features except bovw and fisher,
+            encodings that are already normalised).
         run_dir: where to write (default runs/baseline-<data>-<features>-<classifier>; a later
             command in the same directory reuses its fitted encoders).
         data: key=value overrides of the data's options, comma separated (YAML values; dotted
             keys for nested options), e.g. root=DIR,split.seed=1,radii=[1,3].
         k: neighbours of knn.
         loss: hinge (linear SVM) or log (logistic regression) for linear.
-        alphas: regularisation strengths tried on the val split (default 1e-6,...,1e-2).
+        alphas: regularisation strengths tried on the val split (default 1e-6,...,1e-2);
+            extended tenfold, at most 3 extra fits, while the best is the smallest or largest.
         max_iter: SGD epochs at most.
         train_limit: use at most this many training samples (seeded, stratified).
         step: dense SIFT grid spacing in pixels.
@@ -216,6 +219,8 @@ def baseline(
         batch_size: images per feature batch.
         which: the checkpoint of run:PATH.
         device: device of run:PATH features (auto, cpu, cuda, cuda:N).
+        allow_other_data: accept run:PATH features of a run trained on another data section
+            than the baseline's (its training set may then hold test images).
     """
     check_positive(k=k, max_iter=max_iter, train_limit=train_limit, batch_size=batch_size)
     options = FeatureOptions(
@@ -243,6 +248,7 @@ def baseline(
             f"--run_dir {str(run.root)!r} is a training run; choose another --run_dir"
         )
     dm = build_datamodule(section, source)
+    same_data = _same_data(featurizer, section, allow_other_data)
     created = not run.root.exists()
     with run.lock():
         run.remove_stale_temp_files()
@@ -250,6 +256,8 @@ def baseline(
             metrics = _run(
                 run, dm, featurizer, classifier, k, loss, alphas, max_iter, train_limit, seed
             )
+            if same_data is not None:
+                metrics["same_data"] = same_data
         except BaseException:
             if created and [p.name for p in run.root.iterdir()] == [".lock"]:
                 (run.root / ".lock").unlink()  # leave no empty run directory behind
@@ -270,6 +278,7 @@ def baseline(
                 kk: list(v) if isinstance(v, tuple) else v for kk, v in vars(options).items()
             },
             "which": which,
+            "allow_other_data": allow_other_data,
             "written": datetime.now().isoformat(timespec="seconds"),
         }
         run.write_text(run.root / "config.yaml", yaml.safe_dump(config, sort_keys=False))
@@ -278,6 +287,8 @@ def baseline(
         build_report(run.root)
     chosen = ", ".join(f"{kk}={v:g}" if isinstance(v, float) else f"{kk}={v}"
                        for kk, v in metrics["chosen"].items())  # fmt: skip
+    if "alpha_at_grid_edge" in metrics:
+        chosen += f", alpha_at_grid_edge={metrics['alpha_at_grid_edge'] or 'null'}"
     print(
         f"baseline {features} + {classifier} ({chosen}) on {name}: test acc "
         f"{metrics['test/acc']:.4f} (mean class {metrics['test/acc_mean_class']:.4f}), val acc "
@@ -286,6 +297,24 @@ def baseline(
         f"-> {run.root}"
     )
     return 0
+
+
+def _same_data(featurizer: Any, section: dict, allow_other_data: bool) -> bool | None:
+    """Whether a ``run:PATH`` featurizer's run was trained on the baseline's data section (None
+    for other features); a difference is refused unless ``allow_other_data``."""
+    run = getattr(featurizer, "run", None)
+    if run is None:
+        return None
+    saved = saved_data_section(run)
+    diffs = ["the run's config.yaml has no data section"] if saved is None else []
+    diffs = diffs or data_differences(saved, section)
+    if diffs and not allow_other_data:
+        raise ConfigError(
+            f"--features {featurizer.name}: the run was trained on other data than the "
+            f"baseline's ({'; '.join(diffs)}, run's vs baseline's); its training set may hold "
+            "the baseline's test images: give the run's data or --allow_other_data"
+        )
+    return not diffs
 
 
 def _run(
@@ -313,6 +342,11 @@ def _run(
     train, val = _val_split(splits["train"], splits["val"], seed)
     if train_limit is not None:
         train = subsample_split(train, train_limit, seed)
+    if classifier == "linear" and len(torch.unique(train.labels)) < 2:
+        raise DataError(
+            "--classifier linear needs at least 2 classes in the training split, got "
+            f"{len(torch.unique(train.labels))} ({len(train)} samples; raise --train_limit)"
+        )
     test = splits["test"]
     names = list(getattr(dm, "class_names", None) or [])
     num_classes = max(len(names), int(torch.cat([train.labels, test.labels]).max()) + 1)
@@ -326,9 +360,10 @@ def _run(
         for s, x in (("train", train), ("val", val), ("test", test))
     }
     feature_time = time.perf_counter() - start
+    standardize = featurizer.name not in ("bovw", "fisher")  # those come normalised
     fitted = fit_classifier(
         classifier, z["train"], train.labels, z["val"], val.labels, num_classes,
-        k=k, loss=loss, alphas=alphas, seed=seed, max_iter=max_iter,
+        k=k, loss=loss, alphas=alphas, seed=seed, max_iter=max_iter, standardize=standardize,
     )  # fmt: skip
     start = time.perf_counter()
     pred = fitted.model.predict(z["test"])
@@ -354,8 +389,10 @@ def _run(
         "classifier_fit_time_s": round(fitted.fit_time_s, 3),
         "test_predict_time_s": round(predict_time, 3),
     }
-    if fitted.grid:
+    if classifier == "linear":
         metrics["val/acc_per_alpha"] = fitted.grid
+        metrics["alpha_at_grid_edge"] = fitted.edge
+        metrics["standardized"] = standardize
     if featurizer.cached is not None:
         metrics["encoder_cached"] = featurizer.cached
         metrics["encoder_file"] = str(featurizer.cache_file) if featurizer.cache_file else None

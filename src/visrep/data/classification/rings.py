@@ -68,7 +68,7 @@ class RingsDataModule(SplitDataModule):
         radii: ring radii ``(inner, outer)``, ``0 <= inner < outer``.
         noise: standard deviation of the radial noise (> 0 blurs the rings; 0 allowed).
         train_size, val_size, test_size: points per split (classes balanced).
-        seed: seed of the draws.
+        seed: seed of the draws, an integer >= 0.
         loader: batch sizes and workers.
 
     A config::
@@ -101,8 +101,10 @@ class RingsDataModule(SplitDataModule):
             ("val_size", val_size),
             ("test_size", test_size),
         ):
-            if not isinstance(n, int) or n < 2:
+            if not isinstance(n, int) or isinstance(n, bool) or n < 2:
                 raise ConfigError(f"data.{name} must be an integer >= 2, got {n!r}")
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise ConfigError(f"data.seed must be an integer >= 0, got {seed!r}")
         self.radii, self.noise, self.seed = radii, float(noise), seed
         self.sizes = (train_size, val_size, test_size)
 
