@@ -163,8 +163,9 @@ def knn_predict(
 ) -> Tensor:
     """k-nearest-neighbour classification by Euclidean distance, majority vote.
 
-    Distances ``torch.cdist`` of a chunk of queries to every training sample, sorted by a
-    stable sort and the first ``k`` kept (equal distances: the lower training index wins), votes
+    Distances ``torch.cdist`` of a chunk of queries to every training sample, the first ``k``
+    of a stable sort kept (equal distances: the lower training index wins; ``topk``, and the
+    stable sort only for rows with ties at the ``k``-th distance), votes
     counted by ``scatter_add``; a tie of votes goes to the smallest class id. Both tie rules are
     scikit-learn's ``KNeighborsClassifier(algorithm="brute")`` with uniform weights (tested on
     integer data, where equal distances are exact). Computed in the inputs' dtype (float64 for
@@ -197,11 +198,32 @@ def knn_predict(
     out = []
     for q in queries.split(chunk):
         d = torch.cdist(q.to(train_x), train_x)
-        nn = d.sort(dim=1, stable=True).indices[:, :k]  # equal distances: lowest index first
+        nn = _nearest(d, k)
         votes = torch.zeros(len(q), c, dtype=torch.int64, device=train_x.device)
         votes.scatter_add_(1, train_y[nn], torch.ones_like(nn))
         out.append(votes.argmax(1))  # first maximum: the smallest class among ties
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.int64)
+
+
+def _nearest(d: Tensor, k: int) -> Tensor:
+    """The indices of the ``k`` smallest distances of each row, equal distances taken in index
+    order: the first ``k`` of a stable sort, as a set (``(N, k)``, in no particular order).
+
+    ``topk`` first; only the rows where distances equal to the ``k``-th one straddle the cut
+    (``topk`` may keep any of them) are stably sorted.
+
+    >>> _nearest(torch.tensor([[2.0, 1.0, 1.0, 1.0]]), 2).sort().values.tolist()
+    [[1, 2]]
+    """
+    top = d.topk(k, dim=1, largest=False)
+    kth = top.values[:, -1:]
+    tied = (d == kth).sum(1) > k - (d < kth).sum(1)  # more ties at the cut than places left
+    nn = top.indices
+    if tied.any():
+        rows = tied.nonzero().squeeze(1)
+        nn = nn.clone()
+        nn[rows] = d[rows].sort(dim=1, stable=True).indices[:, :k]
+    return nn
 
 
 class KnnClassifier:
