@@ -21,6 +21,8 @@ from visrep.tasks.checkpoint import read_task_checkpoint
 from visrep.tasks.sequence import (
     HEADS,
     frame_accuracy,
+    frame_class_scores,
+    frame_confusion,
     frame_inputs,
     majority_gesture,
     sequence_accuracy,
@@ -99,6 +101,35 @@ def test_accuracies_hand_cases() -> None:
     assert sequence_accuracy(torch.tensor([-1, 1]), torch.tensor([0, 1])).item() == 0.5
     with pytest.raises(ShapeError):
         frame_accuracy(pred, labels[:1])
+
+
+def test_frame_class_scores_hand_cases() -> None:
+    # 3 clips of 6 frames, 2 gestures: 12 background frames, 6 gesture frames
+    labels = torch.tensor([[0, 0, 1, 1, 0, 0], [0, 0, 2, 2, 2, 0], [0, 0, 0, 1, 0, 0]])
+    background = torch.zeros_like(labels)  # predicting background everywhere
+    cm = frame_confusion(background, labels, 3)
+    assert cm.tolist() == [[12, 0, 0], [3, 0, 0], [3, 0, 0]]
+    assert frame_accuracy(background, labels).item() == pytest.approx(12 / 18)
+    assert frame_class_scores(cm) == (0.0, pytest.approx(1 / 3))  # recalls 1, 0, 0
+    perfect = frame_class_scores(frame_confusion(labels, labels, 3))
+    assert perfect == (1.0, 1.0)
+    # gesture 1 right on 2 of its 3 frames, gesture 2 on 1 of 3 (once called 1), background
+    # wrong on 2 of 12: gesture frames 3 / 6 right; recalls 10/12, 2/3, 1/3
+    pred = torch.tensor([[1, 0, 1, 1, 0, 0], [0, 0, 2, 1, 0, 0], [0, 0, 0, 0, 0, 2]])
+    cm = frame_confusion(pred, labels, 3)
+    assert cm.tolist() == [[10, 1, 1], [1, 2, 0], [1, 1, 1]]
+    gesture, mean_class = frame_class_scores(cm)
+    assert gesture == pytest.approx(3 / 6)
+    assert mean_class == pytest.approx((10 / 12 + 2 / 3 + 1 / 3) / 3)
+    # a class with no true frames is left out of the mean; padding (-1) is ignored
+    only = frame_confusion(torch.tensor([[0, 2, 2]]), torch.tensor([[0, 2, -1]]), 3)
+    assert only.tolist() == [[1, 0, 0], [0, 0, 0], [0, 0, 1]]
+    assert frame_class_scores(only) == (1.0, 1.0)
+    assert frame_class_scores(torch.zeros(3, 3, dtype=torch.long))[0] != 0  # nan: no frames
+    with pytest.raises(ShapeError):
+        frame_confusion(pred, labels[:1], 3)
+    with pytest.raises(ShapeError, match="0, 3"):
+        frame_confusion(pred + 1, labels, 3)
 
 
 # -- model ------------------------------------------------------------------------------------------
@@ -188,6 +219,47 @@ def test_init_weights_and_freeze_encoder(tmp_path: Path) -> None:
     crf.net.train()
     assert not crf.net.encoder.training and crf.net.unary.training
 
+    # the run reads back once the file it started from is gone (its encoder is in the checkpoint)
+    run_ckpt = tmp_path / "crf" / "checkpoints" / "last.ckpt"
+    trainer = _trainer(tmp_path)
+    trainer.fit(_task("chain_crf", init_weights=str(ckpt), freeze_encoder=True), dm)
+    trainer.save_checkpoint(run_ckpt)
+    ckpt.unlink()
+    saved = read_task_checkpoint(run_ckpt)
+    assert saved.init_args["init_weights"] is None and saved.init_args["freeze_encoder"]
+    loaded = saved.build()
+    x = next(iter(dm.val_dataloader()))[VIDEO]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), trainer.lightning_module.eval()(x))
+    with pytest.raises(ConfigError, match="init_weights"):  # a user's new fit: told at once
+        _task("chain_crf", init_weights=str(ckpt), freeze_encoder=True)
+    # ... and `visrep test` on it (the data named on the command line: no config.yaml here)
+    from visrep.cli import main
+
+    data = ["--data", "visrep.data.MovingDigitsGestureDataModule", "--data.num_frames", "10"]
+    data += ["--data.image_size", "[16, 16]", "--data.digit_size", "8", "--data.test_clips", "8"]
+    data += ["--data.part_frames", "[2, 3]", "--trainer.enable_progress_bar", "false"]
+    assert main(["test", "--ckpt_path", str(run_ckpt), *data]) == 0
+
+
+def test_frozen_encoder_needs_all_of_init_weights(tmp_path: Path) -> None:
+    L.seed_everything(0)
+    with pytest.raises(ConfigError, match=r"freeze_encoder needs --model\.init_weights"):
+        _trainer(tmp_path).fit(_task("chain_crf", freeze_encoder=True), _dm())
+    task, _ = _built("softmax")
+    enc = task.net.encoder.state_dict()
+    partial = {k: v for k, v in list(enc.items())[1:]}  # all but the first tensor
+    torch.save(partial, tmp_path / "partial.pt")
+    frozen = _task("chain_crf", init_weights=str(tmp_path / "partial.pt"), freeze_encoder=True)
+    with pytest.raises(ConfigError, match=f"1 of the frozen encoder's {len(enc)} tensors"):
+        _trainer(tmp_path).fit(frozen, _dm())
+    # not frozen: a partial match initialises what it can (the rest trains)
+    free = _task("chain_crf", init_weights=str(tmp_path / "partial.pt"))
+    dm = _dm()
+    dm.setup("fit")
+    free.setup_spec(dm.spec())
+    _trainer(tmp_path).fit(free, dm)
+
 
 def test_unfrozen_encoder_trains(tmp_path: Path) -> None:
     L.seed_everything(0)
@@ -201,7 +273,7 @@ def test_unfrozen_encoder_trains(tmp_path: Path) -> None:
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
-@pytest.mark.parametrize("head", ["hcrf", pytest.param("chain_crf", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("head", ["hcrf", "chain_crf"])
 def test_checkpoint_round_trip_and_test_artifacts(head: str, tmp_path: Path) -> None:
     from visrep.runs import RunDir
     from visrep.trainer.callbacks import RunArtifacts
@@ -222,9 +294,12 @@ def test_checkpoint_round_trip_and_test_artifacts(head: str, tmp_path: Path) -> 
         ],
     )
     trainer.fit(task, dm)
+    val = set(trainer.callback_metrics)
     results = trainer.test(task, dm, verbose=False)[0]
     assert 0 <= results["test/seq_acc"] <= 1
-    assert ("test/frame_acc" in results) == (head != "hcrf")
+    for name in ("frame_acc", "frame_acc_gesture", "frame_acc_mean_class"):
+        assert (f"test/{name}" in results) == (head != "hcrf"), name
+        assert (f"val/{name}" in val) == (head != "hcrf"), name
     assert (run.plots / "test_predictions.png").is_file()
     rows = (run.root / "confusion_matrix.csv").read_text().splitlines()
     assert rows[0].split(",")[1] == "none" and len(rows) == 1 + 7

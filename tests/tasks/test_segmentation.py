@@ -334,5 +334,15 @@ def test_init_weights_starts_a_new_fit_from_a_run_with_a_new_crf_layer(tmp_path,
     ]
     assert shared and all(torch.allclose(src[k], new[k], atol=1e-8) for k in shared)
     assert "net.crf.compatibility" in new and "net.crf.compatibility" not in src
+    # the tuned run reads back and tests once the run it started from is gone (or elsewhere)
+    import shutil
+
+    from visrep.tasks.checkpoint import read_task_checkpoint
+
+    shutil.rmtree(run)
+    tuned = tmp_path / "tuned" / "checkpoints" / "last.ckpt"
+    assert read_task_checkpoint(tuned).build().net.crf is not None
+    code, _, err = cli("test", "--ckpt_path", tuned, *quiet)
+    assert code == 0, err
     code, _, err = cli("fit", *small, "--run_dir", tmp_path / "x", "--model.init_weights", "nope")
     assert code == 2 and "--model.init_weights 'nope' does not exist" in err

@@ -84,12 +84,22 @@ def _check_class_paths(value: Any, where: str, source: str) -> None:
         _check_class_paths(v, f"{where}.{k}", source)
 
 
+# Options naming a weights file a run STARTED from: its weights are in the checkpoint itself, and
+# the file may be gone or relative to another folder by the time the run is read back.
+_START_WEIGHTS = ("pretrained_path", "init_weights")
+
+
 def _without_pretrained(value: Any) -> Any:
-    """The saved options with every ``pretrained_path`` set to None: the weights come from the
-    checkpoint itself, and the file the run started from may be gone."""
+    """The saved options with every ``pretrained_path`` (a backbone's) and ``init_weights`` (a
+    task's) set to None: the weights come from the checkpoint itself, and the file the run
+    started from may be gone (the task's check that it exists would refuse the reload).
+
+    >>> _without_pretrained({"init_weights": "runs/a", "backbone": {"pretrained_path": "w.pt"}})
+    {'init_weights': None, 'backbone': {'pretrained_path': None}}
+    """
     if isinstance(value, dict):
         return {
-            k: None if k == "pretrained_path" else _without_pretrained(v) for k, v in value.items()
+            k: None if k in _START_WEIGHTS else _without_pretrained(v) for k, v in value.items()
         }
     if isinstance(value, list):
         return [_without_pretrained(v) for v in value]

@@ -21,8 +21,11 @@ fields"):
 
 Per-frame classes are ``G + 1``: background (0) and the ``G`` clip classes of the data spec
 (:func:`~visrep.data.video.gesture.frame_class_names`). Metrics: ``frame_acc`` (per-frame
-accuracy over the ``G + 1`` classes; not for ``hcrf``, which has no per-frame output) and
-``seq_acc`` (the clip's gesture: the HCRF's ``argmax_y p(y | x)``; for the frame-wise heads the
+accuracy over the ``G + 1`` classes; not for ``hcrf``, which has no per-frame output; most
+frames are background, so it rewards predicting background), with, on val and test,
+``frame_acc_gesture`` (accuracy on the frames whose true class is a gesture) and
+``frame_acc_mean_class`` (the mean over the frame classes of their recall,
+:func:`frame_class_scores`), and ``seq_acc`` (the clip's gesture: the HCRF's ``argmax_y p(y | x)``; for the frame-wise heads the
 majority gesture over the frames predicted non-background, :func:`majority_gesture`, a clip
 predicted all background counting as wrong). ``val/seq_acc`` selects the best checkpoint.
 """
@@ -59,6 +62,8 @@ __all__ = [
     "FrameSequenceNet",
     "SequenceLabelingTask",
     "frame_accuracy",
+    "frame_class_scores",
+    "frame_confusion",
     "frame_inputs",
     "majority_gesture",
     "sequence_accuracy",
@@ -129,6 +134,48 @@ def frame_accuracy(frame_pred: Tensor, frame_labels: Tensor) -> Tensor:
             f"{tuple(frame_labels.shape)} differ"
         )
     return (frame_pred == frame_labels).double().mean()
+
+
+def frame_confusion(frame_pred: Tensor, frame_labels: Tensor, num_classes: int) -> Tensor:
+    """Frame counts by (true, predicted) class, ``(K, K)`` long (rows true). Frames labelled
+    outside ``[0, K)`` (padding ``-1``) are ignored; a prediction outside it is a ShapeError.
+
+    >>> frame_confusion(torch.tensor([[0, 1, 1, 0]]), torch.tensor([[0, 1, 2, -1]]), 3).tolist()
+    [[1, 0, 0], [0, 1, 0], [0, 1, 0]]
+    """
+    if frame_pred.shape != frame_labels.shape:
+        raise ShapeError(
+            f"frame_confusion: predictions {tuple(frame_pred.shape)} and labels "
+            f"{tuple(frame_labels.shape)} differ"
+        )
+    y, p = frame_labels.flatten().long(), frame_pred.flatten().long()
+    keep = (y >= 0) & (y < num_classes)
+    y, p = y[keep], p[keep]
+    if p.numel() and (int(p.min()) < 0 or int(p.max()) >= num_classes):
+        raise ShapeError(f"frame_confusion: predicted classes must lie in [0, {num_classes})")
+    cm = torch.bincount(y * num_classes + p, minlength=num_classes**2)
+    return cm.view(num_classes, num_classes)
+
+
+def frame_class_scores(confusion: Tensor) -> tuple[float, float]:
+    """``(frame_acc_gesture, frame_acc_mean_class)`` of a frame confusion matrix ``(K, K)``
+    (rows true, columns predicted, class 0 background): the accuracy over the frames whose
+    true class is a gesture (``> 0``), and the mean over the classes with true frames of their
+    recall ``cm[c, c] / sum_j cm[c, j]`` (balanced accuracy); ``nan`` when there are no such
+    frames. Unlike ``frame_acc``, neither is won by predicting background everywhere.
+
+    >>> frame_class_scores(torch.tensor([[6, 0, 0], [1, 1, 0], [2, 0, 0]]))
+    (0.25, 0.5)
+    """
+    cm = confusion.double()
+    if cm.dim() != 2 or cm.shape[0] != cm.shape[1]:
+        raise ShapeError(f"frame_class_scores: expected a (K, K) matrix, got {tuple(cm.shape)}")
+    support = cm.sum(1)
+    gesture = support[1:].sum()
+    acc_gesture = (cm.diagonal()[1:].sum() / gesture).item() if gesture > 0 else float("nan")
+    has = support > 0
+    recall = cm.diagonal()[has] / support[has]
+    return acc_gesture, (recall.mean().item() if has.any() else float("nan"))
 
 
 def sequence_accuracy(seq_pred: Tensor, labels: Tensor) -> Tensor:
@@ -273,7 +320,8 @@ class SequenceLabelingTask(Task):
             one (tensors matched by name and shape), loaded at the start of a new fit only (a
             resumed run and later evaluations use their own checkpoint): with
             ``freeze_encoder`` the CRF heads train on the features a softmax run learnt.
-        freeze_encoder: keep the encoder's weights and batch-norm statistics fixed.
+        freeze_encoder: keep the encoder's weights and batch-norm statistics fixed; needs
+            ``init_weights`` holding every encoder tensor (checked when a new fit starts).
         optim: optimiser and schedule.
     """
 
@@ -341,15 +389,37 @@ class SequenceLabelingTask(Task):
         for stage in ("train", "val", "test"):
             setattr(self, f"{stage}_seq_acc", MeanMetric())
             setattr(self, f"{stage}_frame_acc", MeanMetric())
+        k = spec.num_classes + 1
+        for stage in ("val", "test"):  # frames by (true, predicted) class
+            setattr(self, f"{stage}_frame_confmat", MulticlassConfusionMatrix(k))
         # clips by (true, predicted) gesture, 0 = "none" (no gesture found)
         self.test_confmat = MulticlassConfusionMatrix(spec.num_classes + 1)
 
     def on_fit_start(self) -> None:
-        """``init_weights`` (the encoder) at the start of a new fit only."""
-        path = self.hparams.get("init_weights")
-        if path and self.trainer.ckpt_path is None:
-            state = read_backbone_state(path, prefix="net.encoder.")
-            load_matching(self.net.encoder, state, str(path))
+        """``init_weights`` (the encoder) at the start of a new fit only. A frozen encoder must
+        come whole from ``init_weights``: otherwise the head would train on random features.
+        (Checked here, not in ``__init__``: a frozen run read back from its checkpoint has no
+        ``init_weights``, its encoder being in the checkpoint.)"""
+        if self.trainer.ckpt_path is not None:
+            return
+        path, frozen = self.hparams.get("init_weights"), self.hparams.get("freeze_encoder")
+        if frozen and not path:
+            raise ConfigError(
+                "--model.freeze_encoder needs --model.init_weights (a gesture_softmax run)"
+            )
+        if not path:
+            return
+        state = read_backbone_state(path, prefix="net.encoder.")
+        if frozen:
+            own = self.net.encoder.state_dict()
+            missing = [k for k, v in own.items() if k not in state or state[k].shape != v.shape]
+            if missing:
+                raise ConfigError(
+                    f"--model.init_weights {str(path)!r}: {len(missing)} of the frozen "
+                    f"encoder's {len(own)} tensors are missing or of another shape "
+                    f"({', '.join(missing[:3])}, ...); a frozen encoder must be loaded whole"
+                )
+        load_matching(self.net.encoder, state, str(path))
 
     def forward(self, video: Tensor) -> Tensor:
         return self.net(video)
@@ -381,6 +451,9 @@ class SequenceLabelingTask(Task):
             acc = getattr(self, f"{stage}_frame_acc")
             acc.update((frame_pred == frames).float().flatten())
             self.log(f"{stage}/frame_acc", acc, on_step=False, on_epoch=True, batch_size=n)
+            if stage != "train":
+                confmat = getattr(self, f"{stage}_frame_confmat")
+                confmat.update(frame_pred.flatten(), frames.flatten())
         return loss, frame_pred, seq_pred
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
@@ -388,6 +461,21 @@ class SequenceLabelingTask(Task):
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._step(batch, "val")
+
+    def _log_frame_class_scores(self, stage: str) -> None:
+        """``{stage}/frame_acc_gesture`` and ``{stage}/frame_acc_mean_class`` of the epoch's
+        frames (:func:`frame_class_scores`); nothing for a head without per-frame output."""
+        confmat = getattr(self, f"{stage}_frame_confmat", None)
+        if confmat is None or not confmat.update_called:
+            return
+        cm = confmat.compute()
+        confmat.reset()
+        gesture, mean_class = frame_class_scores(cm)
+        self.log(f"{stage}/frame_acc_gesture", gesture)
+        self.log(f"{stage}/frame_acc_mean_class", mean_class)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_frame_class_scores("val")
 
     def on_test_epoch_start(self) -> None:
         self._samples: list[tuple[Tensor, ...]] = []
@@ -404,6 +492,7 @@ class SequenceLabelingTask(Task):
             )
 
     def on_test_epoch_end(self) -> None:
+        self._log_frame_class_scores("test")
         self._test_results = {
             "confusion_matrix": self.test_confmat.compute().tolist(),
             "samples": tuple(torch.cat(t) for t in zip(*self._samples, strict=True)),
