@@ -18,6 +18,7 @@ def _metrics(run: Path) -> dict:
     [
         ("pixels", "knn", ["--k", "3"], 64),
         ("pixels", "linear", ["--alphas", "1e-4,1e-2"], 64),
+        ("pixels", "linear", ["--alphas", "1e-4,1e-2", "--standardize", "false"], 64),
         ("bovw", "linear", ["--words", "20", "--step", "2", "--fit_descriptors", "5000"], 20),
     ],
 )
@@ -46,8 +47,8 @@ def test_digits_rows(cli, tmp_path: Path, features, classifier, extra, dim) -> N
         assert f"{m['chosen']['alpha']:g}" in grid and len(grid) >= 2
         assert m["alpha_at_grid_edge"] in (None, "low", "high")
         assert f"alpha_at_grid_edge={m['alpha_at_grid_edge'] or 'null'}" in out
-        # bovw histograms go in as they are; pixels are standardised
-        assert m["standardized"] is (features != "bovw")
+        # bovw histograms go in as they are; pixels are standardised unless told otherwise
+        assert m["standardized"] is (features != "bovw" and "--standardize" not in extra)
     assert "same_data" not in m  # only for run:PATH features
     cm = (run / "confusion_matrix.csv").read_text().splitlines()
     assert len(cm) == 11 and sum(int(v) for row in cm[1:] for v in row.split(",")[1:]) == 360
