@@ -28,11 +28,13 @@ Viterbi paths. Timed: ``--repeat`` calls per measurement, sides alternating over
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
+import sys
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _abba import abba
 from torch import Tensor
 
 from visrep.models.layers import ChainCRF
@@ -70,26 +72,6 @@ def make_case(b: int, t: int, k: int, dev: torch.device, dtype: torch.dtype):
     return emissions, tags, mask, ours, ref
 
 
-def _timed(fn: Callable[[], object], repeat: int, sync: Callable[[], None]) -> float:
-    t0 = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    sync()
-    return (time.perf_counter() - t0) / repeat
-
-
-def _abba(sides: dict[str, Callable[[], object]], rounds: int, repeat: int, sync) -> dict:
-    for fn in sides.values():  # warm-up
-        fn()
-    sync()
-    times: dict[str, list[float]] = {s: [] for s in sides}
-    order = list(sides)
-    for r in range(rounds):
-        for side in order if r % 2 == 0 else order[::-1]:
-            times[side].append(_timed(sides[side], repeat, sync))
-    return {s: statistics.median(v) for s, v in times.items()}
-
-
 def bench_nll(case, args, sync) -> tuple[dict[str, float], bool]:
     emissions, tags, mask, ours, ref = case
     e1, e2 = emissions.clone().requires_grad_(True), emissions.clone().requires_grad_(True)
@@ -115,7 +97,7 @@ def bench_nll(case, args, sync) -> tuple[dict[str, float], bool]:
         and close(e1.grad, e2.grad)
         and close(ours.transitions.grad, ref.transitions.grad)
     )
-    med = _abba({"visrep": visrep_side, "pytorch-crf": ref_side}, args.rounds, args.repeat, sync)
+    med = abba({"visrep": visrep_side, "pytorch-crf": ref_side}, args.rounds, args.repeat, sync)
     return med, same
 
 
@@ -134,7 +116,7 @@ def bench_viterbi(case, args, sync) -> tuple[dict[str, float], bool]:
     lengths = mask.sum(1).tolist()
     ours_paths = [p[:n] for p, n in zip(visrep_side().tolist(), lengths, strict=True)]
     same = ours_paths == ref_side()
-    med = _abba({"visrep": visrep_side, "pytorch-crf": ref_side}, args.rounds, args.repeat, sync)
+    med = abba({"visrep": visrep_side, "pytorch-crf": ref_side}, args.rounds, args.repeat, sync)
     return med, same
 
 

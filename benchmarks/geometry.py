@@ -32,11 +32,14 @@ synchronised.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _abba import abba
 from torch import Tensor
 
 from visrep.models.layers import affine_grid, bilinear_kernel_reference, bilinear_sample
@@ -52,26 +55,6 @@ def _case(text: str) -> tuple[int, int, int, int]:
     if min(b, c, h, w) < 1:
         raise SystemExit(f"--cases: need B, C, H, W >= 1, got {text!r}")
     return b, c, h, w
-
-
-def _timed(fn: Callable[[], object], repeat: int, sync: Callable[[], None]) -> float:
-    t0 = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    sync()
-    return (time.perf_counter() - t0) / repeat
-
-
-def _abba(sides: dict[str, Callable[[], object]], rounds: int, repeat: int, sync) -> dict:
-    for fn in sides.values():  # warm-up
-        fn()
-    sync()
-    times: dict[str, list[float]] = {s: [] for s in sides}
-    order = list(sides)
-    for r in range(rounds):
-        for side in order if r % 2 == 0 else order[::-1]:
-            times[side].append(_timed(sides[side], repeat, sync))
-    return {s: statistics.median(v) for s, v in times.items()}
 
 
 def bench_sampler(case, args, sync, dev, dtype) -> tuple[dict[str, float], dict[str, bool]]:
@@ -117,7 +100,7 @@ def bench_sampler(case, args, sync, dev, dtype) -> tuple[dict[str, float], dict[
         same[name] = bool(torch.allclose(out, ref_out, atol=tol, rtol=tol)) and (
             grad is None or bool(torch.allclose(grad, ref_grad, atol=tol, rtol=tol))
         )
-    med = _abba(sides, args.rounds, args.repeat, sync)
+    med = abba(sides, args.rounds, args.repeat, sync)
     return med, same
 
 
