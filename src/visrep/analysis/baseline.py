@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 from visrep.data.base import stratified_split
 from visrep.data.samples import IMAGE, LABEL, POINT, collate
 from visrep.errors import ConfigError, DataError, ShapeError
+from visrep.tasks.base import mean_class_accuracy
 
 __all__ = [
     "DEFAULT_ALPHAS",
@@ -421,10 +422,9 @@ def classification_scores(pred: Tensor, target: Tensor, num_classes: int) -> dic
     rows = cm.sum(1)
     per = cm.diagonal().double() / rows.clamp_min(1)
     per = torch.where(rows > 0, per, torch.full_like(per, math.nan))
-    present = rows > 0
     return {
         "acc": float(cm.diagonal().sum()) / max(int(rows.sum()), 1),
-        "acc_mean_class": float(per[present].mean()) if present.any() else 0.0,
+        "acc_mean_class": float(mean_class_accuracy(cm)),
         "acc_per_class": per.tolist(),
         "confusion_matrix": cm.tolist(),
     }

@@ -53,7 +53,7 @@ from visrep.models.registry import BACKBONES
 from visrep.models.video import build_2d
 from visrep.plots.video import plot_clip_strips
 from visrep.runs import RunDir
-from visrep.tasks.base import Task, write_confusion_matrix
+from visrep.tasks.base import Task, mean_class_accuracy, write_confusion_matrix
 from visrep.tasks.optim import OptimConfig
 
 __all__ = [
@@ -173,9 +173,8 @@ def frame_class_scores(confusion: Tensor) -> tuple[float, float]:
     support = cm.sum(1)
     gesture = support[1:].sum()
     acc_gesture = (cm.diagonal()[1:].sum() / gesture).item() if gesture > 0 else float("nan")
-    has = support > 0
-    recall = cm.diagonal()[has] / support[has]
-    return acc_gesture, (recall.mean().item() if has.any() else float("nan"))
+    mean = float(mean_class_accuracy(cm)) if (support > 0).any() else float("nan")
+    return acc_gesture, mean
 
 
 def sequence_accuracy(seq_pred: Tensor, labels: Tensor) -> Tensor:
