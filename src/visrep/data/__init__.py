@@ -153,9 +153,12 @@ from visrep.data.classification import RingsDataModule  # noqa: E402 (appended: 
 
 __all__ += ["RingsDataModule"]
 
-from visrep.data.video import MovingDigitsGestureDataModule  # noqa: E402 (appended: issue 19)
+from visrep.data.video import (  # noqa: E402 (appended: issue 19)
+    DigitStringsDataModule,
+    MovingDigitsGestureDataModule,
+)
 
-__all__ += ["MovingDigitsGestureDataModule"]
+__all__ += ["DigitStringsDataModule", "MovingDigitsGestureDataModule"]
 
 from visrep.data.classification import (  # noqa: E402 (appended: issue 18, distorted digits)
     DistortedDigitsDataModule,

@@ -19,8 +19,14 @@ fields"):
   ``hidden_per_label`` hidden states, decoded from the summed hidden-state marginals
   (:class:`~visrep.models.layers.LatentDynamicCRF`).
 
-Per-frame classes are ``G + 1``: background (0) and the ``G`` clip classes of the data spec
-(:func:`~visrep.data.video.gesture.frame_class_names`). Metrics: ``frame_acc`` (per-frame
+Two kinds of data. GESTURES (the data gives a clip label, ``label``, as
+:class:`~visrep.data.MovingDigitsGestureDataModule`): the per-frame classes are ``G + 1``,
+background (0) and the ``G`` clip classes of the data spec
+(:func:`~visrep.data.video.gesture.frame_class_names`). STRINGS (no clip label, as
+:class:`~visrep.data.DigitStringsDataModule`): the frame classes are the spec's ``K`` classes,
+with no background; ``seq_acc`` is the fraction of strings with every frame right, the
+``frame_acc_gesture`` metric and the HCRF (which labels whole clips) do not apply, and the test
+confusion matrix is over frames. For gestures, the metrics are: ``frame_acc`` (per-frame
 accuracy over the ``G + 1`` classes; not for ``hcrf``, which has no per-frame output; most
 frames are background, so it rewards predicting background), with, on val and test,
 ``frame_acc_gesture`` (accuracy on the frames whose true class is a gesture) and
@@ -53,8 +59,15 @@ from visrep.models.registry import BACKBONES
 from visrep.models.video import build_2d
 from visrep.plots.video import plot_clip_strips
 from visrep.runs import RunDir
-from visrep.tasks.base import Task, mean_class_accuracy, write_confusion_matrix
+from visrep.tasks.base import Task, write_confusion_matrix
 from visrep.tasks.optim import OptimConfig
+from visrep.tasks.sequence_metrics import (
+    frame_accuracy,
+    frame_class_scores,
+    frame_confusion,
+    majority_gesture,
+    sequence_accuracy,
+)
 
 __all__ = [
     "FRAME_INPUTS",
@@ -102,95 +115,6 @@ def frame_inputs(video: Tensor, mode: FrameInput) -> Tensor:
     raise ConfigError(f"model.frame_input must be one of {list(FRAME_INPUTS)}, got {mode!r}")
 
 
-def majority_gesture(frame_pred: Tensor, num_gestures: int) -> Tensor:
-    """The gesture of a clip from its per-frame classes (0 background, ``g + 1`` gesture ``g``):
-    the gesture predicted on most non-background frames (ties: the lowest id); ``-1`` when
-    every frame is predicted background.
-
-    Shape: ``(B, T) -> (B,)`` long; entries ``-1`` (padding) are ignored.
-
-    >>> majority_gesture(torch.tensor([[0, 2, 2, 1, 0], [0, 0, 0, 0, 0]]), 2).tolist()
-    [1, -1]
-    """
-    if frame_pred.dim() != 2:
-        raise ShapeError(
-            f"majority_gesture: expected (B, T) classes, got {tuple(frame_pred.shape)}"
-        )
-    valid = frame_pred > 0
-    onehot = F.one_hot(frame_pred.clamp(0, num_gestures), num_gestures + 1)[..., 1:]
-    counts = (onehot * valid[..., None]).sum(1)  # (B, G)
-    return torch.where(counts.sum(-1) > 0, counts.argmax(-1), -1)
-
-
-def frame_accuracy(frame_pred: Tensor, frame_labels: Tensor) -> Tensor:
-    """Fraction of frames whose class is right, over all frames of the batch ``(B, T)``.
-
-    >>> frame_accuracy(torch.tensor([[0, 1, 1, 0]]), torch.tensor([[0, 1, 2, 0]])).item()
-    0.75
-    """
-    if frame_pred.shape != frame_labels.shape:
-        raise ShapeError(
-            f"frame_accuracy: predictions {tuple(frame_pred.shape)} and labels "
-            f"{tuple(frame_labels.shape)} differ"
-        )
-    return (frame_pred == frame_labels).double().mean()
-
-
-def frame_confusion(frame_pred: Tensor, frame_labels: Tensor, num_classes: int) -> Tensor:
-    """Frame counts by (true, predicted) class, ``(K, K)`` long (rows true). Frames labelled
-    outside ``[0, K)`` (padding ``-1``) are ignored; a prediction outside it is a ShapeError.
-
-    >>> frame_confusion(torch.tensor([[0, 1, 1, 0]]), torch.tensor([[0, 1, 2, -1]]), 3).tolist()
-    [[1, 0, 0], [0, 1, 0], [0, 1, 0]]
-    """
-    if frame_pred.shape != frame_labels.shape:
-        raise ShapeError(
-            f"frame_confusion: predictions {tuple(frame_pred.shape)} and labels "
-            f"{tuple(frame_labels.shape)} differ"
-        )
-    y, p = frame_labels.flatten().long(), frame_pred.flatten().long()
-    keep = (y >= 0) & (y < num_classes)
-    y, p = y[keep], p[keep]
-    if p.numel() and (int(p.min()) < 0 or int(p.max()) >= num_classes):
-        raise ShapeError(f"frame_confusion: predicted classes must lie in [0, {num_classes})")
-    cm = torch.bincount(y * num_classes + p, minlength=num_classes**2)
-    return cm.view(num_classes, num_classes)
-
-
-def frame_class_scores(confusion: Tensor) -> tuple[float, float]:
-    """``(frame_acc_gesture, frame_acc_mean_class)`` of a frame confusion matrix ``(K, K)``
-    (rows true, columns predicted, class 0 background): the accuracy over the frames whose
-    true class is a gesture (``> 0``), and the mean over the classes with true frames of their
-    recall ``cm[c, c] / sum_j cm[c, j]`` (balanced accuracy); ``nan`` when there are no such
-    frames. Unlike ``frame_acc``, neither is won by predicting background everywhere.
-
-    >>> frame_class_scores(torch.tensor([[6, 0, 0], [1, 1, 0], [2, 0, 0]]))
-    (0.25, 0.5)
-    """
-    cm = confusion.double()
-    if cm.dim() != 2 or cm.shape[0] != cm.shape[1]:
-        raise ShapeError(f"frame_class_scores: expected a (K, K) matrix, got {tuple(cm.shape)}")
-    support = cm.sum(1)
-    gesture = support[1:].sum()
-    acc_gesture = (cm.diagonal()[1:].sum() / gesture).item() if gesture > 0 else float("nan")
-    mean = float(mean_class_accuracy(cm)) if (support > 0).any() else float("nan")
-    return acc_gesture, mean
-
-
-def sequence_accuracy(seq_pred: Tensor, labels: Tensor) -> Tensor:
-    """Fraction of clips whose gesture is right (a prediction of ``-1``, no gesture, is wrong).
-
-    >>> sequence_accuracy(torch.tensor([1, -1, 0]), torch.tensor([1, 0, 0])).item()
-    0.6666666666666666
-    """
-    if seq_pred.shape != labels.shape:
-        raise ShapeError(
-            f"sequence_accuracy: predictions {tuple(seq_pred.shape)} and labels "
-            f"{tuple(labels.shape)} differ"
-        )
-    return (seq_pred == labels).double().mean()
-
-
 # -- the model ------------------------------------------------------------------------------------
 class FrameSequenceNet(nn.Module):
     """Per-frame encoder -> linear per-frame scores -> temporal head (see the module docstring).
@@ -199,7 +123,8 @@ class FrameSequenceNet(nn.Module):
         encoder: a 2D backbone built for ``C'`` input channels (:func:`frame_inputs`) with no
             classifier (``num_classes=0``); its pooled features are the frame's features.
         mean, std: per-channel statistics of the frames (normalised before the pairing).
-        num_gestures: ``G`` clip classes; the frame classes are ``G + 1``.
+        num_gestures: ``G`` clip classes; the frame classes are ``G + 1`` (with ``background``),
+            else ``G``.
         frame_input: ``single``, ``pair`` or ``diff``.
         head: ``softmax``, ``chain_crf``, ``hcrf`` or ``ldcrf``.
         hidden_per_label: hidden states per label of the HCRF / LDCRF.
@@ -207,6 +132,9 @@ class FrameSequenceNet(nn.Module):
             by all gestures (Quattoni et al.'s model); False gives each gesture its own set.
         freeze_encoder: the encoder's weights take no gradient and it stays in eval mode (its
             batch-norm statistics are kept), so the head trains on fixed features.
+        background: frame class 0 is background and the clip's class is its majority gesture
+            (gestures); False: the frames' classes are the ``num_gestures`` classes themselves
+            (strings), and there is no clip class.
 
     Shape: video ``(B, T, C, H, W)`` in [0, 1] -> scores ``(B, T, num_states)``.
     """
@@ -222,6 +150,7 @@ class FrameSequenceNet(nn.Module):
         hidden_per_label: int = 3,
         hcrf_shared: bool = True,
         freeze_encoder: bool = False,
+        background: bool = True,
     ) -> None:
         super().__init__()
         if head not in HEADS:
@@ -232,11 +161,17 @@ class FrameSequenceNet(nn.Module):
             )
         if num_gestures < 1:
             raise ConfigError(f"FrameSequenceNet: num_gestures must be >= 1, got {num_gestures}")
+        if head == "hcrf" and not background:
+            raise ConfigError(
+                "model.head hcrf labels whole clips: it needs data with a clip label (gestures), "
+                "not strings labelled frame by frame"
+            )
+        self.background = background
         self.normalize = Normalize(mean, std)
         self.encoder = encoder
         self.num_gestures, self.frame_input, self.head_kind = num_gestures, frame_input, head
         self.frozen = freeze_encoder
-        k = num_gestures + 1  # frame classes
+        k = num_gestures + 1 if background else num_gestures  # frame classes
         self.head: nn.Module | None
         if head == "softmax":
             self.head, states = None, k
@@ -277,7 +212,7 @@ class FrameSequenceNet(nn.Module):
         """Per-frame scores ``(B, T, num_states)`` (the head's unary potentials)."""
         return self.unary(self.features(video))
 
-    def loss(self, unary: Tensor, labels: Tensor, frame_labels: Tensor) -> Tensor:
+    def loss(self, unary: Tensor, labels: Tensor | None, frame_labels: Tensor) -> Tensor:
         """The head's loss: per-frame cross-entropy (softmax); the chain CRF's and LDCRF's NLL
         divided by ``T`` (a per-frame NLL, on the cross-entropy's scale: same optimum); the
         HCRF's ``-log p(y | x)``; all averaged over the clips."""
@@ -288,9 +223,9 @@ class FrameSequenceNet(nn.Module):
             return self.head(unary, labels)
         return self.head(unary, frame_labels) / t
 
-    def decode(self, unary: Tensor) -> tuple[Tensor | None, Tensor]:
+    def decode(self, unary: Tensor) -> tuple[Tensor | None, Tensor | None]:
         """Per-frame classes ``(B, T)`` (None for the HCRF) and the clip gestures ``(B,)``
-        (``-1``: no gesture found)."""
+        (``-1``: no gesture found; None without ``background``)."""
         if self.head_kind == "hcrf":
             return None, self.head.predict(unary)
         if self.head_kind == "softmax":
@@ -299,12 +234,16 @@ class FrameSequenceNet(nn.Module):
             frames = self.head.decode(unary)[0]
         else:
             frames = self.head.decode(unary)
+        if not self.background:
+            return frames, None
         return frames, majority_gesture(frames, self.num_gestures)
 
 
 # -- the task -------------------------------------------------------------------------------------
 class SequenceLabelingTask(Task):
-    """Trains a :class:`FrameSequenceNet` on clips with per-frame labels (``frame_labels``).
+    """Trains a :class:`FrameSequenceNet` on clips with per-frame labels (``frame_labels``):
+    gesture clips with a clip label, or strings labelled frame by frame only (see the module
+    docstring).
 
     Args:
         backbone: the per-frame 2D encoder, any registered backbone with its options
@@ -365,6 +304,7 @@ class SequenceLabelingTask(Task):
             raise ConfigError(
                 "SequenceLabelingTask needs the data's classes, channels, frame size and mean/std"
             )
+        self.strings = LABEL not in spec.keys  # frames labelled by the K classes, no background
         hp = self.hparams
         chans = spec.in_chans * (2 if hp.frame_input == "pair" else 1)
         encoder = build_2d(
@@ -383,16 +323,19 @@ class SequenceLabelingTask(Task):
             hp.hidden_per_label,
             hp.hcrf_shared,
             hp.freeze_encoder,
+            background=not self.strings,
         )
-        self.frame_names = frame_class_names(spec.class_names)
+        names = spec.class_names
+        self.frame_names = tuple(names) if self.strings else frame_class_names(names)
         for stage in ("train", "val", "test"):
             setattr(self, f"{stage}_seq_acc", MeanMetric())
             setattr(self, f"{stage}_frame_acc", MeanMetric())
-        k = spec.num_classes + 1
+        k = len(self.frame_names)
         for stage in ("val", "test"):  # frames by (true, predicted) class
             setattr(self, f"{stage}_frame_confmat", MulticlassConfusionMatrix(k))
-        # clips by (true, predicted) gesture, 0 = "none" (no gesture found)
-        self.test_confmat = MulticlassConfusionMatrix(spec.num_classes + 1)
+        # gestures: clips by (true, predicted) gesture, 0 = "none" (no gesture found);
+        # strings: frames by (true, predicted) class
+        self.test_confmat = MulticlassConfusionMatrix(k)
 
     def on_fit_start(self) -> None:
         """``init_weights`` (the encoder) at the start of a new fit only. A frozen encoder must
@@ -424,10 +367,12 @@ class SequenceLabelingTask(Task):
         return self.net(video)
 
     # -- steps -----------------------------------------------------------------------------------
-    def _batch(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
-        video, labels, frames = batch[VIDEO], batch[LABEL], batch.get(FRAME_LABELS)
+    def _batch(self, batch: Batch) -> tuple[Tensor, Tensor | None, Tensor]:
+        video, labels, frames = batch[VIDEO], batch.get(LABEL), batch.get(FRAME_LABELS)
         if frames is None:
             raise DataError(f"the batch has no '{FRAME_LABELS}' (per-frame labels)")
+        if labels is None and not self.strings:
+            raise DataError(f"the batch has no '{LABEL}' (the gesture of each clip)")
         if frames.shape != video.shape[:2]:
             raise ShapeError(
                 f"'{FRAME_LABELS}' has shape {tuple(frames.shape)}, expected (B, T) = "
@@ -435,16 +380,19 @@ class SequenceLabelingTask(Task):
             )
         return video, labels, frames
 
-    def _step(self, batch: Batch, stage: str) -> tuple[Tensor, Tensor | None, Tensor]:
+    def _step(self, batch: Batch, stage: str) -> tuple[Tensor, Tensor | None, Tensor | None]:
         video, labels, frames = self._batch(batch)
         unary = self.net(video)
         loss = self.net.loss(unary, labels, frames)
-        n = len(labels)
+        n = len(video)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
         with torch.no_grad():
             frame_pred, seq_pred = self.net.decode(unary.detach())
         seq = getattr(self, f"{stage}_seq_acc")
-        seq.update((seq_pred == labels).float())
+        if self.strings:  # a string is right when all its frames are
+            seq.update((frame_pred == frames).all(1).float())
+        else:
+            seq.update((seq_pred == labels).float())
         self.log(f"{stage}/seq_acc", seq, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
         if frame_pred is not None:
             acc = getattr(self, f"{stage}_frame_acc")
@@ -470,7 +418,8 @@ class SequenceLabelingTask(Task):
         cm = confmat.compute()
         confmat.reset()
         gesture, mean_class = frame_class_scores(cm)
-        self.log(f"{stage}/frame_acc_gesture", gesture)
+        if not self.strings:  # strings have no background: every frame is a "gesture" frame
+            self.log(f"{stage}/frame_acc_gesture", gesture)
         self.log(f"{stage}/frame_acc_mean_class", mean_class)
 
     def on_validation_epoch_end(self) -> None:
@@ -482,7 +431,11 @@ class SequenceLabelingTask(Task):
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         _, frame_pred, seq_pred = self._step(batch, "test")
         video, labels, frames = self._batch(batch)
-        self.test_confmat.update(seq_pred + 1, labels + 1)
+        if self.strings:
+            self.test_confmat.update(frame_pred.flatten(), frames.flatten())
+            labels = seq_pred = torch.full((len(video),), -1, device=video.device)
+        else:
+            self.test_confmat.update(seq_pred + 1, labels + 1)
         k = 8 - sum(len(s[0]) for s in self._samples)
         if k > 0:
             fp = frame_pred[:k] if frame_pred is not None else torch.full_like(frames[:k], -1)
@@ -500,18 +453,24 @@ class SequenceLabelingTask(Task):
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
         frame_pred, seq_pred = self.net.decode(self.net(batch[VIDEO]))
-        out = {"pred": seq_pred}
+        out = {}
+        if seq_pred is not None:
+            out["pred"] = seq_pred
         if frame_pred is not None:
             out["frames"] = frame_pred
         return out
 
     def predict_rows(self, outputs: list[dict[str, Tensor]]) -> list[dict[str, Any]]:
-        """``class,class_index,frames`` per clip (``frames``: the per-frame classes as a strip,
-        ``.`` background, ``g + 1`` gesture ``g``; empty for the HCRF)."""
+        """Gestures: ``class,class_index,frames`` per clip (``frames``: the per-frame classes as
+        a strip, ``.`` background, ``g + 1`` gesture ``g``; empty for the HCRF). Strings:
+        ``frames`` only (class ``c`` as the ``c``-th of ``0-9a-z``)."""
         names = list(self.spec.class_names) if self.spec else []
         rows = []
         for out in outputs:
             frames = out.get("frames")
+            if "pred" not in out:  # strings
+                rows += [{"frames": _strip(f, background=False)} for f in frames]
+                continue
             for i, c in enumerate(out["pred"].tolist()):
                 name = "none" if c < 0 else (names[c] if c < len(names) else str(c))
                 strip = _strip(frames[i]) if frames is not None else ""
@@ -520,13 +479,16 @@ class SequenceLabelingTask(Task):
 
     # -- what the trainer calls ------------------------------------------------------------------
     def write_artifacts(self, run: RunDir, stage: str) -> dict[str, Any]:
-        """After test: the clip confusion matrix over ``none`` + the gestures (CSV and plot) and
-        ``plots/test_predictions.png``: test clips with their true and predicted per-frame
-        classes as strips (``.`` background, ``g + 1`` gesture ``g``)."""
+        """After test: the clip confusion matrix over ``none`` + the gestures (strings: the frame
+        confusion matrix over the classes; CSV and plot) and ``plots/test_predictions.png``:
+        test clips with their true and predicted per-frame classes as strips (``.``
+        background, ``g + 1`` gesture ``g``)."""
         results = getattr(self, "_test_results", None)
         if stage != "test" or not results:
             return {}
         self._test_results = None
+        if self.strings:
+            return self._write_string_artifacts(run, results)
         names = list(self.spec.class_names)
         cm = results["confusion_matrix"]
         write_confusion_matrix(run, ["none", *names], cm)
@@ -545,8 +507,27 @@ class SequenceLabelingTask(Task):
         per_class = (rows[:, 1:].diagonal() / rows.sum(1).clamp(min=1)).tolist()
         return {"test/seq_acc_per_class": dict(zip(names, per_class, strict=True))}
 
+    def _write_string_artifacts(self, run: RunDir, results: dict[str, Any]) -> dict[str, Any]:
+        """Strings: the frame confusion matrix, the strips plot and the per-class frame recall."""
+        names = list(self.frame_names)
+        cm = results["confusion_matrix"]
+        write_confusion_matrix(run, names, cm)
+        video, _, frames, _, frame_pred = results["samples"]
+        titles = [
+            f"true  {_strip(frames[i], False)}\npred  {_strip(frame_pred[i], False)}"
+            for i in range(len(frames))
+        ]
+        correct = (frame_pred == frames).all(1).tolist()
+        plot_clip_strips(video, titles, run.plots / "test_predictions.png", correct=correct)
+        rows = torch.tensor(cm, dtype=torch.float64)
+        per_class = (rows.diagonal() / rows.sum(1).clamp(min=1)).tolist()
+        return {"test/frame_acc_per_class": dict(zip(names, per_class, strict=True))}
 
-def _strip(frames: Tensor) -> str:
-    """Per-frame classes as one character each: ``.`` background, ``1..9`` then ``a..z``."""
-    chars = ".123456789abcdefghijklmnopqrstuvwxyz"
+
+def _strip(frames: Tensor, background: bool = True) -> str:
+    """Per-frame classes as one character each: ``.`` background, ``1..9`` then ``a..z``;
+    without background, class ``c`` is the ``c``-th of ``0..9a..z``."""
+    chars = "0123456789abcdefghijklmnopqrstuvwxyz"
+    if background:
+        chars = "." + chars[1:]
     return "".join(chars[c] if 0 <= c < len(chars) else "?" for c in frames.tolist())

@@ -97,3 +97,10 @@ from visrep.data.video.gesture import (  # noqa: E402 (appended: issue 19, gestu
 )
 
 __all__ += ["GestureClipDataset", "MovingDigitsGestureDataModule", "frame_class_names"]
+
+from visrep.data.video.digit_strings import (  # noqa: E402 (appended: issue 19, digit strings)
+    DigitStringDataset,
+    DigitStringsDataModule,
+)
+
+__all__ += ["DigitStringDataset", "DigitStringsDataModule"]
