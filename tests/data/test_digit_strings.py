@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import SHARED_DATA
 from visrep.data import DigitStringsDataModule
 from visrep.data.base import LoaderConfig
 from visrep.data.samples import FRAME_LABELS, LABEL, VIDEO
@@ -18,7 +19,7 @@ from visrep.data.video.moving_digits import load_digit_pool
 from visrep.errors import ConfigError, DataError, ShapeError
 from visrep.tasks import SequenceLabelingTask
 
-KMNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "kmnist" / "KMNIST"
+KMNIST = SHARED_DATA / "kmnist" / "KMNIST"
 
 
 def _dm(**kw) -> DigitStringsDataModule:
