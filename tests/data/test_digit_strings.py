@@ -110,7 +110,15 @@ def test_test_strings_use_held_out_images() -> None:
     dm = _dm()
     dm.setup("test")
     assert torch.equal(dm.test_set.pool.images, load_digit_pool("sklearn", "test", 8).images)
-    assert torch.equal(dm.val_set.pool.images, load_digit_pool("sklearn", "train", 8).images)
+    train, val = dm.train_set.dataset.pool, dm.val_set.pool
+    every = load_digit_pool("sklearn", "train", 8)
+    assert len(train) + len(val) == len(every) and len(val) == round(0.1 * len(every))
+    both = torch.cat((train.images, val.images)).flatten(1)
+    # together the training images, each once: the two sets are disjoint
+    assert torch.equal(both.sort(0).values, every.images.flatten(1).sort(0).values)
+    assert torch.equal(
+        torch.cat((train.labels, val.labels)).sort().values, every.labels.sort().values
+    )
 
 
 def test_explicit_transitions() -> None:
@@ -128,6 +136,7 @@ def test_explicit_transitions() -> None:
         ({"digit_size": 2}, "digit_size"),
         ({"train_strings": 0}, "train_strings"),
         ({"test_strings": 0}, "test_strings"),
+        ({"val_images": 0.0}, "val_images"),
         ({"transitions": [[1.0, 0.0]]}, "K x K"),
         ({"transitions": [[0.7, 0.7], [0.5, 0.5]]}, "sum to 1"),
     ],
@@ -164,8 +173,8 @@ def test_kmnist_source_with_separate_labels() -> None:
     )
     dm.setup("fit")
     pool = dm.train_set.dataset.pool
-    assert pool.images.shape == (8000, 28, 28)
-    assert len(dm.test_set.pool) == 2000 and (torch.bincount(pool.labels) > 700).all()
+    assert pool.images.shape == (7200, 28, 28) and len(dm.val_set.pool) == 800
+    assert len(dm.test_set.pool) == 2000 and (torch.bincount(pool.labels) > 600).all()
     assert pool.labels.min() == 0 and pool.labels.max() == 9
     assert dm.spec().image_size == (28, 28)
 

@@ -17,7 +17,8 @@ Samples are ``{"video": Video (T, 1, S, S), "frame_labels": (T,) int64, "meta": 
 label, so :class:`~visrep.tasks.SequenceLabelingTask` labels every frame with one of the ``K``
 classes (no background) and scores a string as right when all its frames are. Test strings
 use the source's held-out images (its own test split, or the fixed 20% of a single-file
-source: :func:`~visrep.data.video.moving_digits.load_digit_pool`).
+source: :func:`~visrep.data.video.moving_digits.load_digit_pool`), validation strings a fixed
+10% of its training images that training strings never show.
 """
 
 from __future__ import annotations
@@ -135,6 +136,19 @@ def draw_images(labels: Tensor, strings: Tensor, generator: torch.Generator) -> 
     return by_class[start[strings] + offset]
 
 
+def _split_pool(pool: DigitPool, fraction: float) -> dict[str, DigitPool]:
+    """The training images split (seeded, fixed) into images of training and of validation
+    strings, so validation strings show images the model never trained on, as test strings do."""
+    order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(0))
+    n_val = round(fraction * len(pool))
+    val, train = order[:n_val].sort().values, order[n_val:].sort().values
+
+    def sub(idx: Tensor) -> DigitPool:
+        return DigitPool(pool.images[idx], pool.labels[idx], pool.source)
+
+    return {"train": sub(train), "val": sub(val)}
+
+
 # -- data set -------------------------------------------------------------------------------------
 class DigitStringDataset(Dataset):
     """``length`` strings drawn once from the chain, with their images (a function of ``seed``,
@@ -190,8 +204,10 @@ class DigitStringsDataModule(SplitDataModule):
             number of classes ``K`` means no structure.
         transitions: an explicit ``K x K`` row-stochastic matrix instead (the first class is
             uniform).
-        train_strings, val_strings, test_strings: split sizes (validation strings use training
-            images; test strings held-out images).
+        train_strings, val_strings, test_strings: split sizes.
+        val_images: the fraction of the source's training images that only validation strings
+            show (a fixed seeded draw); test strings show the source's held-out images. Neither
+            shares an image with the training strings.
         seed: the data set's seed (the chain and every string).
         loader, split: as in :class:`~visrep.data.base.SplitDataModule`.
     """
@@ -207,6 +223,7 @@ class DigitStringsDataModule(SplitDataModule):
         train_strings: int = 2000,
         val_strings: int = 300,
         test_strings: int = 1000,
+        val_images: float = 0.1,
         seed: int = 0,
         loader: LoaderConfig | None = None,
         split: SplitConfig | None = None,
@@ -223,6 +240,9 @@ class DigitStringsDataModule(SplitDataModule):
         ):
             if n < least:
                 raise ConfigError(f"data.{name} must be >= {least}, got {n}")
+        if not 0 < val_images < 1:
+            raise ConfigError(f"data.val_images must be in (0, 1), got {val_images}")
+        self.val_images = float(val_images)
         self.transitions = None
         if transitions is not None:
             a = torch.as_tensor(transitions, dtype=torch.float64)
@@ -260,12 +280,13 @@ class DigitStringsDataModule(SplitDataModule):
         return successor_chain(num_classes, self.successors, self.seed)
 
     def load(self) -> Splits:
-        pools = {"train": self._pool("train"), "test": self._pool("test")}
+        train_pool = self._pool("train")
+        pools = {"test": self._pool("test"), **_split_pool(train_pool, self.val_images)}
         k = int(max(int(p.labels.max()) for p in pools.values())) + 1
         initial, transition = self.chain(k)
         sets = {
             split: DigitStringDataset(
-                pools["test" if split == "test" else "train"],
+                pools[split],
                 initial,
                 transition,
                 split,
