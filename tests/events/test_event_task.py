@@ -23,10 +23,11 @@ from visrep.events import (
 from visrep.events.representations.registry import representation_shape
 from visrep.models import create_backbone
 from visrep.models.event_classifier import EventClassifier, rms_normalize
+from visrep.plots.events import event_images
 from visrep.runs import load_checkpoint
 from visrep.tasks import EventClassificationTask, OptimConfig
 from visrep.tasks.checkpoint import read_task_checkpoint
-from visrep.tasks.event_classification import event_frame_image, first_samples
+from visrep.tasks.event_classification import first_samples
 
 SIZE = (20, 20)
 FAST = {"est": {"init_steps": 0, "bins": 2}, "matrix_lstm": {"hidden_size": 4}}
@@ -104,15 +105,12 @@ def test_first_samples_and_frame_image() -> None:
     assert torch.equal(head.t, batch.t[:12])
     frames = torch.zeros(2, 2, 3, 3)
     frames[0, 1, 0, 0] = 4.0  # ON
-    frames[0, 0, 2, 2] = -2.0  # OFF
-    img = event_frame_image(frames)
+    frames[0, 0, 2, 2] = 2.0  # OFF
+    img = event_images(frames, "count")
     assert img.shape == (2, 3, 3, 3) and img.min() >= 0 and img.max() <= 1
-    assert img[0, :, 0, 0].tolist() == [1.0, 0.0, 0.0] and img[0, :, 2, 2].tolist() == [
-        0.0,
-        0.0,
-        0.5,
-    ]
-    assert img[1].sum() == 0
+    on, off = img[0, :, 0, 0], img[0, :, 2, 2]
+    assert on[0] > 0.8 > 0.2 > on[1:].max() and off[2] > 0.8 > 0.4 > off[:2].max()
+    assert torch.equal(img[1], torch.ones(3, 3, 3))  # no events: white
 
 
 def _trainer(tmp_path: Path, epochs: int, **kw) -> L.Trainer:

@@ -2,7 +2,7 @@
 
 * ``info FILE``: format, sensor size, number of events, duration, rate, polarity balance.
 * ``show FILE --repr NAME -o out.png``: a representation as an image (``-o out.npy`` saves the
-  ``(C, H, W)`` tensor instead).
+  ``(C, H, W)`` tensor instead, ``-o out.gif`` / ``out.mp4`` draws it per time window as a clip).
 * ``convert IN OUT``: any readable format to ``.npz``, ``.h5`` or ATIS ``.bin``.
 * ``simulate INPUT OUT``: an image -> an N-MNIST-like saccade recording; a video or a folder of
   frames -> the events an event camera would have seen.
@@ -19,17 +19,23 @@ import torch
 
 from visrep.commands._common import Command, run_subcommands
 from visrep.data.datasets import IMAGE_EXTENSIONS
+from visrep.data.video.io import write_video
 from visrep.errors import ConfigError, DataError
 from visrep.events.io import READERS, WRITERS, read_events, write_events
 from visrep.events.representations.registry import create_representation, list_representations
 from visrep.events.simulate import saccade_events, simulate_events
 from visrep.events.types import EventBatch, EventStream
-from visrep.plots.events import plot_event_frames
-from visrep.tasks.event_classification import event_frame_image
+from visrep.plots.events import PERCENTILE, event_images, plot_event_frames
+from visrep.plots.video import save_gif
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg")
 # The largest dense frame `show` renders: 2**28 float32 elements (1 GiB) per sample.
 MAX_FRAME_ELEMENTS = 2**28
+IMAGE_OUTPUTS = (".png", ".npy")
+CLIP_OUTPUTS = (".gif", ".mp4")
+# Clips: the default window is 1/CLIP_RATE s; frames are enlarged to CLIP_MIN_SIDE pixels.
+CLIP_RATE = 30.0
+CLIP_MIN_SIDE = 256
 Size = tuple[int, int]
 
 
@@ -109,19 +115,38 @@ def show(
     repr: str = "count",
     repr_args: dict[str, Any] | None = None,
     sensor_size: Size | None = None,
+    percentile: float = PERCENTILE,
+    window_us: int | None = None,
+    fps: float | None = None,
+    max_frames: int = 300,
+    zoom: int | None = None,
 ) -> int:
-    """Render a representation of an event file to .png, or save it as .npy.
+    """Render an event file: a representation as .png or .npy, or the stream as a .gif/.mp4 clip.
+
+    Colours saturate at a percentile of the non-zero values, so hot pixels do not set the
+    scale; counts are on a log scale, signed maps (voxel) diverge from white at 0, and the
+    composite and the clips draw ON events red and OFF events blue on white.
 
     Args:
         file: an event file.
-        out: out.png (an image) or out.npy (the (C, H, W) tensor); -o for short.
-        repr: the representation, one of {reprs}.
+        out: out.png (a picture), out.npy (the (C, H, W) tensor), or a clip of the stream cut
+            into time windows, one frame each: out.gif, or out.mp4 (H.264); -o for short.
+        repr: the representation, one of {reprs}; a clip draws it per window.
         repr_args: the representation's options as JSON, e.g. '{{"bins": 5}}'.
         sensor_size: sensor size W H (default: what the file or its reader says).
+        percentile: colours saturate at this percentile of the non-zero |values|, in (0, 100].
+        window_us: clip: microseconds of events per frame (default 1/30 s, longer where that
+            makes more than --max_frames frames).
+        fps: clip: frames per second of playback (default: real time, 1e6 / window_us).
+        max_frames: clip: at most this many frames; later events are left out.
+        zoom: clip: integer enlargement of each frame (default: the smallest that makes the
+            longer side at least {min_side} pixels).
     """
     path = Path(out)
-    if path.suffix.lower() not in (".png", ".npy"):
-        raise ConfigError(f"-o {path}: expected a .png or .npy file")
+    ext = path.suffix.lower()
+    if ext not in IMAGE_OUTPUTS + CLIP_OUTPUTS:
+        raise ConfigError(f"-o {path}: expected a .png or .npy file, or a .gif or .mp4 clip")
+    _check_show_options(percentile, window_us, fps, max_frames, zoom)
     _refuse_folder(file)
     if sensor_size is not None:  # before the file is read at that size
         _check_frame_size(sensor_size)
@@ -129,20 +154,106 @@ def show(
     _check_frame_size(s.sensor_size)
     rep = create_representation(repr, s.sensor_size, **(repr_args or {})).eval()
     _check_frame_size(s.sensor_size, rep.out_channels)
+    if ext in CLIP_OUTPUTS:
+        if len(s) == 0:
+            raise DataError(f"{file}: no events, nothing to draw in {path.name}")
+        return _show_clip(s, rep, repr, path, percentile, window_us, fps, max_frames, zoom)
     with torch.no_grad():
         frames = rep(EventBatch.from_streams([s]))
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".npy":
+    if ext == ".npy":
         np.save(path, frames[0].numpy().astype(np.float32))
         print(f"{path}: {repr} tensor of shape {tuple(frames.shape[1:])} (C, H, W)")
         return 0
     title = f"{Path(file).name}: {repr}"
-    plot_event_frames(frames[0], event_frame_image(frames)[0], title, path)
+    plot_event_frames(frames[0], None, title, path, name=repr, percentile=percentile)
     print(f"{path}: {repr}, {frames.shape[1]} channels of {frames.shape[2]} x {frames.shape[3]}")
     return 0
 
 
-show.__doc__ = show.__doc__.format(reprs=", ".join(list_representations()))
+def _check_show_options(
+    percentile: float, window_us: int | None, fps: float | None, max_frames: int, zoom: int | None
+) -> None:
+    if not 0 < percentile <= 100:
+        raise ConfigError(f"--percentile must be in (0, 100], got {percentile}")
+    if window_us is not None and window_us <= 0:
+        raise ConfigError(f"--window_us must be > 0 microseconds, got {window_us}")
+    if fps is not None and not fps > 0:
+        raise ConfigError(f"--fps must be > 0, got {fps}")
+    if max_frames < 1:
+        raise ConfigError(f"--max_frames must be >= 1, got {max_frames}")
+    if zoom is not None and zoom < 1:
+        raise ConfigError(f"--zoom must be an integer >= 1, got {zoom}")
+
+
+def _event_windows(s: EventStream, window_us: int, max_frames: int) -> EventBatch:
+    """The stream cut into consecutive windows ``[t0 + k w, t0 + (k + 1) w)``, one sample each.
+
+    At most ``max_frames`` windows; later events are left out. A view of the events with
+    offsets from one ``searchsorted``: no copy per window, no padding.
+    """
+    t0 = int(s.t[0])
+    n = min(-(-(int(s.t[-1]) - t0 + 1) // window_us), max_frames)
+    offsets = np.searchsorted(s.t, t0 + window_us * np.arange(n + 1, dtype=np.int64), "left")
+    k = int(offsets[-1])
+    return EventBatch(
+        x=torch.from_numpy(s.x[:k].astype(np.int32)),
+        y=torch.from_numpy(s.y[:k].astype(np.int32)),
+        t=torch.from_numpy(s.t[:k].copy()),
+        p=torch.from_numpy(s.p[:k].copy()),
+        offsets=torch.from_numpy(offsets.astype(np.int64)),
+        sensor_size=s.sensor_size,
+    )
+
+
+def _show_clip(
+    s: EventStream,
+    rep: torch.nn.Module,
+    name: str,
+    path: Path,
+    percentile: float,
+    window_us: int | None,
+    fps: float | None,
+    max_frames: int,
+    zoom: int | None,
+) -> int:
+    """``show`` of a .gif or .mp4: the representation of each window, one colour scale."""
+    span = int(s.t[-1]) - int(s.t[0]) + 1
+    if window_us is None:  # 1/30 s per frame, or the whole recording in max_frames frames
+        window_us = max(round(1e6 / CLIP_RATE), -(-span // max_frames))
+    batch = _event_windows(s, window_us, max_frames)
+    n = len(batch)
+    w, h = s.sensor_size
+    if n * rep.out_channels * w * h > MAX_FRAME_ELEMENTS:
+        fit = max(1, MAX_FRAME_ELEMENTS // (rep.out_channels * w * h))
+        raise ConfigError(
+            f"--max_frames: {n} frames of {rep.out_channels} x {w} x {h} exceed the "
+            f"{MAX_FRAME_ELEMENTS:,} elements visrep events show renders; use at most {fit}"
+        )
+    with torch.no_grad():
+        frames = rep(batch)
+    rgb = event_images(frames, name, percentile=percentile, joint=True)  # (F, 3, H, W)
+    fh, fw = rgb.shape[-2:]
+    z = zoom or max(1, -(-CLIP_MIN_SIDE // max(fh, fw)))
+    rgb = rgb.repeat_interleave(z, -2).repeat_interleave(z, -1)
+    rate = fps or 1e6 / window_us
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".gif":
+        save_gif(rgb, path, fps=rate)
+    else:  # H.264 in 4:2:0 needs even sides: pad with the white background
+        rgb = torch.nn.functional.pad(rgb, (0, rgb.shape[-1] % 2, 0, rgb.shape[-2] % 2), value=1.0)
+        u8 = (rgb * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+        write_video(path, u8, fps=rate)
+    left = len(s) - batch.num_events
+    cut = f"; {left:,} later events left out (--max_frames)" if left else ""
+    print(
+        f"{path}: {n} frames of {window_us / 1e3:g} ms ({name}) at {rate:.4g} fps, "
+        f"{rgb.shape[-1]} x {rgb.shape[-2]} px{cut}"
+    )
+    return 0
+
+
+show.__doc__ = show.__doc__.format(reprs=", ".join(list_representations()), min_side=CLIP_MIN_SIDE)
 
 
 # -- convert ---------------------------------------------------------------------------------------
@@ -279,7 +390,7 @@ def simulate(
             raise ConfigError(f"--fps must be > 0, got {rate}")
         t = np.rint(np.arange(len(frames)) * 1e6 / rate).astype(np.int64)
         s = simulate_events(frames, t, **common)
-        what = f"{len(frames)} frames at {rate:g} fps"
+        what = f"{len(frames)} frames at {rate:.4g} fps"
     write_events(s, path)
     print(f"{path}: {_summary(s)} ({what})")
     return 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import torch
 from torch import Tensor
 
 from visrep.data.base import DataSpec
@@ -21,10 +20,11 @@ from visrep.models.backbones.cnn import small_cnn
 from visrep.models.event_classifier import EventClassifier
 from visrep.models.interface import BackboneFactory
 from visrep.models.registry import BACKBONES
+from visrep.plots.events import event_images
 from visrep.tasks.classification import ClassificationTask
 from visrep.tasks.optim import OptimConfig
 
-__all__ = ["EventClassificationTask", "event_frame_image", "first_samples"]
+__all__ = ["EventClassificationTask", "first_samples"]
 
 
 def first_samples(batch: EventBatch, k: int) -> EventBatch:
@@ -39,27 +39,6 @@ def first_samples(batch: EventBatch, k: int) -> EventBatch:
         batch.offsets[: k + 1],
         batch.sensor_size,
     )
-
-
-def event_frame_image(frames: Tensor) -> Tensor:
-    """Event frames ``(B, C, H, W)`` as displayable RGB images in ``[0, 1]``.
-
-    The magnitudes of the first half of the channels go to blue and those of the second half
-    to red, each sample scaled by its own maximum; for the polarity-major representations
-    (counts, surfaces, EST) that shows OFF events blue and ON events red. One channel is grey.
-
-    Shape:
-        ``(B, C, H, W) -> (B, 3, H, W)`` (``(B, 1, H, W)`` when ``C == 1``).
-    """
-    a = frames.detach().float().abs()
-    if a.shape[1] == 1:
-        img = a
-    else:
-        half = a.shape[1] // 2
-        off, on = a[:, :half].sum(1), a[:, half:].sum(1)
-        img = torch.stack([on, torch.zeros_like(on), off], 1)
-    peak = img.flatten(1).amax(1).clamp(min=1e-12)
-    return img / peak.view(-1, 1, 1, 1)
 
 
 class EventClassificationTask(ClassificationTask):
@@ -104,5 +83,7 @@ class EventClassificationTask(ClassificationTask):
         return EventClassifier(rep, backbone, hp.input_norm)
 
     def sample_images(self, x: EventBatch, k: int) -> Tensor:
-        """The first ``k`` samples' event frames as RGB images (OFF blue, ON red)."""
-        return event_frame_image(self.net.representation(first_samples(x, k)))
+        """The first ``k`` samples' representations as RGB images, drawn as their kind needs
+        (:func:`~visrep.plots.events.event_images`: polarity overlay, diverging or grey)."""
+        frames = self.net.representation(first_samples(x, k))
+        return event_images(frames, self.hparams.representation)
