@@ -128,3 +128,32 @@ def test_bad_options(tmp_path: Path, kw: dict, error: type, words: str) -> None:
     root = _davis(tmp_path)
     with pytest.raises(error, match=words):
         DavisVosDataModule(str(root), **kw).setup("fit")
+
+
+def test_static_episodes_move_the_object_with_its_mask(tmp_path: Path) -> None:
+    from visrep.data.samples import IMAGE, MASK
+    from visrep.data.vos import StaticEpisodes, VosFrames, deform_episode
+
+    image = torch.full((3, 40, 60), 0.15)
+    image[0, 10:25, 20:40] = 1.0
+    mask = torch.zeros(40, 60, dtype=torch.long)
+    mask[10:25, 20:40] = 1
+    g = torch.Generator().manual_seed(0)
+    video, masks = deform_episode(image, mask, 5, (40, 60), g, rotate=10, scale=0.1, shift=0.1)
+    assert video.shape == (5, 3, 40, 60) and masks.shape == (5, 40, 60)
+    torch.testing.assert_close(video[0], image, atol=1e-6, rtol=0)  # frame 0: the image itself
+    assert torch.equal(masks[0], mask)
+    centres = []
+    for t in range(5):
+        m = masks[t].bool()
+        assert video[t, 0][m].mean() > 0.9 and video[t, 0][~m].mean() < 0.3  # aligned
+        ys, xs = m.nonzero(as_tuple=True)
+        centres.append((xs.float().mean(), ys.float().mean()))
+    assert len({(round(float(x), 1), round(float(y), 1)) for x, y in centres}) > 1  # it moves
+    seqs = find_vos_sequences(_davis(tmp_path))
+    frames = VosFrames([seqs["two"]])
+    assert len(frames) == 6 and frames[0][IMAGE].shape == (3, H, W)
+    assert set(frames[0][MASK].unique().tolist()) == {0, 1, 2}
+    ep = StaticEpisodes(frames, 4, 3, (16, 24))[1]
+    assert ep[VIDEO].shape == (3, 3, 16, 24) and ep["meta"]["class"] in (1, 2)
+    assert set(ep[OBJECT_MASKS].unique().tolist()) <= {0, 1} and ep[OBJECT_MASKS][0].any()

@@ -166,3 +166,7 @@ from visrep.data.classification import (  # noqa: E402 (appended: issue 18, dist
 )
 
 __all__ += ["DistortedDigitsDataModule", "DistortionConfig"]
+
+from visrep.data.vos import DavisVosDataModule  # noqa: E402 (appended: issue 16)
+
+__all__ += ["DavisVosDataModule"]

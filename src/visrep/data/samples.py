@@ -31,6 +31,7 @@ VIDEO = "video"  # a clip (T, C, H, W) float in [0, 1]; a multi-clip test sample
 FUTURE = "future"  # the frames to forecast after ``video`` (T_out, C, H, W)
 FLOW = "flow"  # optical flow (L, 2, H, W), pixels (dx, dy); a multi-clip sample (K, L, 2, H, W)
 FRAME_LABELS = "frame_labels"  # per-frame classes of a sequence sample, int64 (T,)
+OBJECT_MASKS = "object_masks"  # per-frame object ids of a VOS clip (T, H, W) int64, 0 background
 DISPARITY = "disparity"
 POINTS = "points"
 POINT_LABELS = "point_labels"  # per-point classes of a point set (segmentation), int64 (N,)

@@ -55,3 +55,7 @@ __all__ += ["FramePredictionTask", "VideoClassificationTask"]
 from visrep.tasks.sequence import SequenceLabelingTask  # noqa: E402 (appended: issue 19)
 
 __all__ += ["SequenceLabelingTask"]
+
+from visrep.tasks.vos import VideoObjectSegmentationTask  # noqa: E402 (appended: issue 16)
+
+__all__ += ["VideoObjectSegmentationTask"]

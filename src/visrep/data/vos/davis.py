@@ -27,26 +27,26 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from visrep.data.base import DataSpec, LoaderConfig, SplitConfig, SplitDataModule, Splits
 from visrep.data.datasets import load_image
-from visrep.data.samples import META, VIDEO
+from visrep.data.samples import IMAGE, MASK, META, OBJECT_MASKS, VIDEO
 from visrep.data.segmentation.base import list_files, pair_by_stem, read_label
+from visrep.data.vos.static import StaticEpisodes
 from visrep.errors import ConfigError, DataError
 
 __all__ = [
     "OBJECT_MASKS",
     "DavisVosDataModule",
     "VosEpisodes",
+    "VosFrames",
     "VosSequence",
     "VosSequences",
     "find_vos_sequences",
     "read_object_mask",
 ]
 
-# per-frame object ids (T, H, W) int64, 0 background (training episodes: 1 = the object)
-OBJECT_MASKS = "object_masks"
 _IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 
 
@@ -209,6 +209,21 @@ class VosSequences(Dataset):
         }
 
 
+class VosFrames(Dataset):
+    """Every annotated frame of some sequences as a still image: ``{"image": (3, H, W),
+    "mask": (H, W) int64 object ids}`` (for :class:`~visrep.data.vos.static.StaticEpisodes`)."""
+
+    def __init__(self, sequences: list[VosSequence]) -> None:
+        self.items = [(f, m) for s in sequences for f, m in zip(s.frames, s.masks, strict=True)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        frame, mask = self.items[index]
+        return {IMAGE: load_image(frame, 3), MASK: torch.from_numpy(read_object_mask(mask)).long()}
+
+
 class DavisVosDataModule(SplitDataModule):
     """DAVIS (or any DAVIS-style folder) for one-shot video object segmentation: training
     episodes from the training sequences, whole held-out sequences for validation and test
@@ -225,6 +240,9 @@ class DavisVosDataModule(SplitDataModule):
         episode_frames: frames per training episode (the annotated one included).
         episodes_per_epoch: training episodes per epoch.
         max_stride, flip, min_crop: episode sampling and augmentation (:class:`VosEpisodes`).
+        static_episodes: more episodes per epoch made from single training frames by random
+            affine walks (:class:`~visrep.data.vos.static.StaticEpisodes`, as MaskTrack and
+            OSMN pre-train without video); 0: none.
         loader: training batches of episodes (evaluation batches hold one sequence each).
     """
 
@@ -242,6 +260,7 @@ class DavisVosDataModule(SplitDataModule):
         max_stride: int = 3,
         flip: bool = True,
         min_crop: float = 0.8,
+        static_episodes: int = 0,
         loader: LoaderConfig | None = None,
     ) -> None:
         loader = loader or LoaderConfig(batch_size=4)
@@ -253,6 +272,9 @@ class DavisVosDataModule(SplitDataModule):
             raise ConfigError(f"data.episode_frames must be >= 2, got {episode_frames}")
         if episodes_per_epoch < 1:
             raise ConfigError(f"data.episodes_per_epoch must be >= 1, got {episodes_per_epoch}")
+        if static_episodes < 0:
+            raise ConfigError(f"data.static_episodes must be >= 0, got {static_episodes}")
+        self.static_episodes = static_episodes
         if max_stride < 1:
             raise ConfigError(f"data.max_stride must be >= 1, got {max_stride}")
         if not 0 < min_crop <= 1:
@@ -296,6 +318,10 @@ class DavisVosDataModule(SplitDataModule):
         episodes = VosEpisodes(
             [every[s] for s in train], length, frames, self.size, stride, flip, crop
         )
+        if self.static_episodes:
+            still = VosFrames([every[s] for s in train])
+            static = StaticEpisodes(still, self.static_episodes, frames, self.size)
+            episodes = ConcatDataset([episodes, static])
         self.sequence_names = {"train": train, "val": self.names["val"], "test": self.names["test"]}
 
         def whole(names: list[str]) -> VosSequences | None:
