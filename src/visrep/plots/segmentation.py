@@ -7,8 +7,10 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from torch import Tensor
 
+from visrep.errors import ShapeError
 from visrep.plots._save import save, to_imshow
 
 
@@ -70,3 +72,21 @@ def plot_segmentations(
             ax.set_title(title, fontsize=8)
             ax.axis("off")
     return save(fig, path)
+
+
+def overlay_objects(frames: Tensor, ids: Tensor, alpha: float = 0.5) -> Tensor:
+    """Frames with their objects tinted: object ``k`` blends :func:`default_colors`'s colour
+    ``k - 1`` at ``alpha``; background untouched (video object segmentation strips).
+
+    Shape: ``frames (T, 3, H, W)`` in [0, 1], ``ids (T, H, W)`` -> ``(T, 3, H, W)``.
+    """
+    if frames.dim() != 4 or ids.shape != (frames.shape[0], *frames.shape[-2:]):
+        raise ShapeError(
+            f"overlay_objects: frames (T, 3, H, W) and ids (T, H, W) expected, got "
+            f"{tuple(frames.shape)} and {tuple(ids.shape)}"
+        )
+    k = max(int(ids.max()), 1)
+    palette = torch.tensor([(0, 0, 0), *default_colors(k)], dtype=torch.float32) / 255
+    colour = palette[ids.long().clamp(0, k)].permute(0, 3, 1, 2).to(frames)
+    on = (ids > 0)[:, None]
+    return torch.where(on, (1 - alpha) * frames + alpha * colour, frames)

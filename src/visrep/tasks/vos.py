@@ -34,6 +34,8 @@ from visrep.models.backbones.cnn import small_cnn
 from visrep.models.interface import BackboneFactory
 from visrep.models.registry import BACKBONES
 from visrep.models.vos import METHODS, ModulatedSegmenter, SpatialModulator, VisualModulator, VosNet
+from visrep.plots.segmentation import overlay_objects
+from visrep.plots.video import plot_clip_strips
 from visrep.runs import RunDir
 from visrep.tasks.base import Task
 from visrep.tasks.optim import OptimConfig
@@ -226,11 +228,23 @@ class VideoObjectSegmentationTask(Task):
 
     def on_test_epoch_start(self) -> None:
         self._scores = []
+        self._strips: list[tuple[str, Tensor, Tensor]] = []
 
     def _eval_step(self, batch: Batch, stage: str) -> None:
         pred, gt, ms, name = self._segment(batch)
         gt = gt.cpu()
         self._scores.append((name, self.hparams.method, ms, evaluate_sequence(pred.cpu(), gt)))
+        if stage == "test" and len(self._strips) < 3:  # a few sequences for the report
+            video = batch[VIDEO][0].cpu()
+            small = [
+                F.interpolate(m[:, None].float(), size=video.shape[-2:], mode="nearest")[
+                    :, 0
+                ].long()
+                for m in (pred.cpu(), gt)
+            ]
+            self._strips.append(
+                (name, overlay_objects(video, small[0]), overlay_objects(video, small[1]))
+            )
         if stage == "test":  # the floor: the first mask copied to every frame
             copied = evaluate_sequence(gt[:1].expand_as(gt), gt)
             self._scores.append((name, "copy_first", 0.0, copied))
@@ -273,11 +287,19 @@ class VideoObjectSegmentationTask(Task):
 
     def write_artifacts(self, run: RunDir, stage: str) -> dict[str, Any]:
         """After test: ``vos_per_sequence.csv`` (one row per sequence, object and method: J and F
-        mean / recall / decay, J&F, ms per frame) and the same rows in ``metrics.json``."""
+        mean / recall / decay, J&F, ms per frame), the same rows in ``metrics.json``, and
+        ``plots/test_predictions.png``: the first test sequences' frames with the predicted and
+        the true objects tinted."""
         rows = getattr(self, "_test_rows", None)
         if stage != "test" or not rows:
             return {}
         self._test_rows = None
+        strips = getattr(self, "_strips", [])
+        if strips:
+            t = min(len(p) for _, p, _ in strips)
+            clips = torch.stack([c[:t] for _, p, g in strips for c in (p, g)])
+            titles = [f"{name}\n{kind}" for name, _, _ in strips for kind in ("predicted", "truth")]
+            plot_clip_strips(clips, titles, run.plots / "test_predictions.png")
         path = run.root / "vos_per_sequence.csv"
         with path.open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
