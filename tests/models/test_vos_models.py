@@ -142,3 +142,28 @@ def test_bad_options() -> None:
         ModulatedSegmenter((4, 8, 8)).step(torch.rand(1, 3, 15, 16))
     with pytest.raises(ShapeError, match="first_mask"):
         _net()(torch.rand(1, 2, 3, 16, 16), torch.zeros(1, 8, 8))
+
+
+def test_an_empty_prediction_keeps_the_last_prior() -> None:
+    """At inference the prior follows the net's own masks, but an empty one is not used."""
+    torch.manual_seed(0)
+    net = _net("osmn").eval()
+    seen: list[torch.Tensor] = []
+    spatial = net.spatial.forward
+
+    def spy(mask: torch.Tensor, sizes):
+        seen.append(mask.clone())
+        return spatial(mask, sizes)
+
+    net.spatial.forward = spy
+    calls = iter([5.0, -5.0, -5.0])  # frame 0 all object, then nothing
+
+    def step(x, gammas=None, betas=None, states=None):
+        return torch.full((x.shape[0], 1, *x.shape[-2:]), next(calls)), {}
+
+    net.segmenter.step = step
+    first = torch.zeros(1, 16, 16)
+    first[0, 2:6, 2:6] = 1
+    with torch.no_grad():
+        net(torch.rand(1, 3, 3, 16, 16), first)
+    assert torch.equal(seen[1], first[0][None]) and torch.equal(seen[2], first[0][None])

@@ -265,7 +265,8 @@ class VosNet(nn.Module):
     Shape: ``forward(video (B, T, 3, H, W) in [0, 1], first_mask (B, H, W), masks=None)`` ->
     logits ``(B, T, H, W)``. Frame ``t``'s spatial prior is the previous frame's mask: the given
     ``masks[:, t - 1]`` (training, teacher forcing) or the network's own prediction
-    (inference); frame 0's is its own mask.
+    (inference; when that prediction is empty, the last non-empty one, so one missed frame does
+    not remove the prior for the rest of the video); frame 0's is its own mask.
     """
 
     def __init__(
@@ -310,6 +311,8 @@ class VosNet(nn.Module):
                 prev = first  # frame 0 is given
             elif masks is not None:
                 prev = masks[:, i].float()
-            else:
-                prev = (logits[:, 0] > 0).float().detach()
+            else:  # the own prediction; where it lost the object, the last prior that had it
+                pred = (logits[:, 0] > 0).float().detach()
+                seen = pred.flatten(1).any(1)[:, None, None]
+                prev = torch.where(seen, pred, prev)
         return torch.stack(out, 1)
