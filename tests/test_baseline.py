@@ -123,7 +123,7 @@ def test_bad_feature_options() -> None:
         make_featurizer("hog")
     with pytest.raises(ConfigError, match="--words must be >= 1"):
         FeatureOptions(words=0)
-    with pytest.raises(ConfigError, match="--classifier must be knn or linear"):
+    with pytest.raises(ConfigError, match="--classifier must be knn, linear or histogram"):
         fit_classifier(
             "svm", torch.zeros(2, 1), torch.zeros(2), torch.zeros(1, 1), torch.zeros(1), 2
         )  # type: ignore[arg-type]
@@ -260,3 +260,27 @@ def test_data_differences_fill_defaults_and_ignore_loader() -> None:
     c = {"class_path": rings, "init_args": {"seed": 1, "radii": [1.0, 3.0]}}
     assert data_differences(a, c) == ["init_args.radii: [1.0, 2.0] vs [1.0, 3.0]",
                                       "init_args.seed: 0 vs 1"]  # fmt: skip
+
+
+def test_histogram_classifier_nearest_class_signature() -> None:
+    from visrep.analysis.baseline import HistogramClassifier
+
+    x = torch.tensor([[8.0, 0.0, 0.0], [6.0, 2.0, 0.0], [0.0, 1.0, 3.0], [0.0, 0.0, 10.0]])
+    y = torch.tensor([2, 2, 5, 5])
+    q = torch.tensor([[70.0, 10.0, 0.0], [0.0, 0.0, 1.0]])
+    for distance in ("standard", "normalised", "bhattacharyya"):
+        m = HistogramClassifier(distance, "class").fit(x, y)
+        torch.testing.assert_close(
+            m.refs, torch.tensor([[7.0, 1, 0], [0, 0.5, 6.5]], dtype=torch.float64)
+        )
+        if distance != "standard":  # scale-free: the big query still reads as class 2
+            assert m.predict(q).tolist() == [2, 5]
+    # raw counts: the 80-event query is far from both signatures, nearer class 2's
+    assert HistogramClassifier("standard").fit(x, y).predict(q[:1]).tolist() == [2]
+    assert HistogramClassifier("normalised", "samples").fit(x, y).predict(q).tolist() == [2, 5]
+    with pytest.raises(ConfigError, match="--distance"):
+        HistogramClassifier("cosine")  # type: ignore[arg-type]
+    fitted = fit_classifier("histogram", x, y, x, y, 6, distance="normalised")
+    assert (
+        fitted.chosen == {"distance": "normalised", "reference": "class"} and fitted.val_acc == 1.0
+    )

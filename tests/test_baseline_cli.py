@@ -176,3 +176,37 @@ def test_run_features_of_other_data_are_refused(tmp_path: Path) -> None:
     assert "--allow_other_data" in msg
     assert _same_data(feat, other, True) is False
     assert _same_data(SimpleNamespace(name="pixels"), other, False) is None
+
+
+@pytest.mark.parametrize(
+    "features, classifier, extra, dim",
+    [
+        ("hats", "linear", ["--hats_cell_size", "5", "--hats_radius", "2"], 2 * 16 * 25),
+        ("hots", "histogram", ["--hots_prototypes", "4,8", "--hots_radius", "1,2",
+                               "--hots_tau", "2e4,2e5", "--hots_fit_events", "3000"], 8),
+        ("hots", "knn", ["--hots_prototypes", "4,8", "--hots_radius", "1,2",
+                         "--hots_tau", "2e4,2e5", "--hots_learning", "kmeans"], 8),
+    ],
+)  # fmt: skip
+def test_event_features_hats_and_hots(cli, tmp_path: Path, features, classifier, extra, dim):
+    run = tmp_path / "run"
+    data = "max_samples=120,scale=2"  # 20 x 20 sensor
+    code, out, err = cli("baseline", "digits_events", "--data", data, "--features", features, "--classifier", classifier, "--run_dir", run, *extra)  # fmt: skip
+    assert code == 0, err
+    assert out.startswith(f"baseline {features} + {classifier} (")
+    m = _metrics(run)
+    assert m["feature_dim"] == dim and m["features"] == features and m["classifier"] == classifier
+    assert m["test/acc"] > 0.2  # chance 0.1 (24 test recordings)
+    if features == "hots":
+        assert len(m["hots_fitted_events"]) == 2
+        if classifier == "histogram":
+            assert m["chosen"] == {"distance": "bhattacharyya", "reference": "class"}
+            assert m["hots_fitted_events"] == [3000, 3000]
+            per = m["test/acc_per_distance"]
+            assert sorted(per) == ["bhattacharyya", "normalised", "standard"]
+            assert per["bhattacharyya"] == m["test/acc"]
+
+
+def test_image_features_refuse_event_data(cli, tmp_path: Path) -> None:
+    code, _, err = cli("baseline", "digits_events", "--data", "max_samples=20", "--features", "pixels", "--run_dir", tmp_path / "r")  # fmt: skip
+    assert code == 2 and "needs images" in err

@@ -18,6 +18,9 @@ classifiers and the metrics; :mod:`visrep.analysis.baseline_features` the fitted
   chosen on the validation split from a small grid, extended tenfold (at most 3 extra fits)
   while the best ``alpha`` is the smallest or largest tried (the model fitted on the training
   split with the best ``alpha`` is kept; ties go to the larger ``alpha``).
+* histogram (event data, HOTS, Lagorce et al. 2016, Sec. 3.3): the nearest class signature (the
+  mean training histogram of each class) or training histogram, under the standard,
+  normalised or Bhattacharyya distance.
 """
 
 from __future__ import annotations
@@ -34,13 +37,17 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from visrep.data.base import stratified_split
-from visrep.data.samples import IMAGE, LABEL, POINT, collate
+from visrep.data.samples import EVENTS, IMAGE, LABEL, POINT, collate
 from visrep.errors import ConfigError, DataError, ShapeError
+from visrep.events.hots import DISTANCES, histogram_distances
+from visrep.events.types import EventBatch, EventStream
 from visrep.tasks.base import mean_class_accuracy
 
 __all__ = [
     "DEFAULT_ALPHAS",
     "EXTRA_ALPHA_FITS",
+    "EventInputs",
+    "HistogramClassifier",
     "KnnClassifier",
     "LinearClassifier",
     "SplitInputs",
@@ -60,12 +67,36 @@ EXTRA_ALPHA_FITS = 3
 
 
 # -- data --------------------------------------------------------------------------------------------
+class EventInputs:
+    """The event recordings of a split, one :class:`~visrep.events.types.EventStream` per sample;
+    indexed like a tensor's first dimension (an int, a slice or an index tensor)."""
+
+    def __init__(self, streams: Sequence[EventStream]) -> None:
+        self.streams = list(streams)
+
+    def __len__(self) -> int:
+        return len(self.streams)
+
+    def __getitem__(self, idx: int | slice | Tensor) -> EventInputs:
+        if isinstance(idx, Tensor):
+            return EventInputs([self.streams[int(i)] for i in idx.reshape(-1)])
+        if isinstance(idx, slice):
+            return EventInputs(self.streams[idx])
+        return EventInputs([self.streams[idx]])
+
+    def batches(self, size: int) -> list[EventBatch]:
+        """The streams as :class:`~visrep.events.types.EventBatch` es of ``size`` samples."""
+        return [
+            EventBatch.from_streams(self.streams[i : i + size]) for i in range(0, len(self), size)
+        ]
+
+
 @dataclass
 class SplitInputs:
-    """A split's inputs stacked: ``inputs`` (N, ...) float, ``labels`` (N,) int64, and the sample
-    key they came from (``image`` or ``point``)."""
+    """A split's inputs stacked: ``inputs`` (N, ...) float (or :class:`EventInputs`), ``labels``
+    (N,) int64, and the sample key they came from (``image``, ``point`` or ``events``)."""
 
-    inputs: Tensor
+    inputs: Tensor | EventInputs
     labels: Tensor
     key: str
 
@@ -75,6 +106,8 @@ class SplitInputs:
     @property
     def is_2d(self) -> bool:
         """Whether each input is a 2-D point (``(2,)`` or a 2-channel 1 x 1 image)."""
+        if not isinstance(self.inputs, Tensor):
+            return False
         return self.inputs[0].numel() == 2 if len(self) else False
 
 
@@ -86,7 +119,8 @@ def split_inputs(
     The dataset is read directly, not through a trainer, so no training augmentation applies:
     visrep's image data modules augment batches in ``on_after_batch_transfer`` only while a
     trainer is training, and their datasets yield un-normalised images in [0, 1] (the model
-    normalises). Samples are ``{"image", "label"}`` or ``{"point", "label"}``.
+    normalises). Samples are ``{"image", "label"}``, ``{"point", "label"}`` or
+    ``{"events", "label"}`` (event recordings, kept as :class:`EventInputs`).
 
     Raises:
         DataError: the samples hold no ``image`` / ``point`` with a ``label``.
@@ -94,17 +128,22 @@ def split_inputs(
     """
     xs, ys, key = [], [], None
     for batch in DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate_fn):
-        key = IMAGE if IMAGE in batch else POINT if POINT in batch else None
-        if key is None or LABEL not in batch or not isinstance(batch[key], Tensor):
+        key = next((k for k in (IMAGE, POINT, EVENTS) if k in batch), None)
+        want = EventBatch if key == EVENTS else Tensor
+        if key is None or LABEL not in batch or not isinstance(batch[key], want):
             raise DataError(
-                "baselines need classification samples (image or point, and label), got keys "
-                f"{', '.join(map(str, batch))}"
+                "baselines need classification samples (image, point or events, and label), "
+                f"got keys {', '.join(map(str, batch))}"
             )
-        xs.append(batch[key].float().as_subclass(Tensor))
+        if key == EVENTS:
+            xs.extend(batch[key].stream(b) for b in range(len(batch[key])))
+        else:
+            xs.append(batch[key].float().as_subclass(Tensor))
         ys.append(torch.as_tensor(batch[LABEL]).long())
     if key is None:
         raise ShapeError("baselines: the split is empty")
-    return SplitInputs(torch.cat(xs), torch.cat(ys), key)
+    inputs = EventInputs(xs) if key == EVENTS else torch.cat(xs)
+    return SplitInputs(inputs, torch.cat(ys), key)
 
 
 def subsample_split(split: SplitInputs, n: int, seed: int = 0) -> SplitInputs:
@@ -304,7 +343,45 @@ class LinearClassifier:
         return torch.from_numpy(self.clf.predict(z).astype(np.int64))
 
 
-Classifier = KnnClassifier | LinearClassifier
+class HistogramClassifier:
+    """HOTS's classifier (Lagorce et al. 2016, Sec. 3.3): the nearest reference histogram under
+    a histogram distance (:func:`~visrep.events.hots.histogram_distances`).
+
+    Args:
+        distance: ``standard``, ``normalised`` or ``bhattacharyya``.
+        reference: ``class`` (one signature per class, the mean of its training histograms, as
+            the paper) or ``samples`` (every training histogram: 1-nearest neighbour).
+    """
+
+    def __init__(
+        self,
+        distance: Literal["standard", "normalised", "bhattacharyya"] = "bhattacharyya",
+        reference: Literal["class", "samples"] = "class",
+    ) -> None:
+        if distance not in DISTANCES:
+            raise ConfigError(f"--distance must be one of {', '.join(DISTANCES)}, got {distance!r}")
+        if reference not in ("class", "samples"):
+            raise ConfigError(f"--reference must be class or samples, got {reference!r}")
+        self.distance, self.reference = distance, reference
+
+    def fit(self, x: Tensor, y: Tensor) -> HistogramClassifier:
+        if (x < 0).any():
+            raise ShapeError("--classifier histogram needs non-negative histogram features")
+        y = y.long()
+        if self.reference == "samples":
+            self.refs, self.classes = x.double(), y
+            return self
+        self.classes = torch.unique(y)  # sorted
+        onehot = (y[:, None] == self.classes[None]).double()
+        self.refs = (onehot.T @ x.double()) / onehot.sum(0)[:, None]
+        return self
+
+    def predict(self, x: Tensor) -> Tensor:
+        d = histogram_distances(x, self.refs, self.distance)
+        return self.classes[d.argmin(1)]  # ties: the first reference (smallest class / index)
+
+
+Classifier = KnnClassifier | LinearClassifier | HistogramClassifier
 
 
 @dataclass
@@ -320,7 +397,7 @@ class FittedClassifier:
 
 
 def fit_classifier(
-    kind: Literal["knn", "linear"],
+    kind: Literal["knn", "linear", "histogram"],
     train_x: Tensor,
     train_y: Tensor,
     val_x: Tensor,
@@ -332,8 +409,10 @@ def fit_classifier(
     seed: int = 0,
     max_iter: int = 50,
     standardize: bool = True,
+    distance: Literal["standard", "normalised", "bhattacharyya"] = "bhattacharyya",
+    reference: Literal["class", "samples"] = "class",
 ) -> FittedClassifier:
-    """Fit a k-NN or linear classifier; the linear one's ``alpha`` chosen on the validation split.
+    """Fit a k-NN, linear or histogram classifier; the linear one's ``alpha`` chosen on val.
 
     The linear classifier is fitted for every ``alpha`` of ``alphas``; while the best is the
     smallest (largest) ``alpha`` tried, one tenth (ten times) of it is tried too, at most
@@ -356,8 +435,15 @@ def fit_classifier(
         fit_time = time.perf_counter() - start
         acc = float((model.predict(val_x) == val_y).double().mean()) if len(val_y) else math.nan
         return FittedClassifier(model, {"k": k}, acc, fit_time)
+    if kind == "histogram":  # HOTS: nearest class signature, nothing chosen on val
+        model = HistogramClassifier(distance, reference).fit(train_x, train_y)
+        fit_time = time.perf_counter() - start
+        acc = float((model.predict(val_x) == val_y).double().mean()) if len(val_y) else math.nan
+        return FittedClassifier(
+            model, {"distance": distance, "reference": reference}, acc, fit_time
+        )
     if kind != "linear":
-        raise ConfigError(f"--classifier must be knn or linear, got {kind!r}")
+        raise ConfigError(f"--classifier must be knn, linear or histogram, got {kind!r}")
     if not alphas:
         raise ConfigError("--alphas must hold at least one value")
     if len(torch.unique(train_y)) < 2:

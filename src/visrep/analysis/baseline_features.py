@@ -10,6 +10,11 @@ of the same images:
   descriptors, as the seed) -> hard or soft histograms, optionally a spatial pyramid;
 * ``fisher``: dense SIFT -> PCA to 64 dimensions and a diagonal GMM (Perronnin et al. 2010,
   Sec. 4; :class:`~visrep.models.shallow.FisherEncoder`) -> improved Fisher vectors;
+* ``hats`` (event data): HATS histograms of averaged time surfaces (Sironi et al. 2018,
+  :func:`~visrep.events.representations.to_hats`) flattened, the input of the paper's linear SVM;
+* ``hots`` (event data): HOTS (Lagorce et al. 2016, :class:`~visrep.events.hots.HOTS`): the
+  last layer's prototype histogram per recording, prototypes learnt on the training split
+  (classified by ``--classifier histogram`` as the paper, or by k-NN / linear);
 * ``run:PATH``: a trained visrep run's representation ``net.embed`` (the pooled penultimate
   features of a classifier, an embedding, an autoencoder's code). The run must have been
   trained on the same data section as the baseline's (:func:`data_differences`): a source
@@ -37,8 +42,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from visrep.analysis.baseline import SplitInputs, pixel_features, polar_features
+from visrep.analysis.baseline import EventInputs, SplitInputs, pixel_features, polar_features
 from visrep.errors import ConfigError, ShapeError
+from visrep.events.hots import HOTS
+from visrep.events.representations.hats import to_hats
 from visrep.models.shallow import Codebook, DenseSift, FisherEncoder
 from visrep.runs import RunDir
 
@@ -68,7 +75,12 @@ class FeatureOptions:
         fit_descriptors: descriptors the codebook / GMM is fitted on at most (seed 002: 1
             million); the images they come from are a seeded sample of the training split.
         seed: seeds the sample, k-means, PCA and the GMM.
-        batch_size: images per dense-SIFT + encoding batch.
+        batch_size: images per dense-SIFT + encoding batch (recordings per HATS / HOTS batch).
+        hats_cell_size, hats_radius, hats_tau, hats_delta_t: HATS's ``K``, ``R``, ``tau`` (us)
+            and ``delta_t`` (us); defaults those of the ``nmnist_hats`` config.
+        hots_prototypes, hots_radius, hots_tau: HOTS's ``N_l``, ``R_l``, ``tau_l`` (us) per layer.
+        hots_learning: ``online`` (the paper's rule) or ``kmeans``.
+        hots_fit_events: events each HOTS layer is fitted on at most.
     """
 
     step: int = 4
@@ -83,6 +95,15 @@ class FeatureOptions:
     fit_descriptors: int = 1_000_000
     seed: int = 0
     batch_size: int = 256
+    hats_cell_size: int = 6
+    hats_radius: int = 2
+    hats_tau: float = 1e5
+    hats_delta_t: int = 100_000
+    hots_prototypes: tuple[int, ...] = (4, 8, 16)
+    hots_radius: tuple[int, ...] = (2, 4, 8)
+    hots_tau: tuple[float, ...] = (1e4, 1e5, 1e6)
+    hots_learning: Literal["online", "kmeans"] = "online"
+    hots_fit_events: int = 100_000
 
     def __post_init__(self) -> None:
         for name in ("step", "words", "components", "pca_dim", "gmm_iter", "fit_descriptors",
@@ -125,6 +146,8 @@ class Featurizer:
         return self
 
     def transform(self, inputs: Tensor) -> Tensor:
+        if not isinstance(inputs, Tensor):
+            raise ShapeError(f"--features {self.name} needs images; for event data: hats or hots")
         return pixel_features(inputs)
 
 
@@ -224,6 +247,57 @@ class SiftFeaturizer(Featurizer):
         return torch.cat(out)
 
 
+def _events(inputs: object, name: str) -> EventInputs:
+    if not isinstance(inputs, EventInputs):
+        raise ShapeError(f"--features {name} needs event data (an event data module)")
+    return inputs
+
+
+class HatsFeaturizer(Featurizer):
+    """HATS (Sironi et al. 2018) of each recording, flattened: ``(N, 2 * cells * (2R + 1)^2)``."""
+
+    name = "hats"
+
+    def __init__(self, options: FeatureOptions) -> None:
+        super().__init__()
+        self.options = options
+
+    def transform(self, inputs: Tensor) -> Tensor:
+        o = self.options
+        out = [
+            to_hats(b, o.hats_cell_size, o.hats_radius, o.hats_tau, o.hats_delta_t).flatten(1)
+            for b in _events(inputs, self.name).batches(o.batch_size)
+        ]
+        return torch.cat(out)
+
+
+class HotsFeaturizer(Featurizer):
+    """HOTS (Lagorce et al. 2016): prototypes fitted on the training recordings, then the last
+    layer's prototype histogram (counts) of each recording."""
+
+    name = "hots"
+
+    def __init__(self, options: FeatureOptions) -> None:
+        super().__init__()
+        o = self.options = options
+        self.hots = HOTS(
+            o.hots_prototypes, o.hots_radius, o.hots_tau, o.hots_learning, o.hots_fit_events,
+            o.seed,
+        )  # fmt: skip
+
+    def fit(self, train: SplitInputs, cache_dir: Path | None = None) -> HotsFeaturizer:
+        streams = _events(train.inputs, self.name).streams
+        start = time.perf_counter()
+        self.hots.fit(EventInputs(streams).batches(len(streams))[0])
+        self.fit_time_s = time.perf_counter() - start
+        self.cached = False
+        return self
+
+    def transform(self, inputs: Tensor) -> Tensor:
+        batches = _events(inputs, self.name).batches(self.options.batch_size)
+        return torch.cat([self.hots(b) for b in batches])
+
+
 class RunFeaturizer(Featurizer):
     """A trained visrep run's representation ``net.embed`` (nothing fitted here)."""
 
@@ -317,8 +391,8 @@ def make_featurizer(
     which: str = "best",
     device: str | torch.device = "cpu",
 ) -> Featurizer:
-    """The featurizer named by ``--features``: ``pixels``, ``polar``, ``bovw``, ``fisher`` or
-    ``run:PATH`` (a run directory or a checkpoint)."""
+    """The featurizer named by ``--features``: ``pixels``, ``polar``, ``bovw``, ``fisher``,
+    ``hats``, ``hots`` or ``run:PATH`` (a run directory or a checkpoint)."""
     options = options or FeatureOptions()
     if features == "pixels":
         return Featurizer()
@@ -326,8 +400,12 @@ def make_featurizer(
         return PolarFeaturizer()
     if features in ("bovw", "fisher"):
         return SiftFeaturizer(features, options)
+    if features == "hats":
+        return HatsFeaturizer(options)
+    if features == "hots":
+        return HotsFeaturizer(options)
     if features.startswith("run:") and len(features) > 4:
         return RunFeaturizer(features[4:], which, device)
     raise ConfigError(
-        f"--features must be pixels, bovw, fisher, polar or run:PATH, got {features!r}"
+        f"--features must be pixels, bovw, fisher, polar, hats, hots or run:PATH, got {features!r}"
     )
