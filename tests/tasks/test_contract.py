@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 import torch
 
+from tests.data.test_vos_data import _davis
 from tests.events.conftest import random_stream
 from tests.tasks.test_detection import write_shapes_voc
 from tests.test_pointcloud_seg import write_scenes
-from visrep.data import DigitsDataModule
+from visrep.data import DavisVosDataModule, DigitsDataModule
 from visrep.data.base import (
     DataSpec,
     ImageDataModule,
@@ -63,6 +64,7 @@ from visrep.tasks import (
     Task,
     VAETask,
     VideoClassificationTask,
+    VideoObjectSegmentationTask,
     task_classes,
 )
 from visrep.tasks.checkpoint import read_task_checkpoint
@@ -240,6 +242,19 @@ DATA: dict[type[Task], Callable[[], tuple[Task, L.LightningDataModule]]] = {
             loader=_LOADER,
         ),
     ),
+    VideoObjectSegmentationTask: lambda: (
+        VideoObjectSegmentationTask("reconvnet", (4, 8, 8), (2,), _SMALL, crop_size=16),
+        DavisVosDataModule(
+            str(_three_sequences(Path(tempfile.mkdtemp()))),
+            train_sequences=["one"],
+            val_sequences=["three"],
+            test_sequences=["two"],
+            size=(16, 24),
+            episode_frames=3,
+            episodes_per_epoch=4,
+            loader=LoaderConfig(batch_size=2),
+        ),
+    ),
     SequenceLabelingTask: lambda: (
         SequenceLabelingTask(backbone=_SMALL, head="ldcrf", hidden_per_label=2),
         MovingDigitsGestureDataModule(
@@ -274,6 +289,16 @@ DATA: dict[type[Task], Callable[[], tuple[Task, L.LightningDataModule]]] = {
         ),
     ),
 }
+
+
+def _three_sequences(root: Path) -> Path:
+    """The VOS test folder (sequences one, two) with a copy of two as three (a val sequence)."""
+    import shutil
+
+    _davis(root)
+    for sub in ("JPEGImages", "Annotations"):
+        shutil.copytree(root / sub / "480p" / "two", root / sub / "480p" / "three")
+    return root
 
 
 def point_clouds(path: Path, n: int = 40) -> Path:
@@ -374,5 +399,6 @@ def test_the_hooks_say_what_the_net_gives(cls: type[Task]):
         PointCloudClassificationTask: (False, True), CorrespondenceTask: (False, False),
         PointSegmentationTask: (False, False), VideoClassificationTask: (False, True),
         FramePredictionTask: (False, False), SequenceLabelingTask: (False, False),
+        VideoObjectSegmentationTask: (False, False),
     }  # fmt: skip
     assert (cls.class_scores, cls.embeds) == expected[cls]
