@@ -57,6 +57,7 @@ from visrep.tasks import (
     EventClassificationTask,
     FramePredictionTask,
     GANTask,
+    PhasedLSTMEventTask,
     PointCloudClassificationTask,
     PointSegmentationTask,
     SegmentationTask,
@@ -142,6 +143,10 @@ DATA: dict[type[Task], Callable[[], tuple[Task, L.LightningDataModule]]] = {
     ),
     EventClassificationTask: lambda: (
         EventClassificationTask(representation="count", backbone=_SMALL),
+        TinyEvents(loader=_LOADER),
+    ),
+    PhasedLSTMEventTask: lambda: (
+        PhasedLSTMEventTask(embed_dim=4, hidden_size=6, max_events=16),
         TinyEvents(loader=_LOADER),
     ),
     DetectionTask: lambda: (
@@ -399,6 +404,6 @@ def test_the_hooks_say_what_the_net_gives(cls: type[Task]):
         PointCloudClassificationTask: (False, True), CorrespondenceTask: (False, False),
         PointSegmentationTask: (False, False), VideoClassificationTask: (False, True),
         FramePredictionTask: (False, False), SequenceLabelingTask: (False, False),
-        VideoObjectSegmentationTask: (False, False),
+        VideoObjectSegmentationTask: (False, False), PhasedLSTMEventTask: (True, False),
     }  # fmt: skip
     assert (cls.class_scores, cls.embeds) == expected[cls]

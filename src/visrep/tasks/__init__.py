@@ -59,3 +59,7 @@ __all__ += ["SequenceLabelingTask"]
 from visrep.tasks.vos import VideoObjectSegmentationTask  # noqa: E402 (appended: issue 16)
 
 __all__ += ["VideoObjectSegmentationTask"]
+
+from visrep.tasks.event_sequence import PhasedLSTMEventTask  # noqa: E402 (appended: issue 20)
+
+__all__ += ["PhasedLSTMEventTask"]
