@@ -71,6 +71,8 @@ def test_bad_inputs_raise() -> None:
         to_hats(batch, cell_size=4, radius=2)
     with pytest.raises(ConfigError, match="cell_size"):
         HATS(cell_size=2, radius=1)
+    with pytest.raises(ConfigError, match="method"):
+        to_hats(batch, method="loop")
     assert issubclass(ConfigError, VisrepError) and issubclass(ShapeError, VisrepError)
 
 
@@ -151,10 +153,11 @@ def _hats_direct(stream: EventStream, K: int, R: int, tau: float, delta_t: int) 
     return out / np.maximum(cells, 1).repeat(S, 1).repeat(S, 2)
 
 
-def test_hats_matches_the_direct_sum_and_float64() -> None:
+@pytest.mark.parametrize("method", ["pairs", "prefix", "auto"])
+def test_hats_matches_the_direct_sum_and_float64(method: str) -> None:
     streams = [random_stream(400, seed=5), random_stream(300, seed=6)]
     batch = EventBatch.from_streams(streams)
-    full = to_hats(batch, cell_size=5, radius=2, tau=2000.0, delta_t=3000)
+    full = to_hats(batch, cell_size=5, radius=2, tau=2000.0, delta_t=3000, method=method)
     for b, s in enumerate(streams):
         ref = _hats_direct(s, 5, 2, 2000.0, 3000)
         assert np.allclose(full[b].numpy(), ref, rtol=1e-5, atol=1e-6)
@@ -162,10 +165,12 @@ def test_hats_matches_the_direct_sum_and_float64() -> None:
     assert f64.dtype == torch.float64 and torch.allclose(full.double(), f64, atol=1e-5)
 
 
-def test_hats_long_stream_small_tau_does_not_overflow() -> None:
+@pytest.mark.parametrize("method", ["pairs", "prefix"])
+def test_hats_long_stream_small_tau_does_not_overflow(method: str) -> None:
     # a span of 2,000 tau: exp(t / tau) would overflow float64 without the per-run offsets
     long = random_stream(300, seed=7, span=10**7)
-    h = to_hats(EventBatch.from_streams([long]), cell_size=5, radius=2, tau=5000.0, delta_t=10**9)
+    batch = EventBatch.from_streams([long])
+    h = to_hats(batch, cell_size=5, radius=2, tau=5000.0, delta_t=10**9, method=method)
     ref = _hats_direct(long, 5, 2, 5000.0, 10**9)
     assert torch.isfinite(h).all() and np.allclose(h[0].numpy(), ref, rtol=1e-5, atol=1e-6)
 

@@ -97,14 +97,15 @@ def test_time_surface(stream: EventStream) -> None:
     assert np.allclose(ours.numpy(), ref, rtol=1e-5, atol=1e-7)
 
 
-def test_hats(stream: EventStream) -> None:
+@pytest.mark.parametrize("method", ["pairs", "prefix"])
+def test_hats(stream: EventStream, method: str) -> None:
     W, H = stream.sensor_size
     K, R, tau, delta_t = 10, 3, 5_000.0, 20_000
     S, Wc = 2 * R + 1, -(-W // K)
     ref = TF.to_averaged_timesurface_numpy(
         structured(stream), (W, H, 2), K, S, delta_t, tau, "exp"
     )  # (cells, 2, S, S)
-    ours = to_hats(EventBatch.from_streams([stream]), K, R, tau, delta_t)[0]
+    ours = to_hats(EventBatch.from_streams([stream]), K, R, tau, delta_t, method=method)[0]
     for cell in range(ref.shape[0]):
         cy, cx = divmod(cell, Wc)
         block = ours[:, cy * S : (cy + 1) * S, cx * S : (cx + 1) * S].numpy()

@@ -28,12 +28,45 @@ def check_positive(value: object, name: str) -> float:
     return float(value)
 
 
+def per_sample(batch: EventBatch, values: torch.Tensor) -> torch.Tensor:
+    """Spread a ``(B,)`` per-sample tensor to the ``(N,)`` events (a view when ``B == 1``).
+
+    ``repeat_interleave`` of the values themselves: one pass, no int64 sample index first.
+    """
+    n = batch.num_events
+    if len(batch) == 1:
+        return values.expand(n)
+    return torch.repeat_interleave(values, batch.counts(), output_size=n)
+
+
+def flat_index(batch: EventBatch, channel: torch.Tensor | None, channels: int) -> torch.Tensor:
+    """Index of each event in a flattened ``(B, channels, H, W)`` tensor, int64.
+
+    ``x + W (y + H (channel + channels b))`` is built in int32 whenever the output fits (half
+    the memory traffic of int64 and vectorised conversions from the stored int16 / int32 / int8
+    columns), with one ``add`` per term and no per-event sample index; the final int64 copy is
+    what ``scatter_add_`` / ``scatter_reduce_`` take (their CPU kernels are several times
+    faster than ``index_add_`` or ``bincount``; ``benchmarks/events.py``).
+    """
+    W, H = batch.sensor_size
+    B = len(batch)
+    dt = torch.int32 if B * channels * H * W < 2**31 else torch.int64
+    plane = None if channel is None else channel.to(dt)
+    if B > 1:
+        start = torch.arange(0, B * channels, channels, dtype=dt, device=batch.device)
+        base = per_sample(batch, start)
+        plane = base if plane is None else plane + base
+    y = batch.y.to(dt)
+    row = y if plane is None else torch.add(y, plane, alpha=H)
+    return torch.add(batch.x.to(dt), row, alpha=W).long()
+
+
 class Events:
     """Per-event int64 views of a batch, computed lazily (only what a representation uses).
 
     ``rel`` is ``t - t_first`` of the event's sample and ``dur`` that sample's
     ``t_last - t_first``; empty samples get ``t_first = t_last = 0``. Per-sample values are
-    spread to events with ``index_select``, the fastest gather on CPU.
+    spread to events with :func:`per_sample`.
     """
 
     def __init__(self, batch: EventBatch) -> None:
@@ -50,16 +83,12 @@ class Events:
         self.t = batch.t
 
     def per_event(self, values: torch.Tensor) -> torch.Tensor:
-        """Spread a ``(B,)`` per-sample tensor to the ``(N,)`` events."""
-        if len(self.batch) == 1:
-            return values.expand(self.batch.num_events)
-        return values.index_select(0, self.b)
+        """Spread a ``(B,)`` per-sample tensor to the ``(N,)`` events (:func:`per_sample`)."""
+        return per_sample(self.batch, values)
 
     def flat_index(self, channel: torch.Tensor, channels: int) -> torch.Tensor:
-        """Index of each event in a flattened ``(B, channels, H, W)`` tensor."""
-        W, H = self.batch.sensor_size
-        c = channel if len(self.batch) == 1 else self.b * channels + channel
-        return (c * H + self.y) * W + self.x
+        """Index of each event in a flattened ``(B, channels, H, W)`` tensor (:func:`flat_index`)."""
+        return flat_index(self.batch, channel, channels)
 
     @cached_property
     def b(self) -> torch.Tensor:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from visrep.events.representations._common import check_batch, check_int, unpack
+from visrep.events.representations._common import check_batch, check_int, flat_index, unpack
 from visrep.events.representations.registry import REPRESENTATIONS
 from visrep.events.types import EventBatch
 
@@ -46,14 +46,15 @@ def to_event_count(
     bins = check_int(bins, "bins")
     W, H = batch.sensor_size
     B, C = len(batch), 2 * bins
-    e = unpack(batch)
-    c = e.p
+    c = batch.p
     if bins > 1:
+        e = unpack(batch)
         k = torch.div(e.rel * bins, e.dur.clamp(min=1), rounding_mode="floor").clamp(max=bins - 1)
         c = e.p * bins + k
-    idx = e.flat_index(c, C)
-    out = torch.bincount(idx, minlength=B * C * H * W).to(dtype)
-    return out.view(B, C, H, W)
+    idx = flat_index(batch, c, C)
+    ones = torch.ones(len(idx), dtype=dtype, device=batch.device)
+    out = torch.zeros(B * C * H * W, dtype=dtype, device=batch.device)
+    return out.scatter_add_(0, idx, ones).view(B, C, H, W)
 
 
 def to_last_timestamp(batch: EventBatch, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -70,7 +71,7 @@ def to_last_timestamp(batch: EventBatch, dtype: torch.dtype = torch.float32) -> 
     B = len(batch)
     e = unpack(batch)
     tn = e.rel.to(dtype) / e.dur.clamp(min=1).to(dtype)
-    idx = e.flat_index(e.p, 2)
+    idx = flat_index(batch, batch.p, 2)
     out = torch.zeros(B * 2 * H * W, dtype=dtype, device=batch.device)
     out.scatter_reduce_(0, idx, tn, reduce="amax", include_self=True)
     return out.view(B, 2, H, W)

@@ -9,6 +9,7 @@ from torch import nn
 
 from visrep.errors import ConfigError
 from visrep.events.representations._common import (
+    Events,
     check_batch,
     check_int,
     check_positive,
@@ -19,7 +20,7 @@ from visrep.events.types import EventBatch
 
 __all__ = ["HATS", "to_hats"]
 
-_CHUNK = 1 << 22  # (event, offset) queries per vectorised step
+_CHUNK = 1 << 22  # (event, offset) queries or (event, event) pairs per vectorised step
 _MARGIN = 50.0  # log-space gap between runs: earlier runs weigh < e^-50 in a run's prefix sums
 
 
@@ -30,6 +31,7 @@ def to_hats(
     tau: float = 1e5,
     delta_t: int = 100_000,
     dtype: torch.dtype = torch.float32,
+    method: str = "auto",
 ) -> torch.Tensor:
     """Histograms of averaged time surfaces, laid out as an image of cells.
 
@@ -41,19 +43,25 @@ def to_hats(
     events of that polarity, ``h_C = T_sum / |C|`` (Eq. 5). These conventions are those of
     tonic's ``ToAveragedTimesurface``, which the tests match.
 
-    Vectorisation: the sum over ``j`` is a contiguous run once events are stably sorted by
-    (sample, polarity, pixel) -- the run of pixel ``x_i + z`` between the first event with
-    ``t >= t_i - delta_t`` and the last one at or before ``e_i`` in stream order -- and an
-    exponential kernel factorises, ``exp(-(t_i - t_j) / tau) = exp(-t_i / tau) exp(t_j / tau)``,
-    so each run sum is a difference of prefix sums of ``exp(t_j / tau)``. The prefix sums are
-    taken in log space (``logcumsumexp``, float64) over every run at once, each run's log-terms
-    offset above all earlier runs' by a margin of ``e^50``, so nothing overflows whatever the
-    stream's length and the earlier runs' mass is below float64 precision. For each of the
-    ``(2R + 1)^2`` offsets (all at once, or in chunks of about 4 M (event, offset) pairs; never a
-    loop over events) two ``searchsorted`` calls give every event's run bounds and one
-    ``index_add_`` adds the sums: ``O(N (2R + 1)^2 log N)``
-    work and ``O(N)`` memory, however many events interact (the pairs of the direct sum grow
-    with the density of the stream).
+    Two exact vectorisations (never a loop over events), chosen by ``method``:
+
+    * ``"pairs"``: events are stably sorted by (sample, polarity, cell, time), so the events
+      ``e_j`` that can reach ``e_i`` form one contiguous run ending at ``e_i``: those of its cell
+      since ``t_i - delta_t`` (one ``searchsorted``). Every (i, j) pair of those runs is
+      enumerated with ``repeat_interleave`` (in chunks of about 4 M pairs), its offset
+      ``x_j - x_i`` read from a ``(K^2, K^2)`` table of in-cell positions (out of radius: a
+      dump slot) and its weight added with one ``scatter_add_``: ``O(P)`` work for ``P`` pairs,
+      a few operations each.
+    * ``"prefix"``: an exponential kernel factorises,
+      ``exp(-(t_i - t_j) / tau) = exp(-t_i / tau) exp(t_j / tau)``, so each pixel's sum is a
+      difference of prefix sums of ``exp(t_j / tau)`` over the events stably sorted by
+      (sample, polarity, pixel), taken in log space (``logcumsumexp``, float64), each pixel run
+      offset above all earlier ones by a margin of ``e^50`` so nothing overflows. For each of
+      the ``(2R + 1)^2`` offsets two ``searchsorted`` calls give every event's run bounds:
+      ``O(N (2R + 1)^2 log N)`` work and ``O(N)`` memory however many events interact.
+    * ``"auto"`` (default) takes pairs while ``P <= 2 N (2R + 1)^2`` (measured on one CPU
+      thread: a pair costs under half an offset query; ``benchmarks/events.py``), else prefix
+      sums, which stay bounded when long windows hold many events.
 
     Args:
         batch: The events.
@@ -62,6 +70,7 @@ def to_hats(
         tau: Decay constant in microseconds.
         delta_t: Memory window in microseconds (integer).
         dtype: Output dtype.
+        method: ``"auto"``, ``"pairs"`` or ``"prefix"`` (same values; see above).
 
     Returns:
         Cell ``(cy, cx)`` of polarity ``p`` occupies
@@ -78,18 +87,94 @@ def to_hats(
     S = 2 * R + 1
     if S > K:
         raise ConfigError(f"2 * radius + 1 must be <= cell_size, got radius={R}, cell_size={K}")
+    if method not in ("auto", "pairs", "prefix"):
+        raise ConfigError(f"method must be 'auto', 'pairs' or 'prefix', got {method!r}")
     W, H = batch.sensor_size
     B, N, dev = len(batch), batch.num_events, batch.device
     Wc, Hc = -(-W // K), -(-H // K)
-    out = torch.zeros(B * 2 * Hc * S * Wc * S, dtype=dtype, device=dev)
+    out = torch.zeros(B * 2 * Hc * S * Wc * S + 1, dtype=dtype, device=dev)  # + a dump slot
     if N == 0:
-        return out.view(B, 2, Hc * S, Wc * S)
+        return out[:-1].view(B, 2, Hc * S, Wc * S)
     e = unpack(batch)
-    group = ((e.b * 2 + e.p) * H + e.y) * W + e.x  # one run per (sample, polarity, pixel)
-    perm = torch.argsort(group, stable=True)
     span = int(e.rel.max()) + 1
     if (B * 2 * H * W + 1) * max(span, N) >= 2**62:
         raise ConfigError(f"HATS keys overflow int64: {B} samples of {W}x{H} over {span} us")
+    cx, cy = e.x // K, e.y // K
+    cell_row = (e.b * 2 + e.p) * Hc + cy  # (sample, polarity, cell row)
+    cell = cell_row * Wc + cx
+    perm = torch.argsort(cell * span + e.rel, stable=True)  # ties keep stream order
+    key = cell[perm] * span + e.rel[perm]
+    lo = torch.searchsorted(key, key - e.rel[perm].clamp(max=delta_t))  # t_j >= t_i - delta_t
+    reach = torch.arange(1, N + 1, device=dev) - lo  # candidates e_j of each sorted e_i
+    if method == "pairs" or (method == "auto" and int(reach.sum()) <= 2 * N * S * S):
+        _pairs(out, e, perm, lo, reach, cell_row, K, R, Wc, tau)
+    else:
+        _prefix(out, e, span, K, R, Wc, tau, delta_t)
+    cells = cell.bincount(minlength=B * 2 * Hc * Wc)  # events per cell
+    out = out[:-1].view(B * 2, Hc, S, Wc, S)
+    out /= cells.clamp(min=1).to(dtype).view(B * 2, Hc, 1, Wc, 1)
+    return out.view(B, 2, Hc * S, Wc * S)
+
+
+def _pairs(
+    out: torch.Tensor,
+    e: Events,
+    perm: torch.Tensor,
+    lo: torch.Tensor,
+    reach: torch.Tensor,
+    cell_row: torch.Tensor,
+    K: int,
+    R: int,
+    Wc: int,
+    tau: float,
+) -> None:
+    """Add every (e_i, e_j) pair's kernel to ``out`` (see :func:`to_hats`, ``"pairs"``)."""
+    S, N, dev = 2 * R + 1, len(perm), out.device
+    dump = out.numel() - 1
+    code = ((e.y % K) * K + e.x % K)[perm]  # in-cell position
+    local = torch.arange(K * K, device=dev)
+    dy = (local // K)[None, :] - (local // K)[:, None]  # [code_i, code_j] -> y_j - y_i
+    dx = (local % K)[None, :] - (local % K)[:, None]
+    near = (dy.abs() <= R) & (dx.abs() <= R)
+    table = torch.where(near, (dy + R) * (Wc * S) + dx + R, -1).view(-1)
+    corner = (cell_row * S * (Wc * S) + (e.x // K) * S)[perm]  # the cell's block in out
+    rel = e.rel[perm]
+    ends = reach.cumsum(0)
+    total = int(ends[-1])
+    cuts = torch.searchsorted(
+        ends, torch.arange(1, -(-total // _CHUNK), device=dev) * _CHUNK, right=True
+    ).tolist()
+    for a, b in zip([0, *cuts], [*cuts, N], strict=True):
+        if b <= a:
+            continue
+        n = reach[a:b]
+        m = int(ends[b - 1] - ends[a] + n[0])
+        # pair k of e_i's run is e_j with j = k - (start of the run - lo_i)
+        k = torch.arange(int(ends[a] - n[0]), int(ends[b - 1]), device=dev)
+        j = k - torch.repeat_interleave(ends[a:b] - n - lo[a:b], n, output_size=m)
+        off = table[torch.repeat_interleave(code[a:b] * (K * K), n, output_size=m) + code[j]]
+        dt = torch.repeat_interleave(rel[a:b], n, output_size=m) - rel[j]
+        w = torch.exp(dt.to(out.dtype) * (-1.0 / tau))
+        at = torch.repeat_interleave(corner[a:b], n, output_size=m) + off
+        out.scatter_add_(0, torch.where(off >= 0, at, dump), w)
+
+
+def _prefix(
+    out: torch.Tensor,
+    e: Events,
+    span: int,
+    K: int,
+    R: int,
+    Wc: int,
+    tau: float,
+    delta_t: int,
+) -> None:
+    """Add every event's local surface to ``out`` by prefix sums (see :func:`to_hats`)."""
+    S, N, dev = 2 * R + 1, e.batch.num_events, out.device
+    W, H = e.batch.sensor_size
+    Hc = -(-H // K)
+    group = ((e.b * 2 + e.p) * H + e.y) * W + e.x  # one run per (sample, polarity, pixel)
+    perm = torch.argsort(group, stable=True)
     g_sorted = group[perm]
     key_order = g_sorted * N + perm  # within a run stream order is time order
     rel_sorted = e.rel[perm]
@@ -132,11 +217,7 @@ def to_hats(
         at_ti = (rel_sorted[at] - first[r]).double() / tau + base[r]
         value = torch.exp(top - at_ti) * -torch.expm1(below - top)
         target = corner[at] + (dy + R) * (Wc * S) + dx + R
-        out.index_add_(0, target, value.to(dtype))
-    cells = (cell_row * Wc + cxs).bincount(minlength=B * 2 * Hc * Wc)  # events per cell
-    out = out.view(B * 2, Hc, S, Wc, S)
-    out /= cells.clamp(min=1).to(dtype).view(B * 2, Hc, 1, Wc, 1)
-    return out.view(B, 2, Hc * S, Wc * S)
+        out.index_add_(0, target, value.to(out.dtype))
 
 
 @REPRESENTATIONS.register(name="hats")

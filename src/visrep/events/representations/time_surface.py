@@ -6,7 +6,13 @@ import torch
 from torch import nn
 
 from visrep.errors import ShapeError
-from visrep.events.representations._common import check_batch, check_positive, unpack
+from visrep.events.representations._common import (
+    check_batch,
+    check_positive,
+    flat_index,
+    per_sample,
+    unpack,
+)
 from visrep.events.representations.registry import REPRESENTATIONS
 from visrep.events.types import EventBatch
 
@@ -43,15 +49,14 @@ def to_time_surface(
     tau = check_positive(tau, "tau")
     W, H = batch.sensor_size
     B = len(batch)
-    e = unpack(batch)
-    idx = e.flat_index(e.p, 2)
+    idx = flat_index(batch, batch.p, 2)
     if t_ref is None:
-        delta = e.t - e.per_event(e.t_last)
+        delta = batch.t - per_sample(batch, unpack(batch).t_last)
     elif not isinstance(t_ref, torch.Tensor) or tuple(t_ref.shape) != (B,):
         got = tuple(t_ref.shape) if isinstance(t_ref, torch.Tensor) else type(t_ref).__name__
         raise ShapeError(f"t_ref must be a ({B},) tensor, got {got}")
     else:
-        delta = e.t - e.per_event(t_ref.to(device=batch.device, dtype=torch.int64))
+        delta = batch.t - per_sample(batch, t_ref.to(device=batch.device, dtype=torch.int64))
         keep = delta <= 0  # events after t_ref do not count
         idx, delta = idx[keep], delta[keep]
     last = torch.full((B * 2 * H * W,), float("-inf"), dtype=dtype, device=batch.device)

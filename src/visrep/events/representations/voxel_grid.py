@@ -6,7 +6,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from visrep.events.representations._common import check_batch, check_int, unpack
+from visrep.events.representations._common import (
+    check_batch,
+    check_int,
+    flat_index,
+    per_sample,
+    unpack,
+)
 from visrep.events.representations.registry import REPRESENTATIONS
 from visrep.events.types import EventBatch
 
@@ -34,17 +40,20 @@ def to_voxel_grid(batch: EventBatch, bins: int, dtype: torch.dtype = torch.float
     W, H = batch.sensor_size
     B = len(batch)
     e = unpack(batch)
-    ts = (bins - 1) * (e.rel.to(dtype) / e.dur.clamp(min=1).to(dtype))
-    left = ts.floor()
-    w_right = ts - left
-    k = left.long()
-    pol = (2 * e.p - 1).to(dtype)
-    idx = e.flat_index(k, bins)
+    rel = (batch.t - per_sample(batch, e.t_first)).to(dtype)
+    scale = (bins - 1) / (e.t_last - e.t_first).clamp(min=1).to(dtype)  # (B,)
+    ts = rel * per_sample(batch, scale)
+    pol = batch.p.to(dtype) * 2 - 1
     out = torch.zeros(B * bins * H * W, dtype=dtype, device=batch.device)
-    out.index_add_(0, idx, pol * (1 - w_right))
-    # the right neighbour bin; events in the last bin have weight 0 there, so clamp, not mask
-    idx_r = torch.where(k + 1 < bins, idx + H * W, idx)
-    out.index_add_(0, idx_r, torch.where(k + 1 < bins, pol * w_right, 0.0))
+    if bins == 1:
+        return out.scatter_add_(0, flat_index(batch, None, 1), pol).view(B, bins, H, W)
+    # left bin k = floor(t*) except the last event's (t* = bins - 1), which takes k = bins - 2
+    # with right weight 1: every event then has both neighbours on the grid, no masking
+    k = ts.floor().clamp_(max=bins - 2)
+    w_right = pol * (ts - k)
+    idx = flat_index(batch, k.to(torch.int32), bins)
+    out.scatter_add_(0, idx, pol - w_right)
+    out.scatter_add_(0, idx.add_(H * W), w_right)
     return out.view(B, bins, H, W)
 
 
