@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import torch
 
+from tests.data.test_keypoints_data import write_dot_images
+from tests.data.test_stereo_data import write_synthetic_pairs
 from tests.data.test_vos_data import _davis
 from tests.events.conftest import random_stream
 from tests.tasks.test_detection import write_shapes_voc
@@ -37,8 +39,10 @@ from visrep.data.correspondence import (
 )
 from visrep.data.detection import VOCDetectionDataModule
 from visrep.data.generative import GaussianMixtureDataModule, UnpairedImageDataModule
+from visrep.data.keypoints import KeypointDataModule
 from visrep.data.pointcloud import ModelNetDataModule, PointSegmentationDataModule
 from visrep.data.samples import image_sample
+from visrep.data.stereo import StereoAugment, StereoDataModule
 from visrep.data.video import (
     MovingDigitsDataModule,
     MovingDigitsForecastDataModule,
@@ -57,11 +61,13 @@ from visrep.tasks import (
     EventClassificationTask,
     FramePredictionTask,
     GANTask,
+    KeypointTask,
     PhasedLSTMEventTask,
     PointCloudClassificationTask,
     PointSegmentationTask,
     SegmentationTask,
     SequenceLabelingTask,
+    StereoDepthTask,
     Task,
     VAETask,
     VideoClassificationTask,
@@ -293,6 +299,27 @@ DATA: dict[type[Task], Callable[[], tuple[Task, L.LightningDataModule]]] = {
             loader=_LOADER,
         ),
     ),
+    StereoDepthTask: lambda: (
+        StereoDepthTask(encoder_channels=(4, 8, 8, 8), decoder_channels=(8, 8, 4, 4)),
+        StereoDataModule(
+            str(write_synthetic_pairs(Path(tempfile.mkdtemp()) / "stereo", n=5)),
+            size=(16, 32),
+            augment=StereoAugment(crop=(16, 24)),
+            loader=LoaderConfig(batch_size=2),
+            split=SplitConfig(val_fraction=0.25),
+        ),
+    ),
+    KeypointTask: lambda: (
+        KeypointTask(stages=2, width=8, pools=1, stage_depth=1, limbs=[(0, 1)]),
+        KeypointDataModule(
+            str(write_dot_images(Path(tempfile.mkdtemp()) / "dots", n=12)),
+            num_keypoints=2,
+            channels=1,
+            test_files=["im0[0-2].png"],
+            loader=LoaderConfig(batch_size=4),
+            split=SplitConfig(val_fraction=0.25, stratify=False),
+        ),
+    ),
 }
 
 
@@ -405,5 +432,6 @@ def test_the_hooks_say_what_the_net_gives(cls: type[Task]):
         PointSegmentationTask: (False, False), VideoClassificationTask: (False, True),
         FramePredictionTask: (False, False), SequenceLabelingTask: (False, False),
         VideoObjectSegmentationTask: (False, False), PhasedLSTMEventTask: (True, False),
+        StereoDepthTask: (False, False), KeypointTask: (False, False),
     }  # fmt: skip
     assert (cls.class_scores, cls.embeds) == expected[cls]

@@ -170,3 +170,18 @@ __all__ += ["DistortedDigitsDataModule", "DistortionConfig"]
 from visrep.data.vos import DavisVosDataModule  # noqa: E402 (appended: issue 16)
 
 __all__ += ["DavisVosDataModule"]
+
+from visrep.data.stereo import (  # noqa: E402 (appended: issue 18, self-supervised depth)
+    StereoAugment,
+    StereoDataModule,
+)
+
+__all__ += ["StereoAugment", "StereoDataModule"]
+
+from visrep.data.keypoints import (  # noqa: E402 (appended: issue 18, heat-map keypoints)
+    ChessboardDataModule,
+    KeypointAugment,
+    KeypointDataModule,
+)
+
+__all__ += ["ChessboardDataModule", "KeypointAugment", "KeypointDataModule"]

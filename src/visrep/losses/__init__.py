@@ -176,3 +176,21 @@ __all__ += [
     "estimate_geometry",
     "geometry_loss",
 ]
+
+from visrep.losses.depth import (  # noqa: E402 (appended: issue 18, self-supervised depth)
+    MonodepthLoss,
+    appearance_loss,
+    disparity_smoothness,
+    lr_consistency,
+    monodepth_loss,
+    ssim_map,
+)
+
+__all__ += [
+    "MonodepthLoss",
+    "appearance_loss",
+    "disparity_smoothness",
+    "lr_consistency",
+    "monodepth_loss",
+    "ssim_map",
+]

@@ -58,3 +58,7 @@ __all__ += ["VIDEO_NETS", "VideoClassifier", "VideoNet"]
 from visrep.models.stn import SpatialTransformer  # noqa: E402 (issue 18; registers `stn`)
 
 __all__ += ["SpatialTransformer"]
+
+from visrep.models.keypoints import PoseMachine  # noqa: E402 (issue 18, heat-map keypoints)
+
+__all__ += ["PoseMachine"]

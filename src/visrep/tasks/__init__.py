@@ -63,3 +63,11 @@ __all__ += ["VideoObjectSegmentationTask"]
 from visrep.tasks.event_sequence import PhasedLSTMEventTask  # noqa: E402 (appended: issue 20)
 
 __all__ += ["PhasedLSTMEventTask"]
+
+from visrep.tasks.depth import StereoDepthTask  # noqa: E402 (appended: issue 18, item 4)
+
+__all__ += ["StereoDepthTask"]
+
+from visrep.tasks.keypoints import KeypointTask  # noqa: E402 (appended: issue 18, keypoints)
+
+__all__ += ["KeypointTask"]
