@@ -7,6 +7,13 @@ tonic (from its structured array), and the ratio ``visrep / tonic`` (> 1: visrep
 Both baselines are measured in this run on the same synthetic, seeded streams. The batched row
 compares one visrep call on 32 samples with 32 tonic calls. tonic's HATS is a per-event Python
 loop; it is only timed on streams of at most ``--hats-limit`` events.
+
+Memory bandwidth: the script first times copying a 512 MiB tensor into an already written one
+(bytes read + bytes written per second; the issue's "large ``torch.clone``" is also printed,
+which pays for its fresh output pages and comes out several times lower) and, per
+representation, prints ``GB/s``: the event columns it reads (x, y int32; t int64; p int8: 17
+bytes an event, or 9 for the count, which ignores t) times its events per second, and ``%bw``,
+that rate as a share of the copy's.
 """
 
 from __future__ import annotations
@@ -55,6 +62,16 @@ def structured(s: EventStream) -> np.ndarray:
     for k in "xytp":
         ev[k] = getattr(s, k)
     return ev
+
+
+BYTES = {"event count": 9}  # x, y int32 and p int8; the others read t (int64) too: 17
+
+
+def bandwidth(repeats: int = 5) -> tuple[float, float]:
+    """Bytes read + written per second copying 512 MiB: into a written tensor, and by clone."""
+    big, dst = torch.ones(1 << 27), torch.zeros(1 << 27)
+    moved = 2 * big.numel() * big.element_size()
+    return moved / seconds(lambda: dst.copy_(big), repeats), moved / seconds(big.clone, repeats)
 
 
 def seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -122,8 +139,16 @@ def main() -> None:
     parser.add_argument("--hats-limit", type=int, default=20_000)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    bw, bw_clone = bandwidth()
     print(f"torch {torch.__version__}, {args.threads} thread(s), median of {args.repeats}")
-    print(f"{'stream':<26}{'representation':<16}{'visrep ev/s':>14}{'tonic ev/s':>14}{'ratio':>9}")
+    print(
+        f"memory bandwidth, 512 MiB read + written: copy_ {bw / 1e9:.2f} GB/s "
+        f"(clone, fresh pages: {bw_clone / 1e9:.2f} GB/s)"
+    )
+    print(
+        f"{'stream':<26}{'representation':<16}{'visrep ev/s':>14}{'tonic ev/s':>14}{'ratio':>9}"
+        f"{'GB/s':>8}{'%bw':>7}"
+    )
     rows = [(name, [make_stream(n, size, d, seed=0)]) for name, (n, size, d) in SIZES.items()]
     n, size, d = SIZES["N-MNIST-sized"]
     rows.insert(
@@ -131,14 +156,16 @@ def main() -> None:
     )
     for name, streams in rows:
         total = sum(len(s) for s in streams)
-        repeats = 1 if total > 100_000 else args.repeats
         for rep, (ours, theirs) in cases(streams, args.hats_limit).items():
-            v = total / seconds(ours, repeats)
+            v = total / seconds(ours, args.repeats)
+            gbs = v * BYTES.get(rep, 17) / 1e9
+            mem = f"{gbs:>8.2f}{100 * gbs * 1e9 / bw:>6.1f}%"
             if theirs is None:
-                print(f"{name:<26}{rep:<16}{v:>14,.0f}{'-':>14}{'-':>9}")
+                print(f"{name:<26}{rep:<16}{v:>14,.0f}{'-':>14}{'-':>9}{mem}")
                 continue
-            t = total / seconds(theirs, repeats)
-            print(f"{name:<26}{rep:<16}{v:>14,.0f}{t:>14,.0f}{v / t:>8.1f}x")
+            # tonic's per-event HATS loop on 1M events would take minutes: one call there
+            t = total / seconds(theirs, 1 if total > 100_000 else args.repeats)
+            print(f"{name:<26}{rep:<16}{v:>14,.0f}{t:>14,.0f}{v / t:>8.1f}x{mem}")
 
 
 if __name__ == "__main__":

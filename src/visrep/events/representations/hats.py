@@ -149,13 +149,15 @@ def _pairs(
             continue
         n = reach[a:b]
         m = int(ends[b - 1] - ends[a] + n[0])
-        # pair k of e_i's run is e_j with j = k - (start of the run - lo_i)
+        # pair k of e_i's run is e_j with j = k - (start of the run - lo_i); gathers by
+        # index_select (several times faster than advanced indexing on CPU)
         k = torch.arange(int(ends[a] - n[0]), int(ends[b - 1]), device=dev)
-        j = k - torch.repeat_interleave(ends[a:b] - n - lo[a:b], n, output_size=m)
-        off = table[torch.repeat_interleave(code[a:b] * (K * K), n, output_size=m) + code[j]]
-        dt = torch.repeat_interleave(rel[a:b], n, output_size=m) - rel[j]
-        w = torch.exp(dt.to(out.dtype) * (-1.0 / tau))
-        at = torch.repeat_interleave(corner[a:b], n, output_size=m) + off
+        j = k.sub_(torch.repeat_interleave(ends[a:b] - n - lo[a:b], n, output_size=m))
+        pair = torch.repeat_interleave(code[a:b] * (K * K), n, output_size=m)
+        off = table.index_select(0, pair.add_(code.index_select(0, j)))
+        dt = torch.repeat_interleave(rel[a:b], n, output_size=m).sub_(rel.index_select(0, j))
+        w = torch.exp(dt.to(out.dtype).mul_(-1.0 / tau))
+        at = torch.repeat_interleave(corner[a:b], n, output_size=m).add_(off)
         out.scatter_add_(0, torch.where(off >= 0, at, dump), w)
 
 
