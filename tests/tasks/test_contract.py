@@ -37,6 +37,7 @@ from visrep.data.correspondence import (
     PhotoSource,
     SiftConfig,
 )
+from visrep.data.correspondence.lift_patches import LiftPatchDataModule
 from visrep.data.detection import VOCDetectionDataModule
 from visrep.data.generative import GaussianMixtureDataModule, UnpairedImageDataModule
 from visrep.data.keypoints import KeypointDataModule
@@ -62,6 +63,7 @@ from visrep.tasks import (
     FramePredictionTask,
     GANTask,
     KeypointTask,
+    LiftTask,
     PhasedLSTMEventTask,
     PointCloudClassificationTask,
     PointSegmentationTask,
@@ -320,6 +322,17 @@ DATA: dict[type[Task], Callable[[], tuple[Task, L.LightningDataModule]]] = {
             split=SplitConfig(val_fraction=0.25, stratify=False),
         ),
     ),
+    LiftTask: lambda: (
+        LiftTask(crop_size=20, det_kernel=5, dim=16, ori_width=4, desc_width=4, stages=["joint"]),
+        LiftPatchDataModule(
+            sources=[PhotoSource(builtin="skimage")],
+            pairs_per_photo=1,
+            pair=PairConfig(image_size=128),
+            points_per_pair=8,
+            patch_size=32,
+            loader=LoaderConfig(batch_size=16),
+        ),
+    ),
 }
 
 
@@ -433,5 +446,6 @@ def test_the_hooks_say_what_the_net_gives(cls: type[Task]):
         FramePredictionTask: (False, False), SequenceLabelingTask: (False, False),
         VideoObjectSegmentationTask: (False, False), PhasedLSTMEventTask: (True, False),
         StereoDepthTask: (False, False), KeypointTask: (False, False),
+        LiftTask: (False, False),
     }  # fmt: skip
     assert (cls.class_scores, cls.embeds) == expected[cls]

@@ -103,16 +103,14 @@ TOOL_COMMANDS: dict[str, tuple[str, str]] = {
         "visrep.commands.data",
         "detection data sets: convert VOC / COCO / YOLO / labelme, info",
     ),
-    "generate": (
-        "visrep.commands.generate",
-        "decode prior samples of a VAE run: PNG grid and .npz",
-    ),
+    "generate": ("visrep.commands.generate", "decode prior samples of a VAE run: PNG grid, .npz"),
     "points": (
         "visrep.commands.points",
         "point-cloud files: info, show a 3-D scatter, label a scan from 3-D boxes, baselines",
     ),
     "video": ("visrep.commands.video", "video files: info, show a clip as a frame strip or GIF"),
     "baseline": ("visrep.commands.baseline", "k-NN / linear on pixels, BoVW, Fisher, run features"),
+    "features": ("visrep.commands.features", "image keypoints and descriptors: LIFT, SIFT, ORB"),
 }
 
 

@@ -185,3 +185,9 @@ from visrep.data.keypoints import (  # noqa: E402 (appended: issue 18, heat-map 
 )
 
 __all__ += ["ChessboardDataModule", "KeypointAugment", "KeypointDataModule"]
+
+from visrep.data.correspondence.lift_patches import (  # noqa: E402 (appended: issue 18, LIFT)
+    LiftPatchDataModule,
+)
+
+__all__ += ["LiftPatchDataModule"]

@@ -71,3 +71,7 @@ __all__ += ["StereoDepthTask"]
 from visrep.tasks.keypoints import KeypointTask  # noqa: E402 (appended: issue 18, keypoints)
 
 __all__ += ["KeypointTask"]
+
+from visrep.tasks.lift import LiftTask  # noqa: E402 (appended: issue 18, LIFT)
+
+__all__ += ["LiftTask"]
