@@ -55,6 +55,7 @@ def test_stn_run_trains_saves_and_reloads(tmp_path):
     assert main(argv) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0 <= metrics["test/acc"] <= 1 and (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "plots" / "stn_transformed.png").is_file()  # inputs beside their transforms
     loaded = load_run(run, which="last")
     net = loaded.task.net.backbone
     assert type(net).__name__ == "stn" and net.transformer.transform == "tps"

@@ -17,8 +17,10 @@ from visrep.models import ImageClassifier
 from visrep.models.backbones.cnn import small_cnn
 from visrep.models.interface import BackboneFactory
 from visrep.models.registry import BACKBONES
+from visrep.models.stn import SpatialTransformer
 from visrep.plots.baseline import plot_decision_function
 from visrep.plots.classification import plot_prediction_grid
+from visrep.plots.generation import plot_reconstructions
 from visrep.runs import RunDir
 from visrep.tasks.adversarial import AdversarialConfig, adversarial_examples, as_adversarial_config
 from visrep.tasks.base import Task, write_confusion_matrix
@@ -213,7 +215,36 @@ class ClassificationTask(Task):
         else:
             images, targets, probs = results["samples"]
             plot_prediction_grid(images, targets, probs, names, run.plots / "test_predictions.png")
+            self._plot_transformed(images, run)
         return {"test/acc_per_class": dict(zip(names, results["per_class_acc"], strict=True))}
+
+    @torch.no_grad()
+    def _plot_transformed(self, images: Tensor, run: RunDir) -> None:
+        """With a spatial transformer in the net (Jaderberg et al. 2015, Fig. 1): the test grid's
+        inputs and what the transformer makes of them, in alternating rows, read with a forward
+        hook so whatever normalisation precedes it is the net's own."""
+        st = next((m for m in self.net.modules() if isinstance(m, SpatialTransformer)), None)
+        if st is None or images.dim() != 4:
+            return
+        seen: list[tuple[Tensor, Tensor]] = []
+        hook = st.register_forward_hook(lambda _m, args, out: seen.append((args[0], out)))
+        was_training = self.net.training
+        try:
+            self.net.eval()
+            self.net(images.to(next(self.net.parameters()).device))
+        finally:
+            hook.remove()
+            self.net.train(was_training)
+        x, out = (t.float().cpu() for t in seen[0])
+        if out.shape[-2:] != x.shape[-2:]:
+            out = F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        lo = torch.minimum(x.amin((1, 2, 3)), out.amin((1, 2, 3))).view(-1, 1, 1, 1)
+        hi = torch.maximum(x.amax((1, 2, 3)), out.amax((1, 2, 3))).view(-1, 1, 1, 1)
+        scale = (hi - lo).clamp(min=1e-8)  # each input and its output on one grey scale
+        plot_reconstructions(
+            (x - lo) / scale, ((out - lo) / scale).clamp(0, 1), run.plots / "stn_transformed.png",
+            title="test inputs (odd rows) and the spatial transformer's outputs (even rows)",
+        )  # fmt: skip
 
     def _plane_data(self) -> bool:
         """Whether the samples are points of the plane (2-D vectors, e.g. the rings demo)."""
