@@ -29,3 +29,19 @@ def test_stability_analysis_of_an_fc_naisnet() -> None:
     metrics = stability_metrics(s)
     assert metrics["stability/margin_min"] == s["margin_min"]
     assert metrics["stability/blocks.0/mean_depth"] == b["mean_depth"]
+
+
+def test_stability_analysis_with_relative_tol_and_projected_init() -> None:
+    torch.manual_seed(0)
+    net = create_backbone(
+        "naisnet_fc", in_chans=1, num_classes=3, img_size=4, width=8, steps=8, tol=0.2,
+        tol_mode="relative", init="input", h=0.5, activation="tanh",
+    ).eval()  # fmt: skip
+    data = [{"image": x, "label": i % 3} for i, x in enumerate(torch.rand(30, 1, 4, 4))]
+    s, curves = stability_analysis(net, data, num_samples=10, noise_levels=[0], n_iter=10)
+    b = s["blocks"]["blocks.0"]
+    assert b["tol_mode"] == "relative" and b["tol"] == 0.2
+    assert curves["tol"] is None  # no absolute threshold line on the step-norm plot
+    counts = torch.tensor(b["depth_counts"])
+    assert counts.shape == (3, 9) and counts.sum() == 30  # per-class histograms over 0..K_max
+    assert 1 < b["mean_depth"] < 8 and s["flops_saved"] > 0  # the relative rule stops early

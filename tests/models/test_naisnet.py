@@ -213,6 +213,96 @@ def test_adaptive_train_is_differentiable() -> None:
     assert b.last_depth.max() < 50 and b.R.grad is not None and b.R.grad.abs().sum() > 0
 
 
+def test_relative_tol_stops_small_relative_updates_only() -> None:
+    # A = -I, tanh, h = 1: both samples move by tanh(0.05) ~ 0.05 in the first stage, which is
+    # 0.5% of sample 0's state (norm 10) but 50% of sample 1's (norm 0.1).
+    x0 = torch.tensor([[10.0], [0.1]], dtype=torch.float64)
+    drive = x0 + 0.05
+    kw = {"state_op": lambda x: -x, "steps": 6, "h": 1.0, "activation": "tanh", "tol": 0.01}
+    _, rel = naisnet_unroll(x0, drive, relative=True, **kw)
+    _, ab = naisnet_unroll(x0, drive, relative=False, **kw)
+    assert rel[0] == 1 and rel[1] > 1  # relative: only the small-relative update stops
+    assert torch.equal(ab[0], ab[1]) and ab[0] > 1  # absolute: the same step norm, same depth
+    # a state at 0 (x(0) = 0) never stops on a non-zero first update, however small
+    _, d0 = naisnet_unroll(torch.zeros(1, 1), torch.full((1, 1), 1e-6), lambda x: -x, 3, 1.0,
+                           "tanh", tol=0.5, relative=True)  # fmt: skip
+    assert d0.item() > 1
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_stopped_samples_are_frozen_at_their_stopping_state(relative: bool) -> None:
+    b = NaisNetFCBlock(4, 6, eps=0.2, h=0.5, activation="tanh").double().eval()
+    u = (
+        torch.randn(8, 4, dtype=torch.float64)
+        * torch.logspace(-2, 0.5, 8, dtype=torch.float64)[:, None]
+    )
+    d, op = b.drive(u), b.operator()
+    tol = 0.05 if relative else 3e-2
+    with torch.no_grad():
+        x, depth = naisnet_unroll(torch.zeros_like(d), d, op, 40, 0.5, "tanh", tol, relative)
+        xl, depth_l = naisnet_unroll(torch.zeros_like(d), d, op, 80, 0.5, "tanh", tol, relative)
+        # reference: every sample unrolled on its own for exactly its depth, no stopping rule
+        ref = torch.stack(
+            [naisnet_unroll(torch.zeros_like(d[i : i + 1]), d[i : i + 1], op, int(k), 0.5,
+                            "tanh")[0][0] for i, k in enumerate(depth)]
+        )  # fmt: skip
+    stopped = depth < 40
+    assert depth.min() < depth.max() and stopped.sum() >= 6
+    assert torch.allclose(x, ref, rtol=0, atol=1e-12)
+    # a larger K_max leaves the samples that stopped before K untouched, bit for bit
+    assert torch.equal(depth_l[stopped], depth[stopped]) and torch.equal(xl[stopped], x[stopped])
+    assert (depth_l[~stopped] > 40).all()
+
+
+@pytest.mark.parametrize("kind", ["fc", "conv"])
+def test_tanh_h_and_init_options_match_hand_unroll(kind: str) -> None:
+    h, k = 0.3, 4
+    if kind == "fc":
+        b = NaisNetFCBlock(3, 5, steps=k, h=h, activation="tanh", init="input").double()
+        u = torch.randn(2, 3, dtype=torch.float64)
+        with torch.no_grad():
+            A, d = fc_state_matrix(b.R, b.eps), u @ b.input.weight.T + b.input.bias
+            x = d.clone()  # x(0) = B u + b
+            for _ in range(k):
+                x = x + h * torch.tanh(x @ A.T + d)
+    else:
+        b = NaisNetConvBlock(2, 3, steps=k, h=h, activation="relu", init="zero").double()
+        u = torch.randn(2, 2, 5, 5, dtype=torch.float64)
+        with torch.no_grad():
+            C = conv_state_kernel(b.weight, b.delta)
+            d = nn.functional.conv2d(u, b.input.weight, b.input.bias, padding=1)
+            x = torch.zeros_like(d)
+            for _ in range(k):
+                x = x + h * torch.relu(nn.functional.conv2d(x, C, padding=1) + d)
+    with torch.no_grad():
+        assert torch.allclose(b.eval()(u), x, atol=1e-12)
+        assert torch.allclose(b.train()(u), x, atol=1e-12)
+
+
+def test_random_depth_training_is_seeded_and_reproducible() -> None:
+    b = NaisNetConvBlock(2, 3, steps=6, max_steps=9, tol=None, random_depth=2)
+    u = torch.randn(3, 2, 4, 4)
+
+    def draws(seed: int) -> tuple[list[int], torch.Tensor]:
+        torch.manual_seed(seed)
+        ks = []
+        for _ in range(20):
+            y = b(u)
+            ks.append(int(b.last_depth[0]))
+        return ks, y
+
+    ks, y = draws(1)
+    ks2, y2 = draws(1)
+    assert ks == ks2 and torch.equal(y, y2)  # same seed, same depths and output
+    assert set(ks) <= set(range(2, 7)) and len(set(ks)) >= 3  # K ~ U{2..6}, one K per batch
+    assert draws(2)[0] != ks
+    y.sum().backward()
+    assert b.weight.grad is not None and b.weight.grad.abs().sum() > 0
+    b.eval()
+    b(u)
+    assert torch.equal(b.last_depth, torch.full((3,), 9))  # inference: K_max, no random draw
+
+
 def test_gradcheck_fc_and_conv() -> None:
     kw = {"dtype": torch.float64, "requires_grad": True}
     u, W, bias, R = (
@@ -262,6 +352,12 @@ def test_bad_options_and_shapes_raise() -> None:
         NaisNetFCBlock(3, 4, eps=0.6)
     with pytest.raises(ConfigError, match="rank"):
         NaisNetFCBlock(3, 4, rank=5)
+    with pytest.raises(ConfigError, match="tol_mode"):
+        NaisNetFCBlock(3, 4, tol_mode="rel")
+    with pytest.raises(ConfigError, match="init"):
+        NaisNetConvBlock(3, 4, init="u")
+    with pytest.raises(ConfigError, match="random_depth"):
+        NaisNetFCBlock(3, 4, steps=3, random_depth=4)
     NaisNetFCBlock(3, 4, h=1.5, unconstrained=True)  # allowed without the guarantee
     with pytest.raises(ShapeError, match=r"\(B, 3\)"):
         NaisNetFCBlock(3, 4)(torch.randn(2, 5))
@@ -277,6 +373,8 @@ def test_bad_options_and_shapes_raise() -> None:
         ("naisnet", {"steps": 2, "channels": (8, 16)}, 32),
         ("naisnet_fc", {"width": 16}, 8),
         ("naisnet", {"unconstrained": True, "activation": "tanh", "steps": 2}, 8),
+        ("naisnet", {"tol_mode": "relative", "init": "input", "random_depth": 2, "h": 0.5}, 8),
+        ("naisnet_fc", {"width": 8, "tol_mode": "relative", "init": "input", "random_depth": 1}, 8),
     ],
 )
 def test_backbone_shapes_gradients_reset(name: str, kw: dict, size: int) -> None:
@@ -298,6 +396,12 @@ def test_backbone_shapes_gradients_reset(name: str, kw: dict, size: int) -> None
     m(x)
     depths = m.last_depths()
     assert depths and all(d.shape == (2,) for d in depths.values())
+    for _, b in iter_naisnet_blocks(m):  # every block got the backbone's unroll options
+        assert (b.tol_mode, b.init, b.random_depth) == (
+            kw.get("tol_mode", "absolute"),
+            kw.get("init", "zero"),
+            kw.get("random_depth"),
+        )
 
 
 def test_backbone_options_checked() -> None:

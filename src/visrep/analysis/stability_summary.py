@@ -152,6 +152,7 @@ def stability_analysis(
             "rho_active_mean": float(rho_active[n].mean()),
             "max_steps": kmaxes[n],
             "tol": tols[n],
+            "tol_mode": blocks[n].tol_mode,
             "mean_depth": adaptive["mean_depth"][n],
             "mean_depth_per_class": hist.mean_depth()[n].tolist(),
             "depth_counts": hist.counts[n].tolist(),
@@ -187,7 +188,10 @@ def stability_analysis(
         "num_test": len(test_set),
     }
     curves = {"traj": traj, "rho": rho, "noise_blocks": noise_blocks, "noise_model": noise_model,
-              "hist": hist, "tol": next(iter(tols.values())), "at": at}  # fmt: skip
+              "hist": hist, "at": at,
+              # the trajectory plot shows absolute step norms: a relative tol is no line on it
+              "tol": None if any(b.tol_mode == "relative" for b in blocks.values())
+              else next(iter(tols.values()))}  # fmt: skip
     return summary, curves
 
 

@@ -1,8 +1,10 @@
 """NAIS-Net backbones: cascades of stable non-autonomous blocks (seed 000).
 
 Ciccone et al., "NAIS-Net: Stable Deep Networks from Non-Autonomous Differential Equations",
-NeurIPS 2018. Each block is unrolled ``steps`` times in training and, at inference, per sample
-until ``||x(k+1) - x(k)||_2 < tol`` or ``max_steps`` (pattern-dependent processing depth); each
+NeurIPS 2018. Each block is unrolled ``steps`` times in training (or a random ``K`` in
+``[random_depth, steps]``, or adaptively with ``adaptive_train``) and, at inference, per sample
+until ``||x(k+1) - x(k)||_2 < tol`` (``tol_mode="relative"``: ``< tol ||x(k)||_2``) or
+``max_steps`` (pattern-dependent processing depth); each
 block stores the depths of the last batch in ``block.last_depth`` ``(B,)``. The forward pass is
 well behaved by construction, so batch norm appears only where the dimensionality changes
 (seed 000: "we need it only when the input dimensionality changes").
@@ -42,6 +44,10 @@ class NaisNet(_DepthMixin, Backbone):
     then ``blocks_per_stage`` convolutional NAIS-Net blocks at constant width. One feature level
     per stage (the output of its last block), with reduction ``2^i``.
 
+    With the default absolute ``tol = 1e-3`` every KMNIST / MNIST test sample runs all ``K_max``
+    stages (issue 20); ``tol_mode="relative", tol=0.02`` ran 27.7% fewer stages at equal test
+    accuracy in a short KMNIST exploration (see ``naisnet_kmnist.yaml``).
+
     Shape: input ``(B, in_chans, H, W)``; features ``(B, channels[-1], H / 2^(S-1), W / 2^(S-1))``.
     """
 
@@ -62,6 +68,9 @@ class NaisNet(_DepthMixin, Backbone):
         eta: float = 0.05,
         unconstrained: bool = False,
         adaptive_train: bool = False,
+        tol_mode: Literal["absolute", "relative"] = "absolute",
+        init: Literal["zero", "input"] = "zero",
+        random_depth: int | None = None,
         head_dropout: float = 0.0,
         pretrained_path: str | None = None,
     ) -> None:
@@ -83,15 +92,18 @@ class NaisNet(_DepthMixin, Backbone):
                         c,
                         c,
                         kernel_size,
-                        steps,
-                        max_steps,
-                        tol,
-                        h,
-                        activation,
-                        eps,
-                        eta,
-                        unconstrained,
-                        adaptive_train,
+                        steps=steps,
+                        max_steps=max_steps,
+                        tol=tol,
+                        h=h,
+                        activation=activation,
+                        eps=eps,
+                        eta=eta,
+                        unconstrained=unconstrained,
+                        adaptive_train=adaptive_train,
+                        tol_mode=tol_mode,
+                        init=init,
+                        random_depth=random_depth,
                     )
                 )
             self.feature_info.append(
@@ -133,6 +145,9 @@ class NaisNetFC(_DepthMixin, Backbone):
         eps: float = 0.01,
         unconstrained: bool = False,
         adaptive_train: bool = False,
+        tol_mode: Literal["absolute", "relative"] = "absolute",
+        init: Literal["zero", "input"] = "zero",
+        random_depth: int | None = None,
         pretrained_path: str | None = None,
     ) -> None:
         super().__init__()
@@ -146,15 +161,17 @@ class NaisNetFC(_DepthMixin, Backbone):
                 NaisNetFCBlock(
                     in_features if i == 0 else width,
                     width,
-                    None,
-                    steps,
-                    max_steps,
-                    tol,
-                    h,
-                    activation,
-                    eps,
-                    unconstrained,
-                    adaptive_train,
+                    steps=steps,
+                    max_steps=max_steps,
+                    tol=tol,
+                    h=h,
+                    activation=activation,
+                    eps=eps,
+                    unconstrained=unconstrained,
+                    adaptive_train=adaptive_train,
+                    tol_mode=tol_mode,
+                    init=init,
+                    random_depth=random_depth,
                 )
                 for i in range(num_blocks)
             )

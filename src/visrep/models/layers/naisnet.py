@@ -7,9 +7,10 @@ Differential Equations", NeurIPS 2018 (arXiv 1804.07209). A block unrolls
 
 with the same ``A, B, b`` at every step and the block input ``u`` fed to every step (the
 non-autonomous skip); the convolutional layer replaces the products by convolutions (Sec. 3).
-The input enters only through ``B u``, never as the initial condition (the paper's criticism of
-autonomous ResNets, Sec. 1), so the state starts at ``x(0) = 0``; for tanh the equilibrium does not
-depend on ``x(0)`` anyway (Sec. 4). Stability, ``rho(J) < 1`` for the state-transfer Jacobian
+The input enters every stage through ``B u`` (the paper's criticism of autonomous ResNets, whose
+input only sets the initial condition, Sec. 1); the paper's theory holds for any ``x(0)`` (for tanh
+the equilibrium does not depend on it, Sec. 4). The state starts at ``x(0) = 0`` by default, or at
+the projected input ``x(0) = B u + b`` (``init="input"``). Stability, ``rho(J) < 1`` for the state-transfer Jacobian
 ``J = I + h sigma' A`` (Sec. 4), comes from the parametrisations of Sec. 5, kept feasible by the
 reprojections of Algorithms 1 and 2 after every optimiser step
 (:func:`reproject_`, :class:`visrep.trainer.naisnet_callback.NaisNetReprojection`).
@@ -63,6 +64,19 @@ def naisnet_step(
     return x + h * _ACTIVATIONS[activation](state_op(x) + drive)
 
 
+def _still_moving(xn: Tensor, x: Tensor, tol: float, relative: bool) -> Tensor:
+    """``(B,)`` bool: the stopping rule has not fired for the step ``x -> xn``.
+
+    Absolute: ``||x(k+1) - x(k)||_2 >= tol``. Relative: ``||x(k+1) - x(k)||_2 >= tol ||x(k)||_2``
+    (a state at 0 only stops on a zero update, so ``x(0) = 0`` always runs a second stage).
+    """
+    step = (xn - x).flatten(1).norm(dim=1)
+    if not relative:
+        return step >= tol
+    ref = x.flatten(1).norm(dim=1).clamp_min(torch.finfo(x.dtype).tiny)
+    return step >= tol * ref
+
+
 def naisnet_unroll(
     x0: Tensor,
     drive: Tensor,
@@ -71,13 +85,17 @@ def naisnet_unroll(
     h: float,
     activation: str,
     tol: float | None = None,
+    relative: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Unroll :func:`naisnet_step` for ``steps`` stages, or per sample until convergence.
 
     Pattern-dependent processing depth (seed 000): with ``tol`` set, sample ``i`` stops after
-    the first stage with ``||x_i(k+1) - x_i(k)||_2 < tol``, the paper's stopping criterion.
-    Once some samples have stopped, only the others are gathered, stepped and scattered back,
-    so compute shrinks as samples converge. Differentiable either way (the depth is not).
+    the first stage with ``||x_i(k+1) - x_i(k)||_2 < tol`` (the paper's stopping criterion), or
+    with ``relative=True`` ``< tol * ||x_i(k)||_2``, a scale-free rule: the state norms of a
+    trained net differ by orders of magnitude between blocks and data sets. Once some samples
+    have stopped, only the others are gathered, stepped and scattered back (index masks, no loop
+    over samples), so a stopped sample keeps exactly its state at its stopping stage and compute
+    shrinks as samples converge. Differentiable either way (the depth is not).
 
     >>> A = lambda x: -0.5 * x
     >>> x, depth = naisnet_unroll(torch.zeros(2, 3), torch.tensor([[0.1], [1.0]]).expand(2, 3),
@@ -93,6 +111,7 @@ def naisnet_unroll(
         h: step size.
         activation: ``"tanh"`` or ``"relu"``.
         tol: convergence threshold on the per-sample step norm; ``None`` runs all ``steps``.
+        relative: divide the step norm by the norm of the state it started from.
 
     Returns:
         ``(x, depth)``: the final state and the number of stages each sample ran, ``(B,)`` int64.
@@ -107,7 +126,7 @@ def naisnet_unroll(
     # full batch while every sample still moves (no gather/scatter overhead)
     while k < steps:
         xn = naisnet_step(x, drive, state_op, h, activation)
-        moving = (xn - x).flatten(1).norm(dim=1) >= tol
+        moving = _still_moving(xn, x, tol, relative)
         x, k = xn, k + 1
         if not bool(moving.all()):
             break
@@ -119,7 +138,7 @@ def naisnet_unroll(
         xn = naisnet_step(xa, drive.index_select(0, active), state_op, h, activation)
         x = x.index_copy(0, active, xn)
         depth = depth.index_add(0, active, torch.ones_like(active))
-        active = active[(xn - xa).flatten(1).norm(dim=1) >= tol]
+        active = active[_still_moving(xn, xa, tol, relative)]
         k += 1
     return x, depth
 
@@ -193,7 +212,19 @@ def _check_common(
     eps: float,
     tol: float | None,
     unconstrained: bool,
+    tol_mode: str,
+    init: str,
+    random_depth: int | None,
 ) -> None:
+    if tol_mode not in ("absolute", "relative"):
+        raise ConfigError(f"tol_mode must be 'absolute' or 'relative', got {tol_mode!r}")
+    if init not in ("zero", "input"):
+        raise ConfigError(f"init must be 'zero' or 'input' (x(0) = 0 or B u + b), got {init!r}")
+    if random_depth is not None and not 1 <= random_depth <= steps:
+        raise ConfigError(
+            f"random_depth must be None or in [1, steps={steps}] (the least training K), "
+            f"got {random_depth}"
+        )
     if activation not in _ACTIVATIONS:
         raise ConfigError(f"activation must be 'tanh' or 'relu' (Sec. 3), got {activation!r}")
     if steps < 1 or (max_steps is not None and max_steps < 1):
@@ -226,12 +257,18 @@ class _NaisNetBlock(nn.Module):
         eps: float,
         unconstrained: bool,
         adaptive_train: bool,
+        tol_mode: str,
+        init: str,
+        random_depth: int | None,
     ) -> None:
         super().__init__()
-        _check_common(steps, max_steps, h, activation, eps, tol, unconstrained)
+        _check_common(
+            steps, max_steps, h, activation, eps, tol, unconstrained, tol_mode, init, random_depth
+        )
         self.steps, self.max_steps, self.tol = steps, max_steps or steps, tol
         self.h, self.activation, self.eps = h, activation, eps
         self.unconstrained, self.adaptive_train = unconstrained, adaptive_train
+        self.tol_mode, self.init, self.random_depth = tol_mode, init, random_depth
         self.last_depth = None
 
     def drive(self, u: Tensor) -> Tensor:  # pragma: no cover - abstract
@@ -253,17 +290,26 @@ class _NaisNetBlock(nn.Module):
         return naisnet_step(x, drive, self.state_op, self.h, self.activation)
 
     def unroll_plan(self) -> tuple[int, float | None]:
-        """``(steps, tol)`` of ``forward``: ``K`` in training, ``(K_max, tol)`` at inference."""
+        """``(steps, tol)`` of ``forward``: ``K`` in training, ``(K_max, tol)`` at inference.
+
+        With ``random_depth`` set, each training forward draws ``K`` uniformly from
+        ``[random_depth, steps]`` with torch's global generator (seeded by ``seed_everything``),
+        as stochastic depth does for ResNets, so the block learns useful states at every stage.
+        """
         if self.training:
-            return self.steps, (self.tol if self.adaptive_train else None)
+            k = self.steps
+            if self.random_depth is not None:
+                k = int(torch.randint(self.random_depth, self.steps + 1, ()))
+            return k, (self.tol if self.adaptive_train else None)
         return self.max_steps, self.tol
 
     def forward(self, u: Tensor) -> Tensor:
-        """Unroll from ``x(0) = 0``; stores each sample's depth in ``self.last_depth`` ``(B,)``."""
+        """Unroll from ``x(0)`` (0 or ``B u + b``); stores each sample's depth in ``last_depth``."""
         d = self.drive(u)
         steps, tol = self.unroll_plan()
+        x0 = torch.zeros_like(d) if self.init == "zero" else d
         x, depth = naisnet_unroll(
-            torch.zeros_like(d), d, self.operator(), steps, self.h, self.activation, tol
+            x0, d, self.operator(), steps, self.h, self.activation, tol, self.tol_mode == "relative"
         )
         self.last_depth = depth
         return x
@@ -284,6 +330,11 @@ class NaisNetFCBlock(_NaisNetBlock):
         eps: ``epsilon`` in ``A`` and ``delta = 1 - 2 eps`` (Algorithm 1).
         unconstrained: a free ``A`` (ablation), ignored by :func:`reproject_`.
         adaptive_train: also stop converged samples in training.
+        tol_mode: ``"absolute"`` (``||x(k+1) - x(k)|| < tol``) or ``"relative"``
+            (``< tol ||x(k)||``).
+        init: ``"zero"`` (``x(0) = 0``) or ``"input"`` (``x(0) = B u + b``, the projected input).
+        random_depth: in training, draw ``K`` per forward uniformly from
+            ``[random_depth, steps]`` (None: always ``steps``).
 
     Shape: ``(B, in_features) -> (B, features)``.
     """
@@ -301,8 +352,14 @@ class NaisNetFCBlock(_NaisNetBlock):
         eps: float = 0.01,
         unconstrained: bool = False,
         adaptive_train: bool = False,
+        tol_mode: str = "absolute",
+        init: str = "zero",
+        random_depth: int | None = None,
     ) -> None:
-        super().__init__(steps, max_steps, tol, h, activation, eps, unconstrained, adaptive_train)
+        super().__init__(
+            steps, max_steps, tol, h, activation, eps, unconstrained, adaptive_train,
+            tol_mode, init, random_depth,
+        )  # fmt: skip
         rank = rank or features
         if not 1 <= rank <= features:
             raise ConfigError(f"rank must be in [1, features={features}] (Algorithm 1), got {rank}")
@@ -348,8 +405,8 @@ class NaisNetConvBlock(_NaisNetBlock):
         channels: maps of the state ``X``.
         kernel_size: odd ``n_C``.
         eta: ``delta_c`` is clipped to ``[-1 + eta, 1 - eta]``, ``0 < eps < eta < 1``.
-        steps, max_steps, tol, h, activation, eps, unconstrained, adaptive_train: as in
-            :class:`NaisNetFCBlock`.
+        steps, max_steps, tol, h, activation, eps, unconstrained, adaptive_train, tol_mode,
+            init, random_depth: as in :class:`NaisNetFCBlock`.
 
     Shape: ``(B, in_channels, H, W) -> (B, channels, H, W)``.
     """
@@ -368,8 +425,14 @@ class NaisNetConvBlock(_NaisNetBlock):
         eta: float = 0.05,
         unconstrained: bool = False,
         adaptive_train: bool = False,
+        tol_mode: str = "absolute",
+        init: str = "zero",
+        random_depth: int | None = None,
     ) -> None:
-        super().__init__(steps, max_steps, tol, h, activation, eps, unconstrained, adaptive_train)
+        super().__init__(
+            steps, max_steps, tol, h, activation, eps, unconstrained, adaptive_train,
+            tol_mode, init, random_depth,
+        )  # fmt: skip
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ConfigError(f"kernel_size must be odd (n_C = 2p + 1, Sec. 3), got {kernel_size}")
         if not eps < eta < 1.0:
