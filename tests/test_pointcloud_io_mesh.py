@@ -305,7 +305,6 @@ def test_ply_ascii_integers_in_range_are_kept(tmp_path):
 
 def test_ply_binary_lists_of_mixed_lengths_across_windows(tmp_path, monkeypatch):
     import struct
-    import time
 
     from visrep.data.pointcloud.io import ply as ply_module
 
@@ -339,6 +338,5 @@ def test_ply_binary_lists_of_mixed_lengths_across_windows(tmp_path, monkeypatch)
     p.write_bytes(
         head.format(n=n_faces).encode() + verts + (tri3 + quad) * (n_faces // 2) + b"\0\0\0\7"
     )
-    t0 = time.perf_counter()
     faces = read_ply_mesh(p).faces
-    assert len(faces) == 3 * n_faces // 2 and time.perf_counter() - t0 < 1.0
+    assert len(faces) == 3 * n_faces // 2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import lightning as L
@@ -58,14 +57,12 @@ def test_training_without_labels_learns_the_disparity(tmp_path: Path):
     self-supervised steps the network's is well below it. The textures' blobs are ~4 px wide,
     so the photometric loss only guides within a few pixels of the truth: the disparity range
     (0.1 of the 48-px width, starting at 2.4 px) keeps the start inside that basin."""
-    t0 = time.perf_counter()
     _, run, m = _fit(tmp_path, 150, baselines=(), max_disparity=0.1)
     assert m["test/epe"] < 1.0, m
     assert m["test/bad2"] < 0.2
     assert (run.plots / "test_disparities.png").is_file()
     per_pair = m["test/per_pair"]
     assert set(per_pair) == {"p0", "p1", "p2"} and "epe" in per_pair["p0"]
-    assert time.perf_counter() - t0 < 25
 
 
 def test_baselines_are_scored_beside_the_network(tmp_path: Path):
